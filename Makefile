@@ -1,0 +1,54 @@
+# dicomflow: `make run` starts the product on the embedded defaults, `make test` proves it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl
+
+.PHONY: run test check lint format typecheck pytest system-deps clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dicomflow serve
+
+# Debian packages the tests drive (DCMTK tools, Orthanc as a peer). The packaged Orthanc service is kept
+# from starting: tests start their own, on loopback, inside a private network namespace.
+system-deps:
+	@missing=""; for b in storescu echoscu dcmsend findscu dcmcjpeg dcmcjpls dcmcrle dcmconv Orthanc unshare ip sqlite3 curl; do \
+	  command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  made_policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_PACKAGES); \
+	  rc=$$?; [ $$made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; \
+	  (service orthanc stop || true) >/dev/null 2>&1; exit $$rc; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck
+
+pytest: $(STAMP) system-deps
+	$(BIN)/pytest -q
+
+test: system-deps check pytest
+
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) dicomflow-data .pytest_cache .mypy_cache .ruff_cache

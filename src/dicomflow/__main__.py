@@ -1,0 +1,3 @@
+from dicomflow.cli import main
+
+main()

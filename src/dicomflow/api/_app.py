@@ -1,0 +1,59 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dicomflow import __version__
+from dicomflow.api import _catalog, _instances
+from dicomflow.api.errors import install_error_handlers
+from dicomflow.config import Settings
+from dicomflow.index import create_index_engine, migrate
+from dicomflow.storage import FileSystemBlobStore
+
+API_PREFIX = "/api/v1"
+"""Prefix of the native routes."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the HTTP API.
+
+    The index engine (migrated to the newest schema) and the blob store are created here, once, and kept
+    on ``app.state`` (``settings``, ``engine``, ``store``); the engine is disposed of at shutdown.
+
+    Parameters
+    ----------
+    settings
+        The installation's settings.
+
+    Returns
+    -------
+    FastAPI
+        ``GET /health`` is open; every route under ``/api/v1`` needs ``Authorization: Bearer <token>``.
+        OpenAPI documentation is served at ``/docs``.
+    """
+    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
+    migrate(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="dicomflow", version=__version__, docs_url="/docs", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+    install_error_handlers(app)
+    app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
+    app.include_router(_catalog.router, prefix=API_PREFIX, tags=["catalogue"])
+    app.include_router(_instances.router, prefix=API_PREFIX, tags=["instances"])
+    return app
+
+
+def health() -> dict[str, str]:
+    """Answer while the process is up; needs no token."""
+    return {"status": "ok"}

@@ -1,0 +1,72 @@
+"""Routes over the catalogue: projects, the hierarchy, datasets and the event log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field, StringConstraints
+
+from dicomflow.api._deps import AdminUser, IndexEngine, current_user
+from dicomflow.index._queries import (
+    DEFAULT_GROUP,
+    DatasetInfo,
+    EventInfo,
+    GroupNode,
+    ProjectInfo,
+    create_project,
+    events,
+    hierarchy,
+    list_datasets,
+    list_projects,
+)
+
+router = APIRouter(dependencies=[Depends(current_user)])
+
+
+class ProjectCreate(BaseModel):
+    """Body of ``POST /projects``."""
+
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)] = Field(
+        description="Project label, unique within the group whatever its case."
+    )
+    group: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
+        DEFAULT_GROUP, description="Group id; created when no group of that id (in any case) exists."
+    )
+
+
+@router.get("/projects", summary="List projects")
+def get_projects(
+    engine: IndexEngine, group: Annotated[str | None, Query(description="Only this group's projects.")] = None
+) -> list[ProjectInfo]:
+    """All projects by group and label."""
+    return list_projects(engine, group)
+
+
+@router.post("/projects", status_code=201, summary="Create a project (admins only)")
+def post_project(body: ProjectCreate, engine: IndexEngine, _admin: AdminUser) -> ProjectInfo:
+    """Create a project, and its group if needed; 409 when the group has a project of that label."""
+    return create_project(engine, body.label, body.group)
+
+
+@router.get("/hierarchy", summary="The tree group / project / subject / session / acquisition")
+def get_hierarchy(engine: IndexEngine) -> list[GroupNode]:
+    """Every level with counts of what lies below it; sessions carry their placement rule and reason."""
+    return hierarchy(engine)
+
+
+@router.get("/datasets", summary="List datasets with their series")
+def get_datasets(engine: IndexEngine) -> list[DatasetInfo]:
+    """All datasets by name."""
+    return list_datasets(engine)
+
+
+@router.get("/events", summary="The event log, newest first")
+def get_events(
+    engine: IndexEngine,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many events.")] = 100,
+    kind: Annotated[str | None, Query(description="Only events of this kind, e.g. 'placed'.")] = None,
+    object_uid: Annotated[str | None, Query(description="Only events about this UID.")] = None,
+) -> list[EventInfo]:
+    """Who did what, when, to which object, and why."""
+    return events(engine, limit, kind=kind, object_uid=object_uid)

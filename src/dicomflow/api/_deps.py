@@ -1,0 +1,73 @@
+"""Request dependencies: the engine and blob store kept on ``app.state``, and the caller's identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from dicomflow.errors import AuthenticationRequired, PermissionDenied
+from dicomflow.index._accounts import Role, UserInfo, user_for_token
+from dicomflow.storage._filesystem import FileSystemBlobStore
+
+_bearer = HTTPBearer(
+    auto_error=False, description="A token made with `dicomflow tokens create --user EMAIL`."
+)
+
+
+def get_engine(request: Request) -> Engine:
+    """The index engine created by ``create_app``."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_store(request: Request) -> FileSystemBlobStore:
+    """The blob store created by ``create_app``."""
+    store: FileSystemBlobStore = request.app.state.store
+    return store
+
+
+IndexEngine = Annotated[Engine, Depends(get_engine)]
+BlobStore = Annotated[FileSystemBlobStore, Depends(get_store)]
+
+
+def current_user(
+    engine: IndexEngine, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> UserInfo:
+    """The user of the request's bearer token.
+
+    Raises
+    ------
+    AuthenticationRequired
+        No ``Authorization: Bearer`` header, or an unknown token.
+    """
+    if credentials is None:
+        raise AuthenticationRequired("this request needs an 'Authorization: Bearer <token>' header")
+    user = user_for_token(engine, credentials.credentials)
+    if user is None:
+        raise AuthenticationRequired("the bearer token is not valid")
+    return user
+
+
+CurrentUser = Annotated[UserInfo, Depends(current_user)]
+
+
+def require_role(*roles: Role) -> Callable[[UserInfo], UserInfo]:
+    """A dependency that lets only users of one of ``roles`` through (403 for the others)."""
+
+    def check(user: CurrentUser) -> UserInfo:
+        if user.role not in roles:
+            allowed = ", ".join(role.value for role in roles)
+            raise PermissionDenied(
+                f"user {user.email!r} has role {user.role.value!r}; this needs {allowed}",
+                {"role": user.role.value, "allowed": [role.value for role in roles]},
+            )
+        return user
+
+    return check
+
+
+AdminUser = Annotated[UserInfo, Depends(require_role(Role.ADMIN))]

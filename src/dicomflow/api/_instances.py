@@ -1,0 +1,118 @@
+"""Routes over stored objects: series, instances (header as DICOM JSON, or exact bytes) and zip downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any
+
+import pydicom
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydicom.errors import InvalidDicomError
+
+from dicomflow.api._archive import CHUNK, zip_stream
+from dicomflow.api._deps import BlobStore, IndexEngine, current_user
+from dicomflow.errors import StorageError
+from dicomflow.index._queries import (
+    BlobRef,
+    SeriesInfo,
+    instance_blob,
+    series,
+    series_blobs,
+    study_blobs,
+)
+from dicomflow.storage import FileSystemBlobStore
+
+router = APIRouter(dependencies=[Depends(current_user)])
+
+_Responses = dict[int | str, dict[str, Any]]
+_ZIP: _Responses = {
+    200: {"content": {"application/zip": {}}, "description": "A zip of `<sop_instance_uid>.dcm`."}
+}
+_DICOM: _Responses = {200: {"content": {"application/dicom": {}}, "description": "The instance as received."}}
+_DICOM_JSON: _Responses = {
+    200: {"content": {"application/dicom+json": {}}, "description": "DICOM JSON model."}
+}
+
+
+@router.get("/series/{series_instance_uid}", summary="A series with its instances")
+def get_series(series_instance_uid: str, engine: IndexEngine) -> SeriesInfo:
+    """Where the series was placed, what it is, and its instances by instance number."""
+    return series(engine, series_instance_uid)
+
+
+@router.get(
+    "/series/{series_instance_uid}/download",
+    summary="Download a series as a zip",
+    response_class=StreamingResponse,
+    responses=_ZIP,
+)
+def download_series(series_instance_uid: str, engine: IndexEngine, store: BlobStore) -> StreamingResponse:
+    """Every instance of the series, byte-identical, streamed as a zip."""
+    return _zip_response(store, series_blobs(engine, series_instance_uid), series_instance_uid)
+
+
+@router.get(
+    "/sessions/{study_instance_uid}/download",
+    summary="Download a session (study) as a zip",
+    response_class=StreamingResponse,
+    responses=_ZIP,
+)
+def download_session(study_instance_uid: str, engine: IndexEngine, store: BlobStore) -> StreamingResponse:
+    """Every instance of the study, byte-identical, series after series, streamed as a zip."""
+    return _zip_response(store, study_blobs(engine, study_instance_uid), study_instance_uid)
+
+
+@router.get(
+    "/instances/{sop_instance_uid}",
+    summary="The header of an instance as DICOM JSON",
+    response_class=JSONResponse,
+    responses=_DICOM_JSON,
+)
+def get_instance(sop_instance_uid: str, engine: IndexEngine, store: BlobStore) -> JSONResponse:
+    """The stored instance read up to its pixel data, in the DICOM JSON model."""
+    blob = instance_blob(engine, sop_instance_uid)
+    with store.open(blob.blob_key) as handle:
+        header = _dicom_json(handle, sop_instance_uid)
+    return JSONResponse(header, media_type="application/dicom+json")
+
+
+@router.get(
+    "/instances/{sop_instance_uid}/file",
+    summary="The instance's bytes",
+    response_class=StreamingResponse,
+    responses=_DICOM,
+)
+def get_instance_file(sop_instance_uid: str, engine: IndexEngine, store: BlobStore) -> StreamingResponse:
+    """The Part 10 file exactly as received (``application/dicom``)."""
+    blob = instance_blob(engine, sop_instance_uid)
+    handle = store.open(blob.blob_key)
+    headers = {"Content-Length": str(blob.size), **_attachment(f"{sop_instance_uid}.dcm")}
+    return StreamingResponse(_chunks(handle), media_type="application/dicom", headers=headers)
+
+
+def _zip_response(store: FileSystemBlobStore, blobs: list[BlobRef], uid: str) -> StreamingResponse:
+    return StreamingResponse(
+        zip_stream(store, blobs), media_type="application/zip", headers=_attachment(f"{uid}.zip")
+    )
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    with handle:
+        while block := handle.read(CHUNK):
+            yield block
+
+
+def _dicom_json(handle: IO[bytes], sop_instance_uid: str) -> dict[str, Any]:
+    try:
+        dataset = pydicom.dcmread(handle, stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        raise StorageError(
+            f"the stored bytes of SOP Instance UID {sop_instance_uid!r} are not readable DICOM"
+        ) from exc
+    header: dict[str, Any] = dataset.to_json_dict()
+    return header

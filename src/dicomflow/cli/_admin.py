@@ -1,0 +1,190 @@
+"""Administration commands: ``projects``, ``users``, ``tokens`` and ``ls`` (the hierarchy as a tree).
+
+Each command opens the index for one short transaction, so they are safe while ``dicomflow serve`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+from sqlalchemy import Engine
+
+from dicomflow.cli._options import DataDir, load_settings
+from dicomflow.errors import DicomflowError
+from dicomflow.index import create_index_engine, migrate
+from dicomflow.index._accounts import Role, create_token, create_user
+from dicomflow.index._queries import (
+    DEFAULT_GROUP,
+    Counts,
+    GroupNode,
+    SessionNode,
+    create_project,
+    hierarchy,
+    list_projects,
+)
+
+_LEVELS = ("projects", "subjects", "sessions", "acquisitions", "instances")
+_UNWRAPPED = 10_000
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``projects create|list``, ``users create``, ``tokens create`` and ``ls`` to ``app``."""
+    projects = typer.Typer(help="Create and list projects.", no_args_is_help=True)
+    projects.command("create")(projects_create)
+    projects.command("list")(projects_list)
+    users = typer.Typer(help="Manage users.", no_args_is_help=True)
+    users.command("create")(users_create)
+    tokens = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+    tokens.command("create")(tokens_create)
+    app.add_typer(projects, name="projects")
+    app.add_typer(users, name="users")
+    app.add_typer(tokens, name="tokens")
+    app.command("ls")(ls)
+
+
+@contextmanager
+def opened_index(data_dir: Path | None = None) -> Iterator[Engine]:
+    """The migrated index of the settings; dicomflow errors end the command with a message and status 1."""
+    settings = load_settings(data_dir)
+    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
+    try:
+        migrate(engine)
+        yield engine
+    except DicomflowError as exc:
+        Console(stderr=True).print(Text.assemble(("error: ", "red"), exc.message))
+        raise typer.Exit(1) from exc
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    finally:
+        engine.dispose()
+
+
+def projects_create(
+    label: Annotated[str, typer.Argument(help="Project label (unique within its group, ignoring case).")],
+    group: Annotated[str, typer.Option(help="Group id; created if missing.")] = DEFAULT_GROUP,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a project."""
+    with opened_index(data_dir) as engine:
+        project = create_project(engine, label, group)
+    typer.echo(f"created project {project.group}/{project.label} (id {project.id})")
+
+
+def projects_list(
+    group: Annotated[str | None, typer.Option(help="Only this group's projects.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List projects."""
+    with opened_index(data_dir) as engine:
+        projects = list_projects(engine, group)
+    table = Table("group", "project", "id", "created")
+    for project in projects:
+        table.add_row(project.group, project.label, str(project.id), f"{project.created_at:%Y-%m-%d %H:%M}")
+    _console().print(table)
+
+
+def users_create(
+    email: Annotated[str, typer.Argument(help="Login email.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, help="Password (prompted if absent)."
+        ),
+    ],
+    role: Annotated[Role, typer.Option(help="What the user may do.", case_sensitive=False)] = Role.VIEWER,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user."""
+    with opened_index(data_dir) as engine:
+        user = create_user(engine, email, password, role)
+    typer.echo(f"created user {user.email} ({user.role.value})")
+
+
+def tokens_create(
+    user: Annotated[str, typer.Option("--user", help="Email of the user the token is for.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API token and print only the token (it is shown once; only its hash is kept)."""
+    with opened_index(data_dir) as engine:
+        token = create_token(engine, user)
+    typer.echo(token)
+
+
+def ls(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hierarchy as JSON.")] = False,
+    why: Annotated[
+        bool, typer.Option("--why", help="Show each session's placement rule and reason.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Show the hierarchy group / project / subject / session / acquisition with counts."""
+    with opened_index(data_dir) as engine:
+        groups = hierarchy(engine)
+    if as_json:
+        typer.echo(TypeAdapter(list[GroupNode]).dump_json(groups, indent=2).decode())
+    elif not groups:
+        typer.echo("the index is empty")
+    else:
+        _console().print(*(hierarchy_tree(group, why=why) for group in groups))
+
+
+def _console() -> Console:
+    """Standard output; when it is not a terminal, lines are never wrapped, so ``grep`` sees whole lines."""
+    console = Console()
+    return console if console.is_terminal else Console(width=_UNWRAPPED)
+
+
+def hierarchy_tree(group: GroupNode, *, why: bool = False) -> Tree:
+    """A Rich tree of one group, with counts on every node and, if ``why``, each session's placement."""
+    tree = Tree(_node(group.label, group.counts, "projects"))
+    for project in group.projects:
+        project_branch = tree.add(_node(project.label, project.counts, "subjects"))
+        for subject in project.subjects:
+            subject_branch = project_branch.add(_node(subject.label, subject.counts, "sessions"))
+            for session in subject.sessions:
+                session_branch = subject_branch.add(_session(session, why=why))
+                for acquisition in session.acquisitions:
+                    label = f"{acquisition.label} [{acquisition.modality}]"
+                    session_branch.add(_node(label, acquisition.counts, "instances"))
+    return tree
+
+
+def _session(session: SessionNode, *, why: bool) -> Text:
+    text = _node(session.label, session.counts, "acquisitions")
+    text.append(f"  {session.study_instance_uid}", style="dim")
+    if why:
+        text.append(f"\nwhy: {session.placement_rule}: {session.placement_reason}", style="italic")
+    return text
+
+
+def _node(label: str, counts: Counts, first_level: str) -> Text:
+    """``label (2 sessions, 3 acquisitions, 120 instances, 61.4 MB)``, counting from ``first_level`` down."""
+    parts = [_plural(getattr(counts, level), level) for level in _LEVELS[_LEVELS.index(first_level) :]]
+    text = Text(label, style="bold")
+    text.append(f"  ({', '.join([*parts, human_size(counts.size)])})", style="cyan")
+    return text
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun[:-1] if count == 1 else noun}"
+
+
+def human_size(size: int) -> str:
+    """Bytes in the largest decimal unit that keeps the number below 1000 (``999 B``, ``61.4 MB``)."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"

@@ -1,0 +1,17 @@
+"""The Typer application; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from dicomflow.cli import _admin, _serve, _transfer
+
+app = typer.Typer(help="dicomflow: receive, index, place and process medical images.", no_args_is_help=True)
+app.command("serve")(_serve.serve)
+_transfer.register(app)
+_admin.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``dicomflow`` console script."""
+    app()

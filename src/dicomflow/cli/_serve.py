@@ -1,0 +1,79 @@
+"""``dicomflow serve``: the receiver processes and the HTTP API, on one machine."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from dicomflow.cli._options import DataDir, load_settings
+
+
+def serve(
+    data_dir: DataDir = None,
+    dimse_port: Annotated[int | None, typer.Option(help="DICOM receiver port (default 11112).")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP API port (default 8080).")] = None,
+    ae_title: Annotated[
+        str | None, typer.Option(help="AE title of the receiver (default DICOMFLOW).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Receiving processes (default: 2 per core).")] = None,
+) -> None:
+    """Run the DICOM receiver and the HTTP API until interrupted."""
+    import uvicorn
+
+    from dicomflow.api import create_app
+    from dicomflow.dimse import ReceiverPool, listen, worker_count
+    from dicomflow.index import create_index_engine, migrate
+    from dicomflow.ingest import recover_store
+    from dicomflow.storage import FileSystemBlobStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(
+        data_dir,
+        **{
+            "dimse.port": dimse_port,
+            "http.port": http_port,
+            "dimse.ae_title": ae_title,
+            "dimse.workers": workers,
+        },
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
+    migrate(engine)
+    report = recover_store(engine, FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync))
+    if report.kept or report.removed:
+        logging.getLogger("dicomflow").warning(
+            "recovered after an unclean stop: %d finished writes kept, %d unfinished removed",
+            report.kept,
+            report.removed,
+        )
+    engine.dispose()
+    pool = ReceiverPool(settings, listen(settings))
+    pool.start()  # fork before any thread of ours starts
+    logging.getLogger("dicomflow").info(
+        "DICOM receiver %s on %s:%d (%d processes), HTTP API on http://%s:%d, data in %s",
+        settings.dimse.ae_title,
+        settings.dimse.host,
+        settings.dimse.port,
+        worker_count(settings),
+        settings.http.host,
+        settings.http.port,
+        settings.data_dir.resolve(),
+    )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: end with SystemExit
+    # so that the receivers are stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        uvicorn.run(
+            create_app(settings), host=settings.http.host, port=settings.http.port, log_level="warning"
+        )
+    finally:
+        pool.stop()
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

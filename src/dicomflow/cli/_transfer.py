@@ -1,0 +1,169 @@
+"""``dicomflow send`` (C-STORE to any node) and ``dicomflow import`` (local folder or zip into the index)."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dicomflow.cli._options import DataDir, load_settings
+
+_MAX_ZIP_BYTES = 64 << 30
+_MAX_ZIP_MEMBERS = 1_000_000
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def collected_files(paths: list[Path]) -> Iterator[list[Path]]:
+    """Every regular file under ``paths``; zips are extracted (safely) to a temporary folder first."""
+    with contextlib.ExitStack() as stack:
+        files: list[Path] = []
+        for path in paths:
+            if path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()))
+            elif zipfile.is_zipfile(path):
+                target = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicomflow-zip-")))
+                files.extend(extract_zip(path, target))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise typer.BadParameter(f"{path} is neither a file nor a folder")
+        yield files
+
+
+def extract_zip(archive: Path, target: Path) -> list[Path]:
+    """Extract regular members of ``archive`` into ``target``, refusing escapes and zip bombs."""
+    out: list[Path] = []
+    with zipfile.ZipFile(archive) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > _MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > _MAX_ZIP_BYTES:
+            raise typer.BadParameter(f"{archive}: too many members or too large when extracted")
+        for i, member in enumerate(members):
+            name = PurePosixPath(member.filename)
+            if name.is_absolute() or ".." in name.parts or (member.external_attr >> 28) == 0o12:
+                console.print(f"[yellow]skipped unsafe zip member {member.filename!r}")
+                continue
+            dest = target / f"{i:07d}_{name.name}"
+            with zf.open(member) as src, open(dest, "wb") as dst:
+                dst.write(src.read())
+            out.append(dest)
+    return out
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _summary(title: str, counts: Counter[str], failures: list[tuple[Path, str]]) -> None:
+    table = Table(title=title)
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    for name, count in sorted(counts.items()):
+        table.add_row(name, str(count))
+    console.print(table)
+    for path, why in failures[:50]:
+        console.print(f"[red]{path}[/red]: {why}")
+    if len(failures) > 50:
+        console.print(f"... and {len(failures) - 50} more failures")
+
+
+def send(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or zip files.")],
+    host: Annotated[str, typer.Option(help="Peer host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Peer port.")] = 11112,
+    calling_ae: Annotated[
+        str, typer.Option(help="Our AE title (kp-<dataset> picks a dataset).")
+    ] = "DICOMFLOW-SCU",
+    called_ae: Annotated[
+        str, typer.Option(help="Peer AE title (kp-<project> picks a project).")
+    ] = "DICOMFLOW",
+    associations: Annotated[int, typer.Option(help="Parallel associations.")] = 1,
+) -> None:
+    """Send DICOM files with C-STORE; exits non-zero if any file was not stored."""
+    from dicomflow.dimse._scu import describe
+    from dicomflow.dimse._scu import send as send_items
+
+    with collected_files(paths) as files:
+        described = [(path, describe(path)) for path in files]
+        items = [item for _path, item in described if item is not None]
+        skipped = [path for path, item in described if item is None]
+        with _progress() as progress:
+            task = progress.add_task("sending", total=len(items))
+            report = send_items(
+                items,
+                host,
+                port,
+                calling_ae=calling_ae,
+                called_ae=called_ae,
+                associations=associations,
+                on_done=lambda _path, _status: progress.advance(task),
+            )
+    for path in skipped:
+        report.add(path, "not DICOM")
+    _summary(f"sent to {called_ae}@{host}:{port}", report.counts, report.failures)
+    raise typer.Exit(0 if report.ok and items else 1)
+
+
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or zip files.")],
+    data_dir: DataDir = None,
+    project: Annotated[str | None, typer.Option(help="Put everything in this existing project.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Add every series to this dataset.")] = None,
+) -> None:
+    """Import DICOM files from disk through the same ingest as the receiver; exits non-zero on failures."""
+    from dicomflow.dimse import open_ingestor
+    from dicomflow.errors import DicomflowError
+    from dicomflow.index import migrate
+    from dicomflow.ingest import Source
+    from dicomflow.ingest._placing import find_project
+
+    settings = load_settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ingestor = open_ingestor(settings)
+    migrate(ingestor.engine)
+    prefix = settings.dimse.project_ae_prefix
+    if project is not None:
+        with ingestor.engine.connect() as conn:
+            if find_project(conn, project) is None:
+                raise typer.BadParameter(f"no project named {project!r}", param_hint="--project")
+    source = Source(
+        "import",
+        "cli",
+        calling_ae=f"{prefix}{dataset}" if dataset else None,
+        called_ae=f"{prefix}{project}" if project else None,
+    )
+    counts: Counter[str] = Counter()
+    failures: list[tuple[Path, str]] = []
+    with collected_files(paths) as files, _progress() as progress:
+        task = progress.add_task("importing", total=len(files))
+        for path in files:
+            try:
+                counts[str(ingestor.ingest_file(path, source).outcome)] += 1
+            except DicomflowError as exc:
+                counts[exc.code] += 1
+                failures.append((path, exc.message))
+            progress.advance(task)
+    _summary("imported", counts, failures)
+    raise typer.Exit(1 if failures else 0)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``send`` and ``import`` to the command line."""
+    app.command("send")(send)
+    app.command("import")(import_)

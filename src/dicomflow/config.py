@@ -1,0 +1,150 @@
+"""All settings of dicomflow: one pydantic-settings tree, read from ``DICOMFLOW_*`` and an optional TOML file.
+
+Nested fields use ``__``: ``DICOMFLOW_DIMSE__PORT=11112``, ``DICOMFLOW_INDEX__URL=postgresql+psycopg://…``.
+The TOML file is ``$DICOMFLOW_CONFIG`` or ``<data_dir>/dicomflow.toml``; environment variables win over it.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class DuplicatePolicy(StrEnum):
+    """What happens when a different object arrives under an existing SOP Instance UID."""
+
+    REJECT = "reject"
+    OVERWRITE = "overwrite"
+    KEEP_BOTH = "keep-both"
+
+
+class DimseSettings(BaseModel):
+    """The DICOM receiver."""
+
+    ae_title: str = Field("DICOMFLOW", description="AE title of the receiver.", max_length=16)
+    host: str = Field("127.0.0.1", description="Address the receiver listens on.")
+    port: int = Field(11112, description="TCP port of the receiver.")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Further called AE titles accepted and routed like the receiver's own.",
+    )
+    project_ae_prefix: str = Field("kp-", description="Called AE '<prefix><project>' selects a project.")
+    max_associations: int = Field(16, description="Associations served at once; more are rejected (busy).")
+    workers: int = Field(
+        0,
+        description="Receiving processes (0 = two per CPU core, at least 2); associations spread over them.",
+    )
+    idle_timeout: float = Field(
+        60.0, description="Seconds an association may stay silent before it is aborted."
+    )
+    acse_timeout: float = Field(30.0, description="Seconds to wait for association negotiation.")
+    max_pdu_size: int = Field(0, description="Maximum PDU size we accept (0 = unlimited, fastest).")
+    poll_interval: float = Field(
+        0.0002, description="Seconds pynetdicom's reactors sleep between polls of an open association."
+    )
+
+
+class HttpSettings(BaseModel):
+    """The HTTP API."""
+
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, description="TCP port of the HTTP API.")
+
+
+class IndexSettings(BaseModel):
+    """The metadata index (SQLAlchemy URL)."""
+
+    url: str = Field(
+        "", description="SQLAlchemy URL; empty = SQLite file index.sqlite3 in the data directory."
+    )
+    sqlite_synchronous: str = Field(
+        "FULL", description="SQLite synchronous pragma in WAL mode (FULL: every commit is fsynced)."
+    )
+
+
+class StorageSettings(BaseModel):
+    """Where instance bytes are kept."""
+
+    root: Path | None = Field(
+        None, description="Blob store directory; empty = 'blobs' in the data directory."
+    )
+    fsync: bool = Field(
+        True, description="fsync every blob before acknowledging it (turn off only for tests)."
+    )
+
+
+class IngestSettings(BaseModel):
+    """How received instances are accepted and placed."""
+
+    duplicate_policy: DuplicatePolicy = Field(
+        DuplicatePolicy.REJECT, description="A different object under an existing SOP Instance UID."
+    )
+    routing_tag: str = Field(
+        "PatientID", description="DICOM keyword carrying the routing string [fw://]group[/project[/…]]."
+    )
+    timezone: str = Field("UTC", description="Time zone of naive DICOM dates and times.")
+    fallback_group: str = Field("unknown", description="Group of instances no rule could place.")
+    fallback_project: str = Field("Unsorted", description="Project of instances no rule could place.")
+
+
+class Settings(BaseSettings):
+    """Every setting of a dicomflow installation."""
+
+    model_config = SettingsConfigDict(env_prefix="DICOMFLOW_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("dicomflow-data"), description="Directory holding the index, blobs and temp files."
+    )
+    dimse: DimseSettings = Field(default_factory=DimseSettings, description="DICOM receiver.")  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API.")  # type: ignore[arg-type]
+    index: IndexSettings = Field(default_factory=IndexSettings, description="Metadata index.")  # type: ignore[arg-type]
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="Blob storage.")  # type: ignore[arg-type]
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest rules.")  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = os.environ.get("DICOMFLOW_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @property
+    def index_url(self) -> str:
+        """The SQLAlchemy URL of the index."""
+        return self.index.url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+    @property
+    def blob_root(self) -> Path:
+        """The directory of the filesystem blob store."""
+        return self.storage.root or self.data_dir / "blobs"
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with dotted overrides applied, e.g. ``with_overrides(**{"dimse.port": 4242})``."""
+        data = self.model_dump()
+        for dotted, value in values.items():
+            if value is None:
+                continue
+            target = data
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                target = target[part]
+            target[leaf] = value
+        return Settings.model_validate(data)

@@ -1,0 +1,6 @@
+"""Pure helpers over pydicom: read an instance header, check UIDs."""
+
+from dicomflow.dicom._header import InstanceHeader, header_from_dataset, read_header
+from dicomflow.dicom._uid import check_uid, is_valid_uid
+
+__all__ = ["InstanceHeader", "check_uid", "header_from_dataset", "is_valid_uid", "read_header"]

@@ -1,0 +1,192 @@
+"""The C-ECHO / C-STORE SCP: AE setup, association routing by AE title, and the C-STORE handler.
+
+Each receiving process runs one :class:`Receiver` on a listening socket it shares with its siblings
+(see ``_workers.py``); every handler only translates between DIMSE and :class:`dicomflow.ingest.Ingestor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy import Engine
+
+from dicomflow.config import DimseSettings
+from dicomflow.dimse import _status as status
+from dicomflow.errors import DicomflowError, UnknownProject
+from dicomflow.ingest import Ingestor, Source
+from dicomflow.ingest._placing import find_project
+from dicomflow.placement import project_from_called_ae
+
+LOGGER = logging.getLogger(__name__)
+
+# Explicit VR Little Endian first: pynetdicom accepts the first of our syntaxes the requestor proposes,
+# and storing what the sender has (never transcoding) is the point.
+TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+]
+
+
+class Receiver:
+    """One process's DICOM receiver.
+
+    Parameters
+    ----------
+    settings
+        Receiver settings (AE title, aliases, limits, timeouts).
+    ingestor
+        The ingest use case of this process.
+    engine
+        Index engine, to check that a called ``kp-`` AE names an existing project.
+    """
+
+    def __init__(self, settings: DimseSettings, ingestor: Ingestor, engine: Engine) -> None:
+        self.settings = settings
+        self.ingestor = ingestor
+        self.engine = engine
+        self._own_titles = {settings.ae_title.strip(), *(a.strip() for a in settings.aliases)}
+        self.ae = self._build_ae()
+
+    def _build_ae(self) -> AE:
+        ae = AE(ae_title=self.settings.ae_title)
+        ae.maximum_pdu_size = self.settings.max_pdu_size
+        ae.maximum_associations = self.settings.max_associations
+        ae.network_timeout = self.settings.idle_timeout
+        ae.acse_timeout = self.settings.acse_timeout
+        ae.dimse_timeout = self.settings.idle_timeout
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        return ae
+
+    def handlers(self) -> list[tuple[Any, Any]]:
+        """The pynetdicom event handlers of this receiver."""
+        return [
+            (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_CONN_OPEN, self.on_connection),
+            (evt.EVT_C_ECHO, lambda _event: status.SUCCESS),
+            (evt.EVT_C_STORE, self.on_store),
+        ]
+
+    def serve(self, listening: socket.socket) -> ThreadedAssociationServer:
+        """Serve associations accepted from ``listening`` (shared with sibling processes) in a thread."""
+        server_class = type("SharedSocketServer", (_SharedSocketServer,), {"shared_socket": listening})
+        address = listening.getsockname()[:2]
+        server = self.ae.make_server(address, evt_handlers=self.handlers(), server_class=server_class)
+        self.ae._servers.append(server)  # so that server.shutdown() finds it, as with ae.start_server()
+        thread = threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True)
+        thread.start()
+        return server  # type: ignore[no-any-return]
+
+    def on_connection(self, event: Any) -> None:
+        """Shorten pynetdicom's reactor poll for this association (see ``dimse.configure``)."""
+        event.assoc.dul._run_loop_delay = self.settings.poll_interval
+
+    def on_requested(self, event: Any) -> None:
+        """Reject, at association time, a called AE that is neither ours nor names an existing project."""
+        request = event.assoc.requestor
+        called = str(request.primitive.called_ae_title).strip()
+        if called in self._own_titles:
+            return
+        project = project_from_called_ae(called, self.settings.project_ae_prefix)
+        if project is not None and self._project_exists(project):
+            return
+        error = UnknownProject(f"called AE title not recognised: {called!r} names no existing project")
+        source = Source("dimse", _actor(event), str(request.ae_title).strip(), called)
+        self.ingestor.record_rejection(source, "", error)
+        event.assoc.acse.send_reject(
+            status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, status.REASON_CALLED_AE_NOT_RECOGNISED
+        )
+
+    def _project_exists(self, label: str) -> bool:
+        with self.engine.connect() as conn:
+            return find_project(conn, label) is not None
+
+    def on_store(self, event: Any) -> int | Dataset:
+        """Store one instance; success is returned only once it is durable and indexed."""
+        request = event.assoc.requestor
+        source = Source(
+            "dimse",
+            _actor(event),
+            calling_ae=str(request.ae_title).strip(),
+            called_ae=str(request.primitive.called_ae_title).strip(),
+        )
+        try:
+            data = event.encoded_dataset()
+            self.ingestor.ingest_bytes([data], source)
+        except DicomflowError as exc:
+            return status.status_dataset(status.status_for(exc), exc.message)
+        except Exception as exc:
+            LOGGER.exception("C-STORE from %s failed", source.actor)
+            return status.status_dataset(status.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
+        return status.SUCCESS
+
+
+def _actor(event: Any) -> str:
+    request = event.assoc.requestor
+    return f"{str(request.ae_title).strip()}@{request.address}"
+
+
+class _SharedSocketServer(ThreadedAssociationServer):  # type: ignore[misc]  # pynetdicom is untyped here
+    """A pynetdicom server that accepts from a listening socket shared by several processes.
+
+    The socket is non-blocking: when a sibling wins the race for a connection, ``accept`` raises
+    ``BlockingIOError``, which socketserver ignores. A process already serving associations waits a little
+    before accepting, so that idle siblings take new connections first (balance across cores).
+    """
+
+    shared_socket: socket.socket
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.close()
+        self.socket = self.shared_socket
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """The shared socket is listening already."""
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        busy = len(self.active_associations)
+        if busy:
+            time.sleep(0.004 * busy)
+        conn, address = self.socket.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, address
+
+    def server_close(self) -> None:
+        """Leave the shared socket open for the siblings; the supervisor closes it."""

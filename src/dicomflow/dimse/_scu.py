@@ -1,0 +1,167 @@
+"""C-STORE SCU: send files to any DICOM node over one or more associations, stored bytes unchanged."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom.presentation import build_context
+
+_MAX_CONTEXTS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One file to send, with what the association must offer for it."""
+
+    path: Path
+    sop_class_uid: str
+    transfer_syntax_uid: str
+
+
+@dataclass
+class SendReport:
+    """What happened to every file: counts per status name, and the failures in detail."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, path: Path, status: str, detail: str = "") -> None:
+        """Record the outcome of one file (thread-safe)."""
+        with self.lock:
+            self.counts[status] += 1
+            if status not in {"success", "warning"}:
+                self.failures.append((path, f"{status}: {detail}" if detail else status))
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file was stored."""
+        return not self.failures
+
+
+def describe(path: Path) -> Outgoing | None:
+    """Read what is needed to send ``path`` (file meta and SOP Class); ``None`` if it is not DICOM."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError):
+        return None
+    meta = ds.file_meta
+    sop_class = str(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID") or "")
+    syntax = str(meta.get("TransferSyntaxUID") or "")
+    if not sop_class or not syntax:
+        return None
+    return Outgoing(path, sop_class, syntax)
+
+
+def send(
+    items: Sequence[Outgoing],
+    host: str,
+    port: int,
+    *,
+    calling_ae: str,
+    called_ae: str,
+    associations: int = 1,
+    on_done: Callable[[Path, str], None] | None = None,
+) -> SendReport:
+    """Send ``items`` with C-STORE over ``associations`` parallel associations.
+
+    Parameters
+    ----------
+    items
+        The files, as described by :func:`describe`.
+    host, port, calling_ae, called_ae
+        The peer and the AE titles of the association.
+    associations
+        How many associations to open at once; files are spread round-robin.
+    on_done
+        Called after each file with its path and status name (from several threads).
+    """
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True  # send the file's bytes as they are, without decoding
+    report = SendReport()
+    parts = [list(items[i :: max(1, associations)]) for i in range(max(1, associations))]
+    threads = [
+        threading.Thread(
+            target=_send_part, args=(part, host, port, calling_ae, called_ae, report, on_done), daemon=True
+        )
+        for part in parts
+        if part
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return report
+
+
+def _contexts(items: Sequence[Outgoing]) -> list[object]:
+    syntaxes: dict[str, set[str]] = {}
+    for item in items:
+        syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
+    contexts = []
+    for sop_class, found in syntaxes.items():
+        offered = sorted(found) + [
+            ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if ts not in found
+        ]
+        contexts.append(build_context(sop_class, offered))
+    return contexts[:_MAX_CONTEXTS]
+
+
+def _send_part(
+    items: list[Outgoing],
+    host: str,
+    port: int,
+    calling_ae: str,
+    called_ae: str,
+    report: SendReport,
+    on_done: Callable[[Path, str], None] | None,
+) -> None:
+    ae = AE(ae_title=calling_ae)
+    ae.maximum_pdu_size = 0
+    ae.requested_contexts = _contexts(items)
+    assoc = ae.associate(host, port, ae_title=called_ae)
+    if not assoc.is_established:
+        reason = "association rejected" if assoc.is_rejected else "association failed"
+        for item in items:
+            report.add(item.path, "not-sent", reason)
+            if on_done:
+                on_done(item.path, "not-sent")
+        return
+    try:
+        for item in items:
+            status = _store_one(assoc, item, report)
+            if on_done:
+                on_done(item.path, status)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _store_one(assoc: object, item: Outgoing, report: SendReport) -> str:
+    try:
+        response = assoc.send_c_store(item.path)  # type: ignore[attr-defined]
+    except (ValueError, RuntimeError, OSError) as exc:
+        report.add(item.path, "not-sent", str(exc))
+        return "not-sent"
+    if not response:
+        report.add(item.path, "no-response", "connection lost or timed out")
+        return "no-response"
+    code = int(response.Status)
+    comment = str(response.get("ErrorComment", ""))
+    name = (
+        "success"
+        if code == 0
+        else "warning"
+        if code in (0x0001, 0xB000, 0xB006, 0xB007)
+        else f"failure 0x{code:04X}"
+    )
+    report.add(item.path, name, comment)
+    return name

@@ -1,0 +1,140 @@
+"""Several receiving processes on one listening socket: past the GIL for parallel associations.
+
+The supervisor binds the socket once, forks ``workers`` processes that each run a :class:`Receiver` on it,
+and restarts any that die. Each worker has its own index engine and ingestor.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from dicomflow.config import Settings
+from dicomflow.errors import ConfigError
+
+LOGGER = logging.getLogger(__name__)
+_DRAIN_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_count(settings: Settings) -> int:
+    """How many receiving processes to run (setting 0 = two per core, at least 2)."""
+    if settings.dimse.workers > 0:
+        return settings.dimse.workers
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def listen(settings: Settings) -> socket.socket:
+    """Bind and listen on the receiver's address; non-blocking so that sibling workers can share it."""
+    try:
+        sock = socket.create_server((settings.dimse.host, settings.dimse.port), backlog=128)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {settings.dimse.host}:{settings.dimse.port} (DICOMFLOW_DIMSE__PORT): {exc}"
+        ) from exc
+    sock.setblocking(False)
+    return sock
+
+
+class ReceiverPool:
+    """Runs and supervises the receiving processes.
+
+    Parameters
+    ----------
+    settings
+        The installation's settings.
+    listening
+        The bound, listening socket (see :func:`listen`).
+    """
+
+    def __init__(self, settings: Settings, listening: socket.socket) -> None:
+        self.settings = settings
+        self.listening = listening
+        self._context = multiprocessing.get_context("fork")
+        self._processes: list[BaseProcess] = []
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Fork the workers (call before starting other threads) and watch them."""
+        self._processes = [self._spawn(i) for i in range(worker_count(self.settings))]
+        self._monitor = threading.Thread(target=self._watch, name="dimse-supervisor", daemon=True)
+        self._monitor.start()
+
+    def stop(self) -> None:
+        """Ask every worker to finish its associations and exit; kill those that do not in time."""
+        self._stopping.set()
+        for process in self._processes:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + _DRAIN_SECONDS + 5
+        for process in self._processes:
+            process.join(max(0.1, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        self.listening.close()
+
+    def _spawn(self, index: int) -> BaseProcess:
+        process = self._context.Process(
+            target=run_worker,
+            args=(self.settings, self.listening),
+            name=f"dicomflow-dimse-{index}",
+            daemon=True,
+        )
+        process.start()
+        return process
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            for i, process in enumerate(self._processes):
+                if not process.is_alive() and not self._stopping.is_set():
+                    LOGGER.error(
+                        "receiver process %s exited with %s; restarting", process.name, process.exitcode
+                    )
+                    self._processes[i] = self._spawn(i)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send us SIGTERM when the supervisor dies, even by SIGKILL (no orphan receivers)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        LOGGER.warning("cannot tie receiver process to its supervisor (prctl unavailable)")
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(settings: Settings, listening: socket.socket) -> None:
+    """Body of one receiving process: build its own engine and ingestor, serve until SIGTERM."""
+    from dicomflow.dimse._receiver import Receiver
+    from dicomflow.dimse._setup import configure, open_ingestor
+
+    _die_with_parent()
+    stop = threading.Event()
+
+    def _on_term(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    configure(settings)
+    ingestor = open_ingestor(settings)
+    receiver = Receiver(settings.dimse, ingestor, ingestor.engine)
+    server = receiver.serve(listening)
+    stop.wait()
+    server.shutdown()
+    deadline = time.monotonic() + _DRAIN_SECONDS
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ingestor.close()

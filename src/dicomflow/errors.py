@@ -1,0 +1,113 @@
+"""Every error dicomflow raises on purpose.
+
+::
+
+    DicomflowError                 internal-error        500
+     +-- ConfigError               config-error          500
+     +-- InvalidInstance           invalid-instance      422  not DICOM, truncated, missing/bad UIDs
+     +-- DuplicateConflict         duplicate-conflict    409  another object already holds this SOP Instance UID
+     +-- UnknownProject            unknown-project       404  an AE title or request names no existing project
+     +-- NotFound                  not-found             404
+     +-- AlreadyExists             already-exists        409
+     +-- AuthenticationRequired    unauthorized          401
+     +-- PermissionDenied          forbidden             403
+     +-- StorageError              storage-error         507  the blob store could not write or read
+     +-- IndexUnavailable          index-error           503  the index could not commit
+
+The API turns each into ``{"error": {"code", "message", "details"}}`` with its HTTP status; the DICOM
+receiver maps each to a C-STORE failure status (``dimse/_status.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DicomflowError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    code: ClassVar[str] = "internal-error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ConfigError(DicomflowError):
+    """A setting is missing or invalid; raised at startup."""
+
+    code, http_status = "config-error", 500
+
+
+class InvalidInstance(DicomflowError):
+    """The object is not DICOM, is truncated, or lacks valid identifying UIDs."""
+
+    code, http_status = "invalid-instance", 422
+
+
+class DuplicateConflict(DicomflowError):
+    """A different object was sent under an existing SOP Instance UID and the policy is ``reject``."""
+
+    code, http_status = "duplicate-conflict", 409
+
+
+class UnknownProject(DicomflowError):
+    """A called AE title or request names a project that does not exist."""
+
+    code, http_status = "unknown-project", 404
+
+
+class NotFound(DicomflowError):
+    """The requested resource does not exist (or is not visible to the caller)."""
+
+    code, http_status = "not-found", 404
+
+
+class AlreadyExists(DicomflowError):
+    """A resource with this name exists already."""
+
+    code, http_status = "already-exists", 409
+
+
+class AuthenticationRequired(DicomflowError):
+    """No valid credentials were given."""
+
+    code, http_status = "unauthorized", 401
+
+
+class PermissionDenied(DicomflowError):
+    """The caller is authenticated but may not do this."""
+
+    code, http_status = "forbidden", 403
+
+
+class StorageError(DicomflowError):
+    """The blob store could not write or read bytes."""
+
+    code, http_status = "storage-error", 507
+
+
+class IndexUnavailable(DicomflowError):
+    """The index database could not commit or answer."""
+
+    code, http_status = "index-error", 503
+
+
+ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
+    cls.code: cls
+    for cls in (
+        DicomflowError,
+        ConfigError,
+        InvalidInstance,
+        DuplicateConflict,
+        UnknownProject,
+        NotFound,
+        AlreadyExists,
+        AuthenticationRequired,
+        PermissionDenied,
+        StorageError,
+        IndexUnavailable,
+    )
+}

@@ -1,0 +1,57 @@
+"""Engine creation and schema migration (Alembic, applied on start)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def create_index_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+    """Create the SQLAlchemy engine of the index.
+
+    SQLite runs in WAL mode with a busy timeout, so that several receiving processes and the API can write
+    concurrently; PostgreSQL URLs are used as given.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, poolclass=NullPool if ":memory:" in url else None)
+    synchronous = sqlite_synchronous.upper()
+    if synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"sqlite synchronous {sqlite_synchronous!r} is not OFF, NORMAL, FULL or EXTRA")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Take the write lock up front: a deferred transaction that reads, then writes, fails with
+        # "database is locked" instead of waiting when another process wrote in between.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,213 @@
+"""Blob store on a local filesystem: bytes exactly as received, durable before anyone is told so.
+
+Write protocol (crash-safe without scanning the store):
+
+1. the bytes go to ``staging/<random>.part`` and are fsynced (``stage``);
+2. ``publish`` hard-links the staged file to ``objects/<key>`` (key built from validated UIDs only) and
+   fsyncs the directory;
+3. the caller commits the index row;
+4. ``release`` removes the staged name.
+
+A crash leaves only staged files behind. ``recover`` looks at those alone: if the index holds a row for the
+object's key the staged name is dropped, else the published link (if any) and the staged file are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from dicomflow.errors import StorageError
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StagedBlob:
+    """Bytes written and fsynced under a temporary name, not yet visible under a key."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What ``recover`` found after an unclean stop."""
+
+    kept: int
+    removed: int
+
+
+class FileSystemBlobStore:
+    """A blob store in a directory: ``objects/`` for published blobs, ``staging/`` for writes in flight.
+
+    Parameters
+    ----------
+    root
+        Directory of the store (created).
+    fsync
+        Whether to fsync files and directories (only tests turn this off).
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.staging = self.root / "staging"
+        self._fsync = fsync
+        self._known_dirs: set[Path] = set()
+        try:
+            self.objects.mkdir(parents=True, exist_ok=True)
+            self.staging.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create blob store in {self.root}: {exc}") from exc
+
+    def new_staging_path(self) -> Path:
+        """A fresh name under ``staging/`` for a writer that fills the file itself."""
+        return self.staging / f"{secrets.token_hex(12)}.part"
+
+    def stage(self, chunks: list[bytes | memoryview]) -> StagedBlob:
+        """Write ``chunks`` to a new staged file, fsync it, and return its size and SHA-256."""
+        path = self.new_staging_path()
+        digest = hashlib.sha256()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                size = _write_all(fd, chunks)
+                for chunk in chunks:
+                    digest.update(chunk)
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: {exc}") from exc
+        return StagedBlob(path, size, digest.hexdigest())
+
+    def stage_file(self, source: Path) -> StagedBlob:
+        """Copy an existing file into staging (the source is left untouched)."""
+        try:
+            with open(source, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise StorageError(f"cannot read {source}: {exc}") from exc
+        return self.stage([data])
+
+    def sync_staged(self, path: Path) -> StagedBlob:
+        """Fsync a staged file written by someone else and compute its size and SHA-256."""
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                while block := handle.read(_CHUNK):
+                    digest.update(block)
+                if self._fsync:
+                    os.fsync(handle.fileno())
+                size = handle.tell()
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from exc
+        return StagedBlob(path, size, digest.hexdigest())
+
+    def publish(self, staged: StagedBlob, key: str) -> None:
+        """Make the staged bytes visible under ``key`` (durably, before returning); keys are never reused."""
+        target = self.path_of(key)
+        try:
+            self._ensure_dir(target.parent)
+            os.link(staged.path, target)
+            if self._fsync:
+                _fsync_dir(target.parent)
+        except FileExistsError as exc:
+            raise StorageError(f"blob {key!r} exists already") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot publish blob {key!r}: {exc}") from exc
+
+    def release(self, staged: StagedBlob) -> None:
+        """Forget the staged name (after the index row is committed, or to abandon the write)."""
+        staged.path.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        """Remove a published blob (missing is fine)."""
+        try:
+            self.path_of(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete blob {key!r}: {exc}") from exc
+
+    def open(self, key: str) -> IO[bytes]:
+        """Open a published blob for reading."""
+        try:
+            return open(self.path_of(key), "rb")
+        except OSError as exc:
+            raise StorageError(f"cannot read blob {key!r}: {exc}") from exc
+
+    def path_of(self, key: str) -> Path:
+        """The file of ``key``; keys are relative, made of UID characters, dots, dashes and slashes."""
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"blob key {key!r} is not a relative key")
+        return self.objects / key
+
+    def staged_leftovers(self) -> Iterator[Path]:
+        """Staged files left by a process that stopped before finishing them."""
+        yield from sorted(self.staging.glob("*.part"))
+        yield from sorted(self.staging.glob("*.dcm"))
+
+    def recover(
+        self, key_of: Callable[[Path], str | None], is_indexed: Callable[[str], bool]
+    ) -> RecoveryReport:
+        """Clean up after an unclean stop, looking only at staged leftovers.
+
+        Parameters
+        ----------
+        key_of
+            Maps a staged file to the key it would have been published under (``None`` if unreadable).
+        is_indexed
+            Whether the index holds a row for a key.
+        """
+        kept = removed = 0
+        for path in self.staged_leftovers():
+            key = key_of(path)
+            if key is not None and is_indexed(key):
+                kept += 1
+            else:
+                if key is not None and self._same_file(path, key):
+                    self.delete(key)
+                removed += 1
+            path.unlink(missing_ok=True)
+        return RecoveryReport(kept=kept, removed=removed)
+
+    def _same_file(self, path: Path, key: str) -> bool:
+        try:
+            return os.path.samefile(path, self.path_of(key))
+        except OSError:
+            return False
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._known_dirs:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._fsync:
+            _fsync_dir(directory.parent)
+        if len(self._known_dirs) > 4096:
+            self._known_dirs.clear()
+        self._known_dirs.add(directory)
+
+
+def _write_all(fd: int, chunks: list[bytes | memoryview]) -> int:
+    total = sum(len(c) for c in chunks)
+    written = os.writev(fd, chunks)
+    while written < total:  # short write: finish the rest chunk by chunk
+        rest = b"".join(bytes(c) for c in chunks)[written:]
+        written += os.write(fd, rest)
+    return total
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,193 @@
+"""The index queries behind the API and ``dicomflow ls``: results, order, errors, a fixed query count."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest_api import IndexWriter, Seeded, api_settings, seed_index
+from pydicom.uid import generate_uid
+from sqlalchemy import Engine, event
+
+from dicomflow.errors import AlreadyExists, NotFound
+from dicomflow.index import Project, create_index_engine, migrate
+from dicomflow.index._queries import (
+    Counts,
+    GroupNode,
+    create_project,
+    events,
+    hierarchy,
+    instance,
+    instance_blob,
+    instances_of_series,
+    list_datasets,
+    list_projects,
+    series,
+    series_blobs,
+    study_blobs,
+)
+from dicomflow.storage import FileSystemBlobStore
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    settings = api_settings(tmp_path)
+    engine = create_index_engine(settings.index_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileSystemBlobStore:
+    return FileSystemBlobStore(tmp_path / "blobs", fsync=False)
+
+
+@pytest.fixture
+def seeded(engine: Engine, store: FileSystemBlobStore) -> Seeded:
+    return seed_index(engine, store)
+
+
+def test_create_project_creates_its_group(engine: Engine) -> None:
+    project = create_project(engine, "  Cardio ", group="heart")
+    assert (project.group, project.label) == ("heart", "Cardio")
+    assert project.created_at.tzinfo is not None
+    assert [g.id for g in hierarchy(engine)] == ["heart"]
+    assert list_projects(engine) == [
+        dataclasses.replace(project, created_at=list_projects(engine)[0].created_at)
+    ]
+
+
+def test_create_project_reuses_a_group_of_any_case(engine: Engine, seeded: Seeded) -> None:
+    project = create_project(engine, "Spine", group="NEURO")
+    assert project.group == "neuro"
+    assert [p.label for p in list_projects(engine, group="neuro")] == ["Brain", "Spine"]
+
+
+@pytest.mark.parametrize("label", ["Brain", "brain", "BRAIN", " brain "])
+def test_project_labels_clash_ignoring_case(engine: Engine, seeded: Seeded, label: str) -> None:
+    with pytest.raises(AlreadyExists, match="exists already"):
+        create_project(engine, label, group="neuro")
+
+
+@pytest.mark.parametrize(
+    ("label", "group"), [("", "g"), ("   ", "g"), ("x" * 129, "g"), ("ok", ""), ("ok", "g" * 65)]
+)
+def test_create_project_rejects_bad_names(engine: Engine, label: str, group: str) -> None:
+    with pytest.raises(ValueError, match="must have 1 to"):
+        create_project(engine, label, group=group)
+
+
+def test_hierarchy_counts_roll_up(engine: Engine, seeded: Seeded) -> None:
+    neuro, unknown = hierarchy(engine)
+    size = sum(len(item.data) for item in seeded.all_instances())
+    assert neuro.counts == Counts(projects=1, subjects=2, sessions=2, acquisitions=3, instances=6, size=size)
+    assert unknown.counts == Counts(projects=1)
+    brain = neuro.projects[0]
+    assert brain.counts == Counts(subjects=2, sessions=2, acquisitions=3, instances=6, size=size)
+    p001, p002 = brain.subjects
+    assert (p001.label, p002.label) == ("P001", "P002")
+    assert p002.counts == Counts(
+        sessions=1, acquisitions=1, instances=1, size=len(seeded.instances["B1"][0].data)
+    )
+    session = p001.sessions[0]
+    assert session.counts.acquisitions == 2 and session.counts.instances == 5
+    assert session.placement_rule == "routing-string"
+    assert session.timestamp is not None and session.timestamp.tzinfo is not None
+
+
+def test_hierarchy_costs_a_fixed_number_of_queries(engine: Engine, store: FileSystemBlobStore) -> None:
+    seed_index(engine, store)
+    few = _statements(engine, hierarchy)
+    writer = IndexWriter(engine, store)
+    project_id = writer.insert(Project, group_id="neuro", label="More", label_key="more")
+    for n in range(5):
+        study = generate_uid()
+        writer.series(writer.session(project_id, f"S{n}", study), study, [1, 2])
+    assert _statements(engine, hierarchy) == few <= 6
+
+
+def _statements(engine: Engine, query: Any) -> int:
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        query(engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return sum(1 for statement in seen if statement.lstrip().upper().startswith("SELECT"))
+
+
+def test_empty_index_has_no_groups(engine: Engine) -> None:
+    assert hierarchy(engine) == []
+    assert list_projects(engine) == []
+    assert list_datasets(engine) == []
+    assert events(engine) == []
+
+
+def test_series_and_its_instances(engine: Engine, seeded: Seeded) -> None:
+    info = series(engine, seeded.series["A1"])
+    assert (info.group, info.project, info.subject, info.modality) == ("neuro", "Brain", "P001", "CT")
+    assert info.acquisition_uids == (seeded.series["A1"],)
+    assert info.instance_count == 3
+    assert [i.instance_number for i in info.instances] == [1, 2, 3]
+    assert list(info.instances) == instances_of_series(engine, seeded.series["A1"])
+    assert [i.instance_number for i in instances_of_series(engine, seeded.series["A2"])] == [1, None]
+
+
+def test_unknown_uids_are_not_found(engine: Engine, seeded: Seeded) -> None:
+    for lookup in (series, series_blobs, study_blobs, instance, instance_blob):
+        with pytest.raises(NotFound, match="1.2.3.4"):
+            lookup(engine, "1.2.3.4")
+    assert instances_of_series(engine, "1.2.3.4") == []
+
+
+def test_instance_and_blobs(engine: Engine, seeded: Seeded) -> None:
+    stored = seeded.instances["B1"][0]
+    info = instance(engine, stored.sop_instance_uid)
+    assert (info.series_instance_uid, info.size) == (stored.series_instance_uid, len(stored.data))
+    assert info.received_at.tzinfo is not None
+    blob = instance_blob(engine, stored.sop_instance_uid)
+    assert blob.blob_key.endswith(f"{stored.sop_instance_uid}.dcm")
+
+
+def test_blobs_come_in_archive_order(engine: Engine, seeded: Seeded) -> None:
+    study = study_blobs(engine, seeded.study_a)
+    expected = seeded.instances["A1"] + seeded.instances["A2"]
+    assert {b.sop_instance_uid for b in study} == {i.sop_instance_uid for i in expected}
+    series_uids = [b.series_instance_uid for b in study]
+    assert series_uids == sorted(series_uids)  # series after series
+    a1 = series_blobs(engine, seeded.series["A1"])
+    by_number = sorted(seeded.instances["A1"], key=lambda i: i.instance_number or 0)
+    assert [b.sop_instance_uid for b in a1] == [i.sop_instance_uid for i in by_number]
+
+
+def test_events_filters_and_limit(engine: Engine, seeded: Seeded) -> None:
+    assert [e.kind for e in events(engine)] == ["stored", "placed", "placed"]
+    assert len(events(engine, limit=1)) == 1
+    assert {e.object_uid for e in events(engine, kind="placed")} == {seeded.study_a, seeded.study_b}
+    assert [e.kind for e in events(engine, object_uid=seeded.study_a)] == ["stored", "placed"]
+    assert events(engine, kind="placed", object_uid=seeded.study_b)[0].reason == f"placed {seeded.study_b}"
+    with pytest.raises(ValueError, match="limit"):
+        events(engine, limit=0)
+
+
+def test_datasets_with_series(engine: Engine, seeded: Seeded) -> None:
+    (cohort,) = list_datasets(engine)
+    assert cohort.name == "cohort"
+    (member,) = cohort.series
+    assert (member.series_instance_uid, member.study_instance_uid) == (seeded.series["A1"], seeded.study_a)
+    assert member.instance_count == 3
+
+
+def test_results_are_frozen_dataclasses(engine: Engine, seeded: Seeded) -> None:
+    group: GroupNode = hierarchy(engine)[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        group.label = "changed"  # type: ignore[misc]
+    assert isinstance(group.projects, tuple)
