@@ -5,7 +5,7 @@
     DicomflowError                 internal-error        500
      +-- ConfigError               config-error          500
      +-- InvalidInstance           invalid-instance      422  not DICOM, truncated, missing/bad UIDs
-     +-- DuplicateConflict         duplicate-conflict    409  another object already holds this SOP Instance UID
+     +-- DuplicateConflict         duplicate-conflict    409  another object holds the SOP Instance UID
      +-- UnknownProject            unknown-project       404  an AE title or request names no existing project
      +-- NotFound                  not-found             404
      +-- AlreadyExists             already-exists        409

@@ -17,5 +17,5 @@ DataDir = Annotated[
 
 def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings:
     """Settings from the environment and TOML file, with command-line values on top."""
-    settings = Settings()
+    settings = Settings()  # type: ignore[call-arg]  # pydantic-settings fills fields from the environment
     return settings.with_overrides(data_dir=data_dir, **overrides)

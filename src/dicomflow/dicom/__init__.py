@@ -1,6 +1,15 @@
 """Pure helpers over pydicom: read an instance header, check UIDs."""
 
+from dicomflow.dicom._file_meta import IMPLEMENTATION_CLASS_UID, encode_file_meta
 from dicomflow.dicom._header import InstanceHeader, header_from_dataset, read_header
 from dicomflow.dicom._uid import check_uid, is_valid_uid
 
-__all__ = ["InstanceHeader", "check_uid", "header_from_dataset", "is_valid_uid", "read_header"]
+__all__ = [
+    "IMPLEMENTATION_CLASS_UID",
+    "InstanceHeader",
+    "check_uid",
+    "encode_file_meta",
+    "header_from_dataset",
+    "is_valid_uid",
+    "read_header",
+]

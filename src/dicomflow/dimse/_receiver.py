@@ -29,13 +29,14 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 
 from dicomflow.config import DimseSettings
+from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _status as status
-from dicomflow.errors import DicomflowError, UnknownProject
+from dicomflow.errors import DicomflowError, InvalidInstance, UnknownProject
 from dicomflow.ingest import Ingestor, Source
 from dicomflow.ingest._placing import find_project
 from dicomflow.placement import project_from_called_ae
@@ -89,11 +90,12 @@ class Receiver:
         ae.acse_timeout = self.settings.acse_timeout
         ae.dimse_timeout = self.settings.idle_timeout
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+            if context.abstract_syntax is not None:
+                ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         return ae
 
-    def handlers(self) -> list[tuple[Any, Any]]:
+    def handlers(self) -> list[Any]:
         """The pynetdicom event handlers of this receiver."""
         return [
             (evt.EVT_REQUESTED, self.on_requested),
@@ -110,7 +112,7 @@ class Receiver:
         self.ae._servers.append(server)  # so that server.shutdown() finds it, as with ae.start_server()
         thread = threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True)
         thread.start()
-        return server  # type: ignore[no-any-return]
+        return server
 
     def on_connection(self, event: Any) -> None:
         """Shorten pynetdicom's reactor poll for this association (see ``dimse.configure``)."""
@@ -138,16 +140,27 @@ class Receiver:
 
     def on_store(self, event: Any) -> int | Dataset:
         """Store one instance; success is returned only once it is durable and indexed."""
-        request = event.assoc.requestor
+        requestor = event.assoc.requestor
+        calling_ae = str(requestor.ae_title).strip()
         source = Source(
             "dimse",
             _actor(event),
-            calling_ae=str(request.ae_title).strip(),
-            called_ae=str(request.primitive.called_ae_title).strip(),
+            calling_ae=calling_ae,
+            called_ae=str(requestor.primitive.called_ae_title).strip(),
         )
+        command = event.request
         try:
-            data = event.encoded_dataset()
-            self.ingestor.ingest_bytes([data], source)
+            meta = encode_file_meta(
+                str(command.AffectedSOPClassUID),
+                str(command.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+                calling_ae,
+            )
+            self.ingestor.ingest_bytes([meta + command.DataSet.getvalue()], source)
+        except UnicodeEncodeError:
+            error = InvalidInstance("the C-STORE request names a SOP Class or Instance UID that is not ASCII")
+            self.ingestor.record_rejection(source, "", error)
+            return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
         except DicomflowError as exc:
             return status.status_dataset(status.status_for(exc), exc.message)
         except Exception as exc:
@@ -161,7 +174,7 @@ def _actor(event: Any) -> str:
     return f"{str(request.ae_title).strip()}@{request.address}"
 
 
-class _SharedSocketServer(ThreadedAssociationServer):  # type: ignore[misc]  # pynetdicom is untyped here
+class _SharedSocketServer(ThreadedAssociationServer):
     """A pynetdicom server that accepts from a listening socket shared by several processes.
 
     The socket is non-blocking: when a sibling wins the race for a connection, ``accept`` raises
@@ -173,7 +186,8 @@ class _SharedSocketServer(ThreadedAssociationServer):  # type: ignore[misc]  # p
     daemon_threads = True
 
     def server_bind(self) -> None:
-        self.socket.close()
+        if self.socket is not None:
+            self.socket.close()
         self.socket = self.shared_socket
         self.server_address = self.socket.getsockname()
 
@@ -184,7 +198,7 @@ class _SharedSocketServer(ThreadedAssociationServer):  # type: ignore[misc]  # p
         busy = len(self.active_associations)
         if busy:
             time.sleep(0.004 * busy)
-        conn, address = self.socket.accept()
+        conn, address = self.shared_socket.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn, address
 

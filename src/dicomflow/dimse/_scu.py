@@ -13,7 +13,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
-from pynetdicom.presentation import build_context
+from pynetdicom.presentation import PresentationContext, build_context
 
 _MAX_CONTEXTS = 128
 
@@ -102,7 +102,7 @@ def send(
     return report
 
 
-def _contexts(items: Sequence[Outgoing]) -> list[object]:
+def _contexts(items: Sequence[Outgoing]) -> list[PresentationContext]:
     syntaxes: dict[str, set[str]] = {}
     for item in items:
         syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)

@@ -45,8 +45,8 @@ def configure(settings: Settings) -> None:
     # Each association is served by two threads (socket reactor, DIMSE reactor) plus ingest I/O threads
     # that hand work back and forth; the default 5 ms GIL switch interval would stall every hand-over.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    pynetdicom.association.time = _ReactorClock(settings.dimse.poll_interval)  # type: ignore[attr-defined]
-    pynetdicom.dul.time = _ReactorClock(settings.dimse.poll_interval)  # type: ignore[attr-defined]
+    pynetdicom.association.time = _ReactorClock(settings.dimse.poll_interval)  # type: ignore[assignment,attr-defined]  # module-like stand-in
+    pynetdicom.dul.time = _ReactorClock(settings.dimse.poll_interval)  # type: ignore[assignment,attr-defined]  # module-like stand-in
     # Headers are indexed as they are; bad values are reported by validity checks, not refused here.
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE  # file meta of pynetdicom

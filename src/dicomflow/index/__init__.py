@@ -10,7 +10,7 @@ from dicomflow.index._accounts import (
     hash_password,
     user_for_token,
 )
-from dicomflow.index._db import create_index_engine, migrate
+from dicomflow.index._db import WriteLock, create_index_engine, migrate
 from dicomflow.index._models import (
     Acquisition,
     Base,
@@ -55,6 +55,7 @@ from dicomflow.index._queries import (
 )
 
 __all__ = [
+    "WriteLock",
     "Acquisition",
     "AcquisitionNode",
     "Base",

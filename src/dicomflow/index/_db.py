@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,42 @@ def create_index_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class WriteLock:
+    """Serialises the write transactions of every dicomflow process on one SQLite file.
+
+    SQLite lets one writer in at a time and makes the others poll with sleeps of 1, 2, 5, 10… ms; a
+    kernel file lock (``flock``) instead wakes the next writer the moment the lock is free. Threads of
+    one process queue on a thread lock first (``flock`` is per open file, not per thread). For other
+    databases the lock does nothing.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            self._fd = os.open(url.removeprefix("sqlite:///") + ".writelock", os.O_RDWR | os.O_CREAT, 0o644)
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def close(self) -> None:
+        """Close the lock file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def migrate(engine: Engine) -> None:

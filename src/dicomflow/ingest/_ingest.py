@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from dicomflow.config import DuplicatePolicy, Settings
 from dicomflow.dicom import InstanceHeader, read_header
 from dicomflow.errors import DicomflowError, DuplicateConflict, IndexUnavailable
-from dicomflow.index import Instance, utcnow
+from dicomflow.index import Instance, WriteLock, utcnow
 from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
 from dicomflow.placement import PlacementConfig, dataset_from_calling_ae
 from dicomflow.storage import FileSystemBlobStore, StagedBlob
@@ -117,6 +117,7 @@ class Ingestor:
         self._extra = () if settings.ingest.routing_tag == "PatientID" else (settings.ingest.routing_tag,)
         self._placed: OrderedDict[tuple[str, str, str | None, str | None], int] = OrderedDict()
         self._lock = threading.Lock()
+        self._write_lock = WriteLock(engine.url.render_as_string(hide_password=False))
         self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-io")
         self._connections: queue.SimpleQueue[Connection] = queue.SimpleQueue()
 
@@ -174,13 +175,14 @@ class Ingestor:
         self._io.shutdown(wait=True)
         while not self._connections.empty():
             self._connections.get_nowait().close()
+        self._write_lock.close()
         self.engine.dispose()
 
     def record_rejection(self, source: Source, object_uid: str, error: DicomflowError) -> None:
         """Log a refused instance or association in the event log (never raises)."""
         LOGGER.warning("rejected %s from %s: %s", object_uid or "instance", source.actor, error.message)
         try:
-            with self.engine.begin() as conn:
+            with self._write_lock, self.engine.begin() as conn:
                 record_event(
                     conn, "rejected", source.actor, object_uid, f"{error.code}: {error.message}", "failed"
                 )
@@ -201,7 +203,7 @@ class Ingestor:
         key = blob_key(header, staged.sha256)
         for attempt in range(3):
             try:
-                with self._connection() as conn:
+                with self._write_lock, self._connection() as conn:
                     return self._index(conn, header, staged, key, source)
             except IntegrityError:  # another process created the same row first: look again
                 if attempt == 2:

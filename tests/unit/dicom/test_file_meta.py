@@ -1,0 +1,43 @@
+"""The fast file-meta encoder writes exactly what pydicom writes."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import CTImageStorage, ExplicitVRBigEndian, ImplicitVRLittleEndian, JPEG2000, generate_uid
+
+from dicomflow.dicom import IMPLEMENTATION_CLASS_UID, encode_file_meta
+from dicomflow.dicom._file_meta import IMPLEMENTATION_VERSION_NAME
+
+
+def _pydicom_meta(sop_class: str, sop: str, syntax: str, ae: str) -> bytes:
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if ae:
+        meta.SourceApplicationEntityTitle = ae
+    out = BytesIO()
+    out.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian, JPEG2000])
+@pytest.mark.parametrize("ae", ["", "STORESCU", "kp-lung"])
+@pytest.mark.parametrize("sop", ["1.2.3", "1.2.34", generate_uid()])
+def test_identical_to_pydicom(syntax: str, ae: str, sop: str) -> None:
+    assert encode_file_meta(CTImageStorage, sop, syntax, ae) == _pydicom_meta(CTImageStorage, sop, syntax, ae)
+
+
+def test_reads_back() -> None:
+    meta = dcmread(BytesIO(encode_file_meta(CTImageStorage, "1.2.3", ImplicitVRLittleEndian, "X")), force=True)
+    assert meta.file_meta.MediaStorageSOPInstanceUID == "1.2.3"
+    assert meta.file_meta.SourceApplicationEntityTitle == "X"
