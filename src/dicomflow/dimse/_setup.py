@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 from typing import Any
 
@@ -17,8 +15,6 @@ from dicomflow.config import Settings
 from dicomflow.index import create_index_engine
 from dicomflow.ingest import Ingestor
 from dicomflow.storage import FileSystemBlobStore
-
-SWITCH_INTERVAL = float(os.environ.get("SWI", "0.0005"))
 
 
 class _ReactorClock:
@@ -42,9 +38,6 @@ class _ReactorClock:
 def configure(settings: Settings) -> None:
     """Set pynetdicom's and pydicom's process-wide flags for a receiving process (the only place)."""
     pynetdicom_config.LOG_HANDLER_LEVEL = "none"
-    # Each association is served by two threads (socket reactor, DIMSE reactor) plus ingest I/O threads
-    # that hand work back and forth; the default 5 ms GIL switch interval would stall every hand-over.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     pynetdicom.association.time = _ReactorClock(settings.dimse.poll_interval)  # type: ignore[assignment,attr-defined]  # module-like stand-in
     pynetdicom.dul.time = _ReactorClock(settings.dimse.poll_interval)  # type: ignore[assignment,attr-defined]  # module-like stand-in
     # Headers are indexed as they are; bad values are reported by validity checks, not refused here.

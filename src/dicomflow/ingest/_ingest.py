@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -118,22 +116,11 @@ class Ingestor:
         self._placed: OrderedDict[tuple[str, str, str | None, str | None], int] = OrderedDict()
         self._lock = threading.Lock()
         self._write_lock = WriteLock(engine.url.render_as_string(hide_password=False))
-        self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-io")
         self._connections: queue.SimpleQueue[Connection] = queue.SimpleQueue()
 
     def ingest_bytes(self, chunks: list[bytes | memoryview], source: Source) -> IngestResult:
         """Accept one instance given as its Part 10 bytes (file meta included), possibly in pieces."""
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if os.environ.get("ASYNC_STAGE"):
-            staging = self._io.submit(self.store.stage, [data])
-            try:
-                header = read_header(io.BytesIO(data), self._extra)
-                staged = staging.result()
-            except DicomflowError as exc:
-                staging.add_done_callback(self._release_staged)
-                self.record_rejection(source, "", exc)
-                raise
-            return self._accept(header, staged, source)
         try:
             header = read_header(io.BytesIO(data), self._extra)
         except DicomflowError as exc:
@@ -149,10 +136,6 @@ class Ingestor:
             self.record_rejection(source, str(path), exc)
             raise
         return self._accept(header, self.store.stage_file(path), source)
-
-    def _release_staged(self, staging: Future[StagedBlob]) -> None:
-        if staging.exception() is None:
-            self.store.release(staging.result())
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -171,8 +154,7 @@ class Ingestor:
         self._connections.put(conn)
 
     def close(self) -> None:
-        """Close pooled connections and stop the I/O threads."""
-        self._io.shutdown(wait=True)
+        """Close pooled connections and the write lock."""
         while not self._connections.empty():
             self._connections.get_nowait().close()
         self._write_lock.close()
