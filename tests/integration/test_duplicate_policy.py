@@ -1,0 +1,101 @@
+"""The duplicate policies and the event log, through the ingest use case on a real index and store."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from sqlalchemy import select
+
+from dicomflow.config import DuplicatePolicy, Settings
+from dicomflow.dimse import open_ingestor
+from dicomflow.errors import DuplicateConflict
+from dicomflow.index import Event, Instance, migrate
+from dicomflow.ingest import Ingestor, Outcome, Source
+
+SOURCE = Source("import", "test")
+
+
+def _instance(sop: str, study: str, series: str, description: str) -> bytes:
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.PatientID = "PAT1"
+    ds.Modality = "CT"
+    ds.SeriesDescription = description
+    ds.InstanceNumber = 1
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _ingestor(tmp_path: Path, policy: DuplicatePolicy) -> Ingestor:
+    settings = Settings().with_overrides(data_dir=tmp_path, **{"ingest.duplicate_policy": policy})  # type: ignore[call-arg]
+    ingestor = open_ingestor(settings)
+    migrate(ingestor.engine)
+    return ingestor
+
+
+@pytest.fixture
+def pair() -> tuple[bytes, bytes]:
+    sop, study, series = generate_uid(), generate_uid(), generate_uid()
+    return _instance(sop, study, series, "first"), _instance(sop, study, series, "second")
+
+
+def _blobs(tmp_path: Path) -> list[Path]:
+    return sorted(p for p in (tmp_path / "blobs" / "objects").rglob("*.dcm"))
+
+
+def _kinds(ingestor: Ingestor) -> list[str]:
+    with ingestor.engine.connect() as conn:
+        return list(conn.scalars(select(Event.kind).order_by(Event.id)))
+
+
+def test_identical_resend_is_success_without_second_copy(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:
+    ingestor = _ingestor(tmp_path, DuplicatePolicy.REJECT)
+    assert ingestor.ingest_bytes([pair[0]], SOURCE).outcome is Outcome.STORED
+    assert ingestor.ingest_bytes([pair[0]], SOURCE).outcome is Outcome.DUPLICATE
+    assert len(_blobs(tmp_path)) == 1
+    assert _kinds(ingestor)[-1] == "duplicate"
+    assert not list((tmp_path / "blobs" / "staging").iterdir())
+
+
+def test_reject_keeps_the_first(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:
+    ingestor = _ingestor(tmp_path, DuplicatePolicy.REJECT)
+    ingestor.ingest_bytes([pair[0]], SOURCE)
+    with pytest.raises(DuplicateConflict, match="already stored with different content"):
+        ingestor.ingest_bytes([pair[1]], SOURCE)
+    assert [p.read_bytes() for p in _blobs(tmp_path)] == [pair[0]]
+    assert _kinds(ingestor)[-1] == "rejected"
+    assert not list((tmp_path / "blobs" / "staging").iterdir())
+
+
+def test_overwrite_replaces_row_and_bytes(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:
+    ingestor = _ingestor(tmp_path, DuplicatePolicy.OVERWRITE)
+    ingestor.ingest_bytes([pair[0]], SOURCE)
+    assert ingestor.ingest_bytes([pair[1]], SOURCE).outcome is Outcome.OVERWRITTEN
+    assert [p.read_bytes() for p in _blobs(tmp_path)] == [pair[1]]
+    with ingestor.engine.connect() as conn:
+        assert len(conn.execute(select(Instance.id)).all()) == 1
+        reason = conn.scalar(select(Event.reason).where(Event.kind == "received").order_by(Event.id.desc()))
+    assert reason is not None and "policy: overwrite" in reason
+
+
+def test_keep_both_keeps_two(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:
+    ingestor = _ingestor(tmp_path, DuplicatePolicy.KEEP_BOTH)
+    ingestor.ingest_bytes([pair[0]], SOURCE)
+    assert ingestor.ingest_bytes([pair[1]], SOURCE).outcome is Outcome.KEPT_BOTH
+    assert sorted(p.read_bytes() for p in _blobs(tmp_path)) == sorted(pair)
+    with ingestor.engine.connect() as conn:
+        assert len(conn.execute(select(Instance.id)).all()) == 2
+        reason = conn.scalar(select(Event.reason).where(Event.kind == "received").order_by(Event.id.desc()))
+    assert reason is not None and "policy: keep-both" in reason
