@@ -175,6 +175,8 @@ class FileSystemBlobStore:
         for path in self.staged_leftovers():
             key = key_of(path)
             if key is not None and is_indexed(key):
+                if not self.path_of(key).exists():  # the row became durable, the link did not
+                    self.publish(StagedBlob(path, path.stat().st_size, ""), key)
                 kept += 1
             else:
                 if key is not None and self._same_file(path, key):
