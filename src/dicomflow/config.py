@@ -49,9 +49,6 @@ class DimseSettings(BaseModel):
     )
     acse_timeout: float = Field(30.0, description="Seconds to wait for association negotiation.")
     max_pdu_size: int = Field(0, description="Maximum PDU size we accept (0 = unlimited, fastest).")
-    poll_interval: float = Field(
-        0.0002, description="Seconds pynetdicom's reactors sleep between polls of an open association."
-    )
 
 
 class HttpSettings(BaseModel):

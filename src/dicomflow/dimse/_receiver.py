@@ -35,7 +35,9 @@ from sqlalchemy import Engine
 
 from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
+from dicomflow.dimse import _reactor
 from dicomflow.dimse import _status as status
+from dicomflow.dimse._setup import reactor_clock
 from dicomflow.errors import DicomflowError, InvalidInstance, UnknownProject
 from dicomflow.ingest import Ingestor, Source
 from dicomflow.ingest._placing import find_project
@@ -100,6 +102,7 @@ class Receiver:
         return [
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_CONN_OPEN, self.on_connection),
+            (evt.EVT_CONN_CLOSE, lambda event: _reactor.release(event.assoc)),
             (evt.EVT_C_ECHO, lambda _event: status.SUCCESS),
             (evt.EVT_C_STORE, self.on_store),
         ]
@@ -115,8 +118,10 @@ class Receiver:
         return server
 
     def on_connection(self, event: Any) -> None:
-        """Shorten pynetdicom's reactor poll for this association (see ``dimse.configure``)."""
-        event.assoc.dul._run_loop_delay = self.settings.poll_interval
+        """Make this association's reactors wait for events instead of polling (see ``_reactor.py``)."""
+        clock = reactor_clock()
+        if clock is not None:
+            _reactor.make_event_driven(clock, event.assoc)
 
     def on_requested(self, event: Any) -> None:
         """Reject, at association time, a called AE that is neither ours nor names an existing project."""
