@@ -75,10 +75,20 @@ class Receiver:
         The ingest use case of this process.
     engine
         Index engine, to check that a called ``kp-`` AE names an existing project.
+    max_associations
+        This process's share of ``settings.max_associations`` (default: all of it).
     """
 
-    def __init__(self, settings: DimseSettings, ingestor: Ingestor, engine: Engine) -> None:
+    def __init__(
+        self,
+        settings: DimseSettings,
+        ingestor: Ingestor,
+        engine: Engine,
+        *,
+        max_associations: int | None = None,
+    ) -> None:
         self.settings = settings
+        self.max_associations = max_associations or settings.max_associations
         self.ingestor = ingestor
         self.engine = engine
         self._own_titles = {settings.ae_title.strip(), *(a.strip() for a in settings.aliases)}
@@ -87,7 +97,7 @@ class Receiver:
     def _build_ae(self) -> AE:
         ae = AE(ae_title=self.settings.ae_title)
         ae.maximum_pdu_size = self.settings.max_pdu_size
-        ae.maximum_associations = self.settings.max_associations
+        ae.maximum_associations = self.max_associations
         ae.network_timeout = self.settings.idle_timeout
         ae.acse_timeout = self.settings.acse_timeout
         ae.dimse_timeout = self.settings.idle_timeout

@@ -130,7 +130,8 @@ def run_worker(settings: Settings, listening: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     configure(settings)
     ingestor = open_ingestor(settings)
-    receiver = Receiver(settings.dimse, ingestor, ingestor.engine)
+    share = -(-settings.dimse.max_associations // worker_count(settings))  # ceil: the bound holds overall
+    receiver = Receiver(settings.dimse, ingestor, ingestor.engine, max_associations=share)
     server = receiver.serve(listening)
     stop.wait()
     server.shutdown()
