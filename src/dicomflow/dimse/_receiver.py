@@ -211,7 +211,9 @@ class _SharedSocketServer(ThreadedAssociationServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         busy = len(self.active_associations)
-        if busy:
+        if busy >= self.ae.maximum_associations:
+            time.sleep(0.05)  # full: a sibling with room should take it; if none does, it is refused as busy
+        elif busy:
             time.sleep(0.004 * busy)
         conn, address = self.shared_socket.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
