@@ -65,7 +65,12 @@ class IndexSettings(BaseModel):
         "", description="SQLAlchemy URL; empty = SQLite file index.sqlite3 in the data directory."
     )
     sqlite_synchronous: str = Field(
-        "FULL", description="SQLite synchronous pragma in WAL mode (FULL: every commit is fsynced)."
+        "NORMAL",
+        description=(
+            "SQLite synchronous pragma (WAL mode). NORMAL: commits are made durable by an fsync of the WAL "
+            "right after the writer lock is released (as durable as FULL, better under concurrency); "
+            "FULL: SQLite fsyncs inside every commit; OFF: no fsync (tests only)."
+        ),
     )
 
 

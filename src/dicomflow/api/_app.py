@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``GET /health`` is open; every route under ``/api/v1`` needs ``Authorization: Bearer <token>``.
         OpenAPI documentation is served at ``/docs``.
     """
-    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
+    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     migrate(engine)
 
     @asynccontextmanager

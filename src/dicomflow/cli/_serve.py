@@ -41,7 +41,7 @@ def serve(
         },
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
+    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     migrate(engine)
     report = recover_store(engine, FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync))
     if report.kept or report.removed:

@@ -115,7 +115,10 @@ class Ingestor:
         self._extra = () if settings.ingest.routing_tag == "PatientID" else (settings.ingest.routing_tag,)
         self._placed: OrderedDict[tuple[str, str, str | None, str | None], int] = OrderedDict()
         self._lock = threading.Lock()
-        self._write_lock = WriteLock(engine.url.render_as_string(hide_password=False))
+        self._write_lock = WriteLock(
+            engine.url.render_as_string(hide_password=False),
+            sqlite_synchronous=settings.index.sqlite_synchronous,
+        )
         self._connections: queue.SimpleQueue[Connection] = queue.SimpleQueue()
 
     def ingest_bytes(self, chunks: list[bytes | memoryview], source: Source) -> IngestResult:
@@ -168,7 +171,8 @@ class Ingestor:
                 record_event(
                     conn, "rejected", source.actor, object_uid, f"{error.code}: {error.message}", "failed"
                 )
-        except DBAPIError:
+            self._write_lock.sync_log()
+        except (DBAPIError, OSError):
             LOGGER.exception("could not record the rejection in the event log")
 
     def _accept(self, header: InstanceHeader, staged: StagedBlob, source: Source) -> IngestResult:
@@ -183,6 +187,21 @@ class Ingestor:
 
     def _commit(self, header: InstanceHeader, staged: StagedBlob, source: Source) -> IngestResult:
         key = blob_key(header, staged.sha256)
+        created = self.store.publish(staged, key)  # before taking the writer lock: its fsyncs wait alone
+        try:
+            result, replaced = self._commit_row(header, staged, key, source)
+            self._write_lock.sync_log()
+        except BaseException:
+            if created:
+                self._delete_unreferenced(key)
+            raise
+        for old_key in replaced:
+            self.store.delete(old_key)
+        return result
+
+    def _commit_row(
+        self, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
+    ) -> tuple[IngestResult, list[str]]:
         for attempt in range(3):
             try:
                 with self._write_lock, self._connection() as conn:
@@ -197,9 +216,15 @@ class Ingestor:
                 raise IndexUnavailable(f"cannot index {header.sop_instance_uid}: {exc.orig}") from exc
         raise AssertionError("unreachable")
 
+    def _delete_unreferenced(self, key: str) -> None:
+        """Remove a blob this attempt published, unless a concurrent identical instance indexed it."""
+        with self._connection() as conn:
+            if conn.scalar(select(Instance.id).where(Instance.blob_key == key)) is None:
+                self.store.delete(key)
+
     def _index(
         self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
-    ) -> IngestResult:
+    ) -> tuple[IngestResult, list[str]]:
         uid = header.sop_instance_uid
         previous = conn.execute(_SELECT_PREVIOUS, {"uid": uid}).all()
         same = next((row for row in previous if row.sha256 == staged.sha256), None)
@@ -207,23 +232,16 @@ class Ingestor:
             reason = "identical instance received again; no second copy kept"
             record_event(conn, "duplicate", source.actor, uid, reason)
             conn.commit()
-            return IngestResult(Outcome.DUPLICATE, uid, same.blob_key, same.acquisition_id)
+            return IngestResult(Outcome.DUPLICATE, uid, same.blob_key, same.acquisition_id), []
         outcome = self._duplicate_outcome(uid, bool(previous))
         acquisition_id = self._acquisition_id(conn, header, source)
-        self.store.publish(staged, key)
-        try:
-            conn.execute(_INSERT_INSTANCE, self._row(header, staged, key, acquisition_id, source))
-            if outcome is Outcome.OVERWRITTEN:
-                conn.execute(delete(Instance).where(Instance.id.in_([row.id for row in previous])))
-            record_event(conn, "received", source.actor, uid, self._reason(outcome, source))
-            conn.commit()
-        except BaseException:
-            self.store.delete(key)
-            raise
-        if outcome is Outcome.OVERWRITTEN:
-            for row in previous:
-                self.store.delete(row.blob_key)
-        return IngestResult(outcome, uid, key, acquisition_id)
+        conn.execute(_INSERT_INSTANCE, self._row(header, staged, key, acquisition_id, source))
+        replaced = [row.blob_key for row in previous] if outcome is Outcome.OVERWRITTEN else []
+        if replaced:
+            conn.execute(delete(Instance).where(Instance.id.in_([row.id for row in previous])))
+        record_event(conn, "received", source.actor, uid, self._reason(outcome, source))
+        conn.commit()
+        return IngestResult(outcome, uid, key, acquisition_id), replaced
 
     def _duplicate_outcome(self, uid: str, exists: bool) -> Outcome:
         if not exists:

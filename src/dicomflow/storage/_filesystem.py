@@ -117,18 +117,23 @@ class FileSystemBlobStore:
             raise StorageError(f"cannot read {path}: {exc}") from exc
         return StagedBlob(path, size, digest.hexdigest())
 
-    def publish(self, staged: StagedBlob, key: str) -> None:
-        """Make the staged bytes visible under ``key`` (durably, before returning); keys are never reused."""
+    def publish(self, staged: StagedBlob, key: str) -> bool:
+        """Make the staged bytes visible under ``key``, durably, before returning.
+
+        Returns ``False`` when a blob exists under ``key`` already: keys name their content (they carry a
+        content hash), so that blob holds these very bytes and nothing is written.
+        """
         target = self.path_of(key)
         try:
             self._ensure_dir(target.parent)
             os.link(staged.path, target)
             if self._fsync:
                 _fsync_dir(target.parent)
-        except FileExistsError as exc:
-            raise StorageError(f"blob {key!r} exists already") from exc
+        except FileExistsError:
+            return False
         except OSError as exc:
             raise StorageError(f"cannot publish blob {key!r}: {exc}") from exc
+        return True
 
     def release(self, staged: StagedBlob) -> None:
         """Forget the staged name (after the index row is committed, or to abandon the write)."""
