@@ -66,6 +66,7 @@ def test_identical_resend_is_success_without_second_copy(tmp_path: Path, pair: t
     assert ingestor.ingest_bytes([pair[0]], SOURCE).outcome is Outcome.DUPLICATE
     assert len(_blobs(tmp_path)) == 1
     assert _kinds(ingestor)[-1] == "duplicate"
+    ingestor.store.flush()
     assert not list((tmp_path / "blobs" / "staging").iterdir())
 
 
@@ -76,6 +77,7 @@ def test_reject_keeps_the_first(tmp_path: Path, pair: tuple[bytes, bytes]) -> No
         ingestor.ingest_bytes([pair[1]], SOURCE)
     assert [p.read_bytes() for p in _blobs(tmp_path)] == [pair[0]]
     assert _kinds(ingestor)[-1] == "rejected"
+    ingestor.store.flush()
     assert not list((tmp_path / "blobs" / "staging").iterdir())
 
 

@@ -152,13 +152,16 @@ def import_(
     failures: list[tuple[Path, str]] = []
     with collected_files(paths) as files, _progress() as progress:
         task = progress.add_task("importing", total=len(files))
-        for path in files:
-            try:
-                counts[str(ingestor.ingest_file(path, source).outcome)] += 1
-            except DicomflowError as exc:
-                counts[exc.code] += 1
-                failures.append((path, exc.message))
-            progress.advance(task)
+        try:
+            for path in files:
+                try:
+                    counts[str(ingestor.ingest_file(path, source).outcome)] += 1
+                except DicomflowError as exc:
+                    counts[exc.code] += 1
+                    failures.append((path, exc.message))
+                progress.advance(task)
+        finally:
+            ingestor.close()
     _summary("imported", counts, failures)
     raise typer.Exit(1 if failures else 0)
 

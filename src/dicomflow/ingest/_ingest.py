@@ -157,7 +157,8 @@ class Ingestor:
         self._connections.put(conn)
 
     def close(self) -> None:
-        """Close pooled connections and the write lock."""
+        """Finish pending blob syncs, close pooled connections and the write lock."""
+        self.store.close()
         while not self._connections.empty():
             self._connections.get_nowait().close()
         self._write_lock.close()
@@ -179,10 +180,14 @@ class Ingestor:
         try:
             result = self._commit(header, staged, source)
         except DicomflowError as exc:
+            self.store.release(staged)
             self.record_rejection(source, header.sop_instance_uid, exc)
             raise
-        finally:
+        except BaseException:
             self.store.release(staged)
+            raise
+        published = result.blob_key if result.outcome is not Outcome.DUPLICATE else None
+        self.store.release(staged, published_as=published)
         return result
 
     def _commit(self, header: InstanceHeader, staged: StagedBlob, source: Source) -> IngestResult:

@@ -2,14 +2,17 @@
 
 Write protocol (crash-safe without scanning the store):
 
-1. the bytes go to ``staging/<random>.part`` and are fsynced (``stage``);
-2. ``publish`` hard-links the staged file to ``objects/<key>`` (key built from validated UIDs only) and
-   fsyncs the directory;
-3. the caller commits the index row;
-4. ``release`` removes the staged name.
+1. the bytes go to ``staging/<random>.part`` and are fsynced (``stage``); fsync of a new file also makes its
+   name durable on the journaling file systems we run on (ext4, XFS);
+2. ``publish`` hard-links the staged file to ``objects/<key>`` (key built from validated UIDs only);
+3. the caller commits the index row and makes it durable;
+4. ``release`` hands the staged name to a background syncer, which fsyncs the ``objects/`` directories of a
+   batch of published blobs once and only then removes their staged names.
 
-A crash leaves only staged files behind. ``recover`` looks at those alone: if the index holds a row for the
-object's key the staged name is dropped, else the published link (if any) and the staged file are removed.
+Until step 4 is done the staged name is the durable copy, so a crash at any point leaves only staged files
+behind, and ``recover`` looks at those alone: if the index holds a row for the object's key, the published
+link is restored if it was lost, else the link (if any) and the staged file are removed. One directory fsync
+per batch instead of one per instance matters: each is a journal commit.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import logging
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,9 @@ from typing import IO
 from dicomflow.errors import StorageError
 
 _CHUNK = 1 << 20
+_SYNC_INTERVAL = 0.2  # seconds between directory syncs of released blobs
+_SYNC_BATCH = 512  # or sooner, when this many are waiting
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,11 @@ class FileSystemBlobStore:
         self.staging = self.root / "staging"
         self._fsync = fsync
         self._known_dirs: set[Path] = set()
+        self._pending: list[tuple[Path, Path]] = []  # (staged name, objects dir to fsync before removing it)
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._syncer: threading.Thread | None = None
         try:
             self.objects.mkdir(parents=True, exist_ok=True)
             self.staging.mkdir(parents=True, exist_ok=True)
@@ -118,7 +131,7 @@ class FileSystemBlobStore:
         return StagedBlob(path, size, digest.hexdigest())
 
     def publish(self, staged: StagedBlob, key: str) -> bool:
-        """Make the staged bytes visible under ``key``, durably, before returning.
+        """Make the staged bytes visible under ``key`` (durable through the staged name until ``release``).
 
         Returns ``False`` when a blob exists under ``key`` already: keys name their content (they carry a
         content hash), so that blob holds these very bytes and nothing is written.
@@ -127,17 +140,50 @@ class FileSystemBlobStore:
         try:
             self._ensure_dir(target.parent)
             os.link(staged.path, target)
-            if self._fsync:
-                _fsync_dir(target.parent)
         except FileExistsError:
             return False
         except OSError as exc:
             raise StorageError(f"cannot publish blob {key!r}: {exc}") from exc
         return True
 
-    def release(self, staged: StagedBlob) -> None:
-        """Forget the staged name (after the index row is committed, or to abandon the write)."""
-        staged.path.unlink(missing_ok=True)
+    def release(self, staged: StagedBlob, published_as: str | None = None) -> None:
+        """Forget the staged name: at once, or (``published_as``) once that blob's directory is synced."""
+        if published_as is None or not self._fsync:
+            staged.path.unlink(missing_ok=True)
+            return
+        with self._pending_lock:
+            self._pending.append((staged.path, self.path_of(published_as).parent))
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_loop, name="blob-dir-sync", daemon=True)
+                self._syncer.start()
+            if len(self._pending) >= _SYNC_BATCH:
+                self._wake.set()
+
+    def flush(self) -> None:
+        """Sync the directories of every released blob and remove their staged names now."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        for directory in {d for _, d in batch}:
+            _fsync_dir(directory)
+        for path, _ in batch:
+            path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Finish pending directory syncs and stop the background syncer."""
+        self._closed = True
+        self._wake.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        self.flush()
+
+    def _sync_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(_SYNC_INTERVAL)
+            self._wake.clear()
+            try:
+                self.flush()
+            except OSError:  # staged names stay: recovery restores what a failed sync might have lost
+                LOGGER.exception("syncing blob directories failed")
 
     def delete(self, key: str) -> None:
         """Remove a published blob (missing is fine)."""
@@ -182,6 +228,7 @@ class FileSystemBlobStore:
             if key is not None and is_indexed(key):
                 if not self.path_of(key).exists():  # the row became durable, the link did not
                     self.publish(StagedBlob(path, path.stat().st_size, ""), key)
+                    _fsync_dir(self.path_of(key).parent)
                 kept += 1
             else:
                 if key is not None and self._same_file(path, key):
