@@ -8,7 +8,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import CTImageStorage, ExplicitVRBigEndian, ImplicitVRLittleEndian, JPEG2000, generate_uid
+from pydicom.uid import JPEG2000, CTImageStorage, ExplicitVRBigEndian, ImplicitVRLittleEndian, generate_uid
 
 from dicomflow.dicom import IMPLEMENTATION_CLASS_UID, encode_file_meta
 from dicomflow.dicom._file_meta import IMPLEMENTATION_VERSION_NAME
@@ -38,6 +38,8 @@ def test_identical_to_pydicom(syntax: str, ae: str, sop: str) -> None:
 
 
 def test_reads_back() -> None:
-    meta = dcmread(BytesIO(encode_file_meta(CTImageStorage, "1.2.3", ImplicitVRLittleEndian, "X")), force=True)
+    meta = dcmread(
+        BytesIO(encode_file_meta(CTImageStorage, "1.2.3", ImplicitVRLittleEndian, "X")), force=True
+    )
     assert meta.file_meta.MediaStorageSOPInstanceUID == "1.2.3"
     assert meta.file_meta.SourceApplicationEntityTitle == "X"
