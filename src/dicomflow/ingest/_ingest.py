@@ -26,7 +26,7 @@ from dicomflow.errors import DicomflowError, DuplicateConflict, IndexUnavailable
 from dicomflow.index import Instance, WriteLock, utcnow
 from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
 from dicomflow.placement import PlacementConfig, dataset_from_calling_ae
-from dicomflow.storage import FileSystemBlobStore, StagedBlob
+from dicomflow.storage import BlobStore, StagedBlob
 
 LOGGER = logging.getLogger(__name__)
 _CACHE_SIZE = 2048
@@ -101,7 +101,7 @@ class Ingestor:
         Where the bytes go.
     """
 
-    def __init__(self, settings: Settings, engine: Engine, store: FileSystemBlobStore) -> None:
+    def __init__(self, settings: Settings, engine: Engine, store: BlobStore) -> None:
         self.engine = engine
         self.store = store
         self.policy = settings.ingest.duplicate_policy

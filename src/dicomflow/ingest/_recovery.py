@@ -11,10 +11,10 @@ from dicomflow.dicom import read_header
 from dicomflow.errors import DicomflowError
 from dicomflow.index import Instance
 from dicomflow.ingest._ingest import blob_key
-from dicomflow.storage import FileSystemBlobStore, RecoveryReport
+from dicomflow.storage import BlobStore, RecoveryReport
 
 
-def recover_store(engine: Engine, store: FileSystemBlobStore) -> RecoveryReport:
+def recover_store(engine: Engine, store: BlobStore) -> RecoveryReport:
     """Finish or undo the writes that were in flight when the last process stopped."""
 
     def key_of(path: Path) -> str | None:

@@ -1,5 +1,6 @@
 """Blob storage for instance bytes: the filesystem store now, an S3 store behind the same interface later."""
 
 from dicomflow.storage._filesystem import FileSystemBlobStore, RecoveryReport, StagedBlob
+from dicomflow.storage._interface import BlobStore
 
-__all__ = ["FileSystemBlobStore", "RecoveryReport", "StagedBlob"]
+__all__ = ["BlobStore", "FileSystemBlobStore", "RecoveryReport", "StagedBlob"]

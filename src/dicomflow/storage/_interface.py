@@ -1,0 +1,42 @@
+"""What the ingest and the API need of a blob store; the filesystem store implements it, S3 will too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Protocol
+
+from dicomflow.storage._filesystem import RecoveryReport, StagedBlob
+
+
+class BlobStore(Protocol):
+    """Durable storage of instance bytes under keys built from validated UIDs and a content hash."""
+
+    def stage(self, chunks: list[bytes | memoryview]) -> StagedBlob:
+        """Write bytes durably under a temporary name; return their size and SHA-256."""
+
+    def stage_file(self, source: Path) -> StagedBlob:
+        """Stage a copy of an existing file."""
+
+    def publish(self, staged: StagedBlob, key: str) -> bool:
+        """Make staged bytes readable under ``key``; ``False`` if ``key`` holds them already."""
+
+    def release(self, staged: StagedBlob, published_as: str | None = None) -> None:
+        """Drop the temporary name (once ``published_as`` is durable, if given)."""
+
+    def delete(self, key: str) -> None:
+        """Remove a published blob."""
+
+    def open(self, key: str) -> IO[bytes]:
+        """Read a published blob."""
+
+    def recover(
+        self, key_of: Callable[[Path], str | None], is_indexed: Callable[[str], bool]
+    ) -> RecoveryReport:
+        """Finish or undo the writes a stopped process left behind."""
+
+    def flush(self) -> None:
+        """Finish deferred work now."""
+
+    def close(self) -> None:
+        """Finish deferred work and release resources."""
