@@ -1,0 +1,92 @@
+"""Fixtures of every test: strict pydicom writing, free loopback ports, and the real server in a subprocess.
+
+``server`` (one per test module) runs ``dicomflow serve`` on a fresh data directory with two receiving
+processes, an admin user and a token, and stops it in teardown; ``make_server`` gives a test its own servers,
+which it may kill and restart. At the end of the session no server process may be left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+from pydicom import config
+
+from factories import DicomflowServer
+
+
+@pytest.fixture(autouse=True)
+def strict_pydicom_writing() -> Iterator[None]:
+    """pydicom raises on invalid values written by a test (tests that want bad values switch it off)."""
+    previous = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.RAISE
+    yield
+    config.settings.writing_validation_mode = previous
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A function returning a free TCP port on 127.0.0.1, never the same twice in a session."""
+    import socket
+
+    handed_out: set[int] = set()
+
+    def pick() -> int:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in handed_out:
+                handed_out.add(port)
+                return port
+
+    return pick
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the session if any ``dicomflow serve`` of ours is still running at its end (and kill it)."""
+    yield
+    pattern = f"dicomflow serve --data-dir {re.escape(str(tmp_path_factory.getbasetemp()))}"
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    pids = [int(pid) for pid in found.stdout.split()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not pids, f"server processes left behind: {pids}"
+
+
+@pytest.fixture
+def make_server(
+    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[Callable[..., DicomflowServer]]:
+    """A function that starts a server of the test's own (``make_server(**env)``); all are stopped after."""
+    started: list[DicomflowServer] = []
+
+    def make(**env: str) -> DicomflowServer:
+        server = DicomflowServer(tmp_path_factory.mktemp("server") / "data", free_port(), free_port(), env)
+        started.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[DicomflowServer]:
+    """A running server shared by the tests of one module (tests use fresh UIDs, so they do not collide)."""
+    running = DicomflowServer(tmp_path_factory.mktemp("server") / "data", free_port(), free_port())
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()

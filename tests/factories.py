@@ -1,0 +1,563 @@
+"""Generated DICOM test data: instances with real geometry and tiny pixel arrays, studies, and files in
+any transfer syntax the receiver accepts.
+
+* :func:`make_instance` builds one image (32x32, file meta, fresh UIDs); keyword arguments set or, with
+  ``None``, delete any attribute by keyword;
+* :func:`make_study` builds a study of several consistent series;
+* :func:`write_files` writes them as Part 10 files in a transfer syntax: pydicom for the native and the
+  RLE / JPEG 2000 syntaxes, DCMTK (``dcmconv``, ``dcmcjpeg``, ``dcmcjpls``) for the others.
+
+``DataDir`` reads a data directory (index rows, blob and staging files); ``DicomflowServer`` runs
+``dicomflow serve`` in its own process group (the ``server`` and ``make_server`` fixtures build on it).
+
+The lossy JPEG processes need narrow samples: baseline wants ``bits=8``, extended and JPEG-LS near-lossless
+``bits=12`` or less (unsigned); :func:`bits_for` tells the widest for a syntax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from pydicom import config
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    MRImageStorage,
+    PositronEmissionTomographyImageStorage,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+SIZE = 32
+"""Rows and columns of every generated image."""
+
+SOP_CLASSES: dict[str, str] = {
+    "CT": CTImageStorage,
+    "MR": MRImageStorage,
+    "PT": PositronEmissionTomographyImageStorage,
+}
+
+# Transfer syntax -> (DCMTK command converting an explicit VR little endian file, largest BitsStored).
+_DCMTK: dict[str, tuple[list[str], int]] = {
+    ExplicitVRBigEndian: (["dcmconv", "+tb"], 16),
+    JPEGBaseline8Bit: (["dcmcjpeg", "+eb", "+un"], 8),
+    JPEGExtended12Bit: (["dcmcjpeg", "+ee", "+un"], 12),
+    JPEGLossless: (["dcmcjpeg", "+el", "+un"], 16),
+    JPEGLosslessSV1: (["dcmcjpeg", "+e1", "+un"], 16),
+    JPEGLSLossless: (["dcmcjpls", "+el", "+un"], 16),
+    JPEGLSNearLossless: (["dcmcjpls", "+en", "+un"], 12),  # signed samples are refused
+}
+_PYDICOM_COMPRESSED: dict[str, dict[str, Any]] = {
+    RLELossless: {},
+    JPEG2000Lossless: {},
+    JPEG2000: {"j2k_cr": [4]},
+}
+_NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+)
+"""Every transfer syntax :func:`write_files` can produce (and the receiver accepts)."""
+
+
+def bits_for(transfer_syntax: str) -> int:
+    """The widest ``bits`` of :func:`make_instance` that ``transfer_syntax`` can encode."""
+    return _DCMTK[transfer_syntax][1] if transfer_syntax in _DCMTK else 16
+
+
+def pixels(bits: int, seed: int) -> np.ndarray[Any, Any]:
+    """A 32x32 image with structure (gradient, ring, noise), so that every codec has work to do.
+
+    ``bits`` 16 gives signed CT-like values (int16), 12 and 8 unsigned values within that many bits.
+    """
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    ring = ((x - 15.5) ** 2 + (y - 15.5) ** 2 < 100).astype(np.int64)
+    noise = np.random.default_rng(seed).integers(0, 16, size=(SIZE, SIZE))
+    image: np.ndarray[Any, Any]
+    if bits == 16:
+        image = (-1000 + 20 * x + 12 * y + 900 * ring + noise).astype(np.int16)
+    else:
+        top = (1 << bits) - 1
+        image = np.clip(4 * x + 3 * y + top // 3 * ring + noise, 0, top).astype(
+            np.uint8 if bits == 8 else np.uint16
+        )
+    return image
+
+
+def make_instance(modality: str = "CT", *, bits: int = 16, **attrs: Any) -> Dataset:
+    """One image instance with file meta, fresh UIDs, real geometry and a 32x32 pixel array.
+
+    Parameters
+    ----------
+    modality
+        Modality; CT, MR and PT get their own SOP Class, anything else is Secondary Capture.
+    bits
+        16 (signed int16, the default), 12 or 8 (unsigned) bits stored.
+    attrs
+        Attributes by keyword, set after the defaults; ``None`` deletes the attribute. Unless
+        ``ImagePositionPatient`` is given, the position follows ``InstanceNumber`` (1 mm slices along z).
+    """
+    if bits not in (8, 12, 16):
+        raise ValueError(f"bits {bits!r} is not 8, 12 or 16")
+    ds = Dataset()
+    ds.SOPClassUID = SOP_CLASSES.get(modality, SecondaryCaptureImageStorage)
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "PAT001"
+    ds.PatientSex = "F"
+    ds.PatientBirthDate = "19700101"
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20240501"
+    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = "102000"
+    ds.StudyID = "1"
+    ds.AccessionNumber = "ACC001"
+    ds.StudyDescription = "Test study"
+    ds.SeriesDescription = f"{modality} test series"
+    ds.SeriesNumber = 1
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = 1
+    ds.Modality = modality
+    ds.Manufacturer = "dicomflow tests"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.SliceThickness = 1
+    ds.Rows = ds.Columns = SIZE
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 8 if bits == 8 else 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 1 if bits == 16 else 0
+    if modality == "CT":
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    for keyword, value in attrs.items():
+        if value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    if "ImagePositionPatient" not in attrs:
+        z = float(ds.get("InstanceNumber") or 1) - 1
+        ds.ImagePositionPatient = [-4, -4, z]
+        ds.SliceLocation = z
+    if "PixelData" not in attrs:
+        ds.PixelData = pixels(bits, seed=int(ds.get("InstanceNumber") or 0)).tobytes()
+    ds.file_meta = FileMetaDataset()
+    if "SOPClassUID" in ds:
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return ds
+
+
+def make_study(series: int = 2, instances: int = 3, modality: str = "CT", **attrs: Any) -> list[Dataset]:
+    """``series`` x ``instances`` instances of one study and patient, series by series.
+
+    Each series has its own Series Instance UID, Frame of Reference and SeriesNumber (1, 2, …); instances
+    are numbered 1, 2, … with positions 1 mm apart. ``attrs`` apply to every instance (and may override
+    the shared UIDs).
+    """
+    study_uid = generate_uid()
+    out = []
+    for s in range(series):
+        series_attrs = {
+            "StudyInstanceUID": study_uid,
+            "SeriesInstanceUID": generate_uid(),
+            "FrameOfReferenceUID": generate_uid(),
+            "SeriesNumber": s + 1,
+            "SeriesDescription": f"{modality} series {s + 1}",
+        }
+        for i in range(instances):
+            out.append(make_instance(modality, **{**series_attrs, "InstanceNumber": i + 1, **attrs}))
+    return out
+
+
+def write_files(
+    datasets: Sequence[Dataset], folder: Path, transfer_syntax: str = ExplicitVRLittleEndian
+) -> list[Path]:
+    """Write ``datasets`` as Part 10 files named ``<n>-<SOP Instance UID>.dcm`` in ``transfer_syntax``.
+
+    The datasets themselves are not changed. DCMTK keeps the SOP Instance UIDs even for lossy syntaxes
+    (``+un``), so every file keeps the identity of its dataset.
+
+    Raises
+    ------
+    ValueError
+        If the transfer syntax is not supported here, or the samples are too wide for a lossy JPEG process.
+    subprocess.CalledProcessError
+        If a DCMTK tool fails.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    transfer_syntax = UID(transfer_syntax)
+    if transfer_syntax not in TRANSFER_SYNTAXES:
+        raise ValueError(f"cannot write {transfer_syntax!r}")
+    paths = []
+    for n, original in enumerate(datasets):
+        if int(original.get("BitsStored", 0)) > bits_for(transfer_syntax):
+            raise ValueError(f"{transfer_syntax.name} needs bits <= {bits_for(transfer_syntax)}")
+        path = folder / f"{n:04d}-{original.get('SOPInstanceUID', 'no-sop-uid')}.dcm"
+        ds = copy.deepcopy(original)
+        if transfer_syntax in _PYDICOM_COMPRESSED:
+            ds.compress(transfer_syntax, generate_instance_uid=False, **_PYDICOM_COMPRESSED[transfer_syntax])
+        else:
+            ds.file_meta.TransferSyntaxUID = (
+                transfer_syntax if transfer_syntax in _NATIVE else ExplicitVRLittleEndian
+            )
+        ds.save_as(path, enforce_file_format=True)
+        if transfer_syntax in _DCMTK:
+            command = _DCMTK[transfer_syntax][0]
+            converted = path.with_suffix(".tmp")
+            done = subprocess.run([*command, str(path), str(converted)], timeout=60, capture_output=True)
+            if done.returncode:
+                raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+            converted.replace(path)
+        paths.append(path)
+    return paths
+
+
+@contextmanager
+def invalid_values_allowed() -> Iterator[None]:
+    """Let pydicom set and write invalid values (a UID with letters, say) without raising or warning."""
+    previous = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        config.settings.writing_validation_mode = previous
+
+
+def encode_dataset(ds: Dataset, implicit_vr: bool = False) -> bytes:
+    """The data set alone (no preamble, no file meta), little endian, as a C-STORE carries it."""
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, implicit_vr
+    write_dataset(buffer, ds)
+    return buffer.getvalue()
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    """``ds`` as Part 10 bytes (its file meta decides the encoding)."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def dataset_offset(data: bytes) -> int:
+    """Where the data set starts in Part 10 bytes: after preamble, ``DICM`` and the group 0002 elements."""
+    if data[128:132] != b"DICM":
+        raise ValueError("not a Part 10 file (no DICM prefix)")
+    offset = 132
+    while data[offset : offset + 2] == b"\x02\x00":
+        vr = data[offset + 4 : offset + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+            offset += 12 + length
+        else:
+            length = int.from_bytes(data[offset + 6 : offset + 8], "little")
+            offset += 8 + length
+    return offset
+
+
+def dataset_bytes(data: bytes) -> bytes:
+    """The data set part of Part 10 bytes (what travels in a C-STORE), file meta cut off."""
+    return data[dataset_offset(data) :]
+
+
+# -- a running server ---------------------------------------------------------------------------------------
+
+SERVE_TIMEOUT = 60.0
+"""Seconds a server may take to answer C-ECHO and ``/health``."""
+ADMIN_EMAIL = "admin@example.org"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """The environment of a server or CLI subprocess: ours without any ``DICOMFLOW_*``, plus ``extra``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DICOMFLOW_")}
+    env["DICOMFLOW_DIMSE__WORKERS"] = "2"
+    env.update(extra)
+    return env
+
+
+def dicomflow(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``dicomflow`` command line (``python -m dicomflow``) and return what it did (no check)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dicomflow", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or server_env(),
+        check=False,
+    )
+
+
+class DataDir:
+    """Read access to a data directory: the SQLite index (read-only queries) and the blob store's files."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.sqlite3"
+
+    def rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on the index (SQLite in WAL mode, so safe while the server runs)."""
+        if not self.index_path.exists():
+            raise FileNotFoundError(self.index_path)
+        conn = sqlite3.connect(self.index_path, timeout=30)
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        finally:
+            conn.close()
+
+    def scalar(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
+        """The first column of the first row of a query (``None`` when there is no row)."""
+        found = self.rows(sql, params)
+        return found[0][0] if found else None
+
+    def instance_count(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM instances"))
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "blobs" / "objects"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "blobs" / "staging"
+
+    def staged_files(self, settle: float = 3.0) -> list[Path]:
+        """Files left in staging once released blobs had ``settle`` seconds to be synced and dropped.
+
+        A stored instance keeps its staged name until a background sync of its directory (a fraction of a
+        second); anything still there after that is a leftover.
+        """
+        deadline = time.monotonic() + settle
+        while (found := sorted(self.staging_dir.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return found
+
+    def blob_files(self) -> list[Path]:
+        """Every published blob file."""
+        return sorted(p for p in self.objects_dir.rglob("*") if p.is_file())
+
+
+class DicomflowServer(DataDir):
+    """``dicomflow serve`` in its own process group, on loopback ports, with an admin token.
+
+    Parameters
+    ----------
+    data_dir
+        Data directory (index, blobs); kept across :meth:`stop` / :meth:`start`.
+    dimse_port, http_port
+        The ports; kept across restarts.
+    env
+        Extra environment variables (``DICOMFLOW_…`` settings).
+    """
+
+    ae_title = "DICOMFLOW"
+
+    def __init__(
+        self, data_dir: Path, dimse_port: int, http_port: int, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(data_dir)
+        self.dimse_port = dimse_port
+        self.http_port = http_port
+        self.env = server_env(**(env or {}))
+        self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.token = ""
+        self._http: httpx.Client | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the server and wait until it answers C-ECHO and ``/health``; create the admin token once."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dicomflow",
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--dimse-port",
+                    str(self.dimse_port),
+                    "--http-port",
+                    str(self.http_port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        self._wait_until_ready()
+        if not self.token:
+            self.cli("users", "create", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, "--role", "admin")
+            self.token = self.cli("tokens", "create", "--user", ADMIN_EMAIL).stdout.strip()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        echoed = healthy = False
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"dicomflow serve exited early:\n{self.log()}")
+            echoed = echoed or self.echo()
+            healthy = healthy or self._healthy()
+            if echoed and healthy:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"dicomflow serve not ready after {SERVE_TIMEOUT} s:\n{self.log()}")
+
+    def echo(self) -> bool:
+        """Whether the receiver answers ``echoscu``."""
+        done = subprocess.run(
+            ["echoscu", "-to", "2", "-aec", self.ae_title, "127.0.0.1", str(self.dimse_port)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        return done.returncode == 0
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(
+                f"http://127.0.0.1:{self.http_port}/health", timeout=2, trust_env=False
+            ).is_success
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM to the process group, then SIGKILL if it has not ended within ``timeout`` seconds."""
+        self._signal(signal.SIGTERM)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait(10)
+        self._wait_group_gone(timeout=10)
+        self._close_http()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once (a power cut, as far as the processes can tell)."""
+        self._signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+        self._wait_group_gone(timeout=10)
+        self._close_http()
+
+    def _signal(self, signum: int) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def _wait_group_gone(self, timeout: float) -> None:
+        """Wait until no process of the group is left (forked receivers end shortly after the supervisor)."""
+        if self.process is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        self._signal(signal.SIGKILL)
+
+    def log(self) -> str:
+        """What the server printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- clients ------------------------------------------------------------------------------------------
+
+    @property
+    def http(self) -> httpx.Client:
+        """An HTTP client on ``/api/v1`` with the admin's bearer token."""
+        if self._http is None:
+            self._http = httpx.Client(
+                base_url=f"http://127.0.0.1:{self.http_port}/api/v1",
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=30,
+                trust_env=False,
+            )
+        return self._http
+
+    def _close_http(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """``GET /api/v1<path>`` with the token; raises unless 2xx."""
+        response = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        response.raise_for_status()
+        return response.json()
+
+    def events(self, kind: str | None = None, object_uid: str | None = None) -> list[dict[str, Any]]:
+        """The event log through the API, newest first."""
+        found: list[dict[str, Any]] = self.get_json("/events", kind=kind, object_uid=object_uid, limit=1000)
+        return found
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``dicomflow <args> --data-dir <data_dir>``; raises on a non-zero exit when ``check``."""
+        done = dicomflow(*args, "--data-dir", str(self.data_dir), env=self.env)
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"dicomflow {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+            )
+        return done

@@ -1,0 +1,326 @@
+"""The filesystem blob store: stage, publish, release (with batched directory syncs), and recovery from
+every state a crash can leave behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dicomflow.errors import StorageError
+from dicomflow.storage import FileSystemBlobStore, RecoveryReport, StagedBlob
+
+KEY = "1.2.3/1.2.3.4/1.2.3.4.5.0123456789abcdef.dcm"
+DATA = b"DICM-ish bytes " * 100
+
+
+@pytest.fixture(params=[True, False], ids=["fsync", "no-fsync"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileSystemBlobStore]:
+    blob_store = FileSystemBlobStore(tmp_path / "blobs", fsync=request.param)
+    yield blob_store
+    blob_store.close()
+
+
+def staged_names(store: FileSystemBlobStore) -> list[Path]:
+    return sorted(store.staging.iterdir())
+
+
+def objects(store: FileSystemBlobStore) -> list[str]:
+    return sorted(str(p.relative_to(store.objects)) for p in store.objects.rglob("*") if p.is_file())
+
+
+class Index:
+    """The index as recovery sees it: which keys have a row."""
+
+    def __init__(self, *keys: str) -> None:
+        self.keys = set(keys)
+
+    def __call__(self, key: str) -> bool:
+        return key in self.keys
+
+
+def key_by_content(path: Path) -> str | None:
+    """Recovery's key function for these tests: the key is derived from the bytes; ``None`` if unreadable."""
+    data = path.read_bytes()
+    return None if data.startswith(b"garbage") else f"k/{hashlib.sha256(data).hexdigest()[:16]}.dcm"
+
+
+# -- writing -------------------------------------------------------------------------------------------
+
+
+def test_stage_writes_and_hashes_the_chunks(store: FileSystemBlobStore) -> None:
+    chunks: list[bytes | memoryview] = [b"abc", memoryview(b"defg"), b""]
+
+    staged = store.stage(chunks)
+
+    assert staged.path.parent == store.staging
+    assert staged.path.suffix == ".part"
+    assert staged.path.read_bytes() == b"abcdefg"
+    assert (staged.size, staged.sha256) == (7, hashlib.sha256(b"abcdefg").hexdigest())
+
+
+def test_stage_file_copies_and_leaves_the_source(store: FileSystemBlobStore, tmp_path: Path) -> None:
+    source = tmp_path / "in.dcm"
+    source.write_bytes(DATA)
+
+    staged = store.stage_file(source)
+
+    assert staged.path.read_bytes() == DATA == source.read_bytes()
+    assert not os.path.samefile(staged.path, source)
+
+
+def test_sync_staged_measures_a_file_written_by_someone_else(store: FileSystemBlobStore) -> None:
+    path = store.new_staging_path()
+    path.write_bytes(DATA)
+
+    staged = store.sync_staged(path)
+
+    assert (staged.path, staged.size, staged.sha256) == (path, len(DATA), hashlib.sha256(DATA).hexdigest())
+
+
+def test_new_staging_paths_are_unique(store: FileSystemBlobStore) -> None:
+    assert len({store.new_staging_path() for _ in range(1000)}) == 1000
+
+
+def test_publish_links_the_staged_bytes_under_the_key(store: FileSystemBlobStore) -> None:
+    staged = store.stage([DATA])
+
+    assert store.publish(staged, KEY) is True
+
+    assert os.path.samefile(staged.path, store.path_of(KEY))
+    with store.open(KEY) as handle:
+        assert handle.read() == DATA
+
+
+def test_publish_under_an_existing_key_writes_nothing(store: FileSystemBlobStore) -> None:
+    first = store.stage([DATA])
+    store.publish(first, KEY)
+    second = store.stage([DATA])
+
+    assert store.publish(second, KEY) is False
+
+    assert os.path.samefile(first.path, store.path_of(KEY))
+
+
+def test_release_without_publishing_removes_the_staged_name_at_once(store: FileSystemBlobStore) -> None:
+    staged = store.stage([DATA])
+
+    store.release(staged)
+
+    assert staged_names(store) == []
+
+
+def test_released_blob_keeps_its_staged_name_until_its_directory_is_synced(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path / "blobs", fsync=True)
+    staged = store.stage([DATA])
+    store.publish(staged, KEY)
+
+    store.release(staged, published_as=KEY)
+    assert staged.path.exists(), "the staged name is the durable copy until the directory sync"
+    store.flush()
+
+    assert staged_names(store) == []
+    assert objects(store) == [KEY]
+    store.close()
+
+
+def test_background_syncer_removes_released_staged_names(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path / "blobs", fsync=True)
+    for n in range(5):
+        staged = store.stage([DATA + bytes([n])])
+        key = f"a/b/{n}.dcm"
+        store.publish(staged, key)
+        store.release(staged, published_as=key)
+
+    deadline = time.monotonic() + 5
+    while staged_names(store) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert staged_names(store) == []
+    assert len(objects(store)) == 5
+    store.close()
+
+
+def test_close_finishes_pending_syncs(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path / "blobs", fsync=True)
+    staged = store.stage([DATA])
+    store.publish(staged, KEY)
+    store.release(staged, published_as=KEY)
+
+    store.close()
+
+    assert staged_names(store) == []
+    assert objects(store) == [KEY]
+
+
+def test_release_without_fsync_removes_the_staged_name_at_once(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path / "blobs", fsync=False)
+    staged = store.stage([DATA])
+    store.publish(staged, KEY)
+
+    store.release(staged, published_as=KEY)
+
+    assert staged_names(store) == []
+    assert objects(store) == [KEY]
+
+
+def test_delete_removes_a_blob_and_tolerates_a_missing_one(store: FileSystemBlobStore) -> None:
+    staged = store.stage([DATA])
+    store.publish(staged, KEY)
+    store.release(staged)
+
+    store.delete(KEY)
+    store.delete(KEY)
+
+    assert objects(store) == []
+
+
+def test_open_of_a_missing_blob_is_a_storage_error(store: FileSystemBlobStore) -> None:
+    with pytest.raises(StorageError, match="cannot read blob"):
+        store.open(KEY)
+
+
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "a/../../b", "../x", "a/.."])
+def test_keys_must_stay_inside_the_store(store: FileSystemBlobStore, key: str) -> None:
+    with pytest.raises(ValueError, match="not a relative key"):
+        store.path_of(key)
+
+
+def test_stage_into_a_missing_staging_directory_is_a_storage_error(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path / "blobs")
+    store.staging.rmdir()
+
+    with pytest.raises(StorageError, match="cannot write"):
+        store.stage([DATA])
+
+
+def test_publish_where_a_file_blocks_the_directory_is_a_storage_error(store: FileSystemBlobStore) -> None:
+    (store.objects / "1.2.3").write_bytes(b"in the way")
+    staged = store.stage([DATA])
+
+    with pytest.raises(StorageError, match="cannot publish"):
+        store.publish(staged, KEY)
+
+
+def test_store_directory_that_cannot_be_created_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+
+    with pytest.raises(StorageError, match="cannot create blob store"):
+        FileSystemBlobStore(tmp_path / "file" / "blobs")
+
+
+# -- recovery: the states a crash leaves -----------------------------------------------------------------
+
+
+def crash_state(store: FileSystemBlobStore, data: bytes, *, published: bool) -> tuple[StagedBlob, str]:
+    """A write stopped after staging (and publishing, if ``published``), before release."""
+    staged = store.stage([data])
+    key = key_by_content(staged.path)
+    assert key is not None
+    if published:
+        store.publish(staged, key)
+    return staged, key
+
+
+def test_recover_removes_a_write_stopped_before_publishing(store: FileSystemBlobStore) -> None:
+    crash_state(store, DATA, published=False)
+
+    report = store.recover(key_by_content, Index())
+
+    assert report == RecoveryReport(kept=0, removed=1)
+    assert (staged_names(store), objects(store)) == ([], [])
+
+
+def test_recover_removes_a_write_stopped_before_its_row_was_committed(store: FileSystemBlobStore) -> None:
+    crash_state(store, DATA, published=True)
+
+    report = store.recover(key_by_content, Index())
+
+    assert report == RecoveryReport(kept=0, removed=1)
+    assert (staged_names(store), objects(store)) == ([], [])
+
+
+def test_recover_keeps_a_committed_write_and_drops_its_staged_name(store: FileSystemBlobStore) -> None:
+    _staged, key = crash_state(store, DATA, published=True)
+
+    report = store.recover(key_by_content, Index(key))
+
+    assert report == RecoveryReport(kept=1, removed=0)
+    assert (staged_names(store), objects(store)) == ([], [key])
+    assert store.path_of(key).read_bytes() == DATA
+
+
+def test_recover_restores_a_committed_blob_whose_link_was_lost(store: FileSystemBlobStore) -> None:
+    """The row was durable, the directory entry under ``objects/`` was not (no sync before the crash)."""
+    _staged, key = crash_state(store, DATA, published=True)
+    store.path_of(key).unlink()
+
+    report = store.recover(key_by_content, Index(key))
+
+    assert report == RecoveryReport(kept=1, removed=0)
+    assert staged_names(store) == []
+    assert store.path_of(key).read_bytes() == DATA
+
+
+def test_recover_keeps_a_blob_another_write_published_under_the_same_key(store: FileSystemBlobStore) -> None:
+    """Two identical instances: the first is committed, the second crashed before release; the committed
+    blob is a different file under the same key and must survive."""
+    first, key = crash_state(store, DATA, published=True)
+    store.release(first)
+    store.flush()
+    crash_state(store, DATA, published=False)
+
+    report = store.recover(key_by_content, Index(key))
+
+    assert report == RecoveryReport(kept=1, removed=0)
+    assert (staged_names(store), objects(store)) == ([], [key])
+
+
+def test_recover_does_not_delete_a_blob_it_did_not_stage(store: FileSystemBlobStore) -> None:
+    """A leftover not indexed whose key names an existing, unrelated file: only the leftover goes."""
+    first, key = crash_state(store, DATA, published=True)
+    store.release(first)
+    crash_state(store, DATA, published=False)
+
+    report = store.recover(key_by_content, Index())
+
+    assert report.removed == 1
+    assert objects(store) == [key]
+    assert staged_names(store) == []
+
+
+def test_recover_removes_unreadable_leftovers(store: FileSystemBlobStore) -> None:
+    crash_state(store, DATA, published=True)
+    garbage = store.new_staging_path()
+    garbage.write_bytes(b"garbage, half written")
+    (store.staging / "left.dcm").write_bytes(b"garbage too")
+
+    report = store.recover(key_by_content, Index())
+
+    assert report == RecoveryReport(kept=0, removed=3)
+    assert (staged_names(store), objects(store)) == ([], [])
+
+
+def test_recover_handles_a_mix_and_is_idempotent(store: FileSystemBlobStore) -> None:
+    _a, kept_key = crash_state(store, DATA + b"a", published=True)
+    crash_state(store, DATA + b"b", published=True)
+    crash_state(store, DATA + b"c", published=False)
+    index = Index(kept_key)
+
+    assert store.recover(key_by_content, index) == RecoveryReport(kept=1, removed=2)
+    assert store.recover(key_by_content, index) == RecoveryReport(kept=0, removed=0)
+    assert (staged_names(store), objects(store)) == ([], [kept_key])
+
+
+def test_recover_ignores_published_blobs_without_leftovers(store: FileSystemBlobStore) -> None:
+    """Recovery looks at staging only: finished writes are not scanned (nor touched)."""
+    staged, key = crash_state(store, DATA, published=True)
+    store.release(staged)
+    store.flush()
+
+    assert store.recover(key_by_content, Index()) == RecoveryReport(kept=0, removed=0)
+    assert objects(store) == [key]
