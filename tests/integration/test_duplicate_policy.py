@@ -73,7 +73,7 @@ def test_identical_resend_is_success_without_second_copy(tmp_path: Path, pair: t
 def test_reject_keeps_the_first(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:
     ingestor = _ingestor(tmp_path, DuplicatePolicy.REJECT)
     ingestor.ingest_bytes([pair[0]], SOURCE)
-    with pytest.raises(DuplicateConflict, match="already stored with different content"):
+    with pytest.raises(DuplicateConflict, match="different content already stored"):
         ingestor.ingest_bytes([pair[1]], SOURCE)
     assert [p.read_bytes() for p in _blobs(tmp_path)] == [pair[0]]
     assert _kinds(ingestor)[-1] == "rejected"

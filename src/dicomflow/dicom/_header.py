@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicomflow.dicom._uid import check_uid
 from dicomflow.errors import InvalidInstance
@@ -112,14 +115,84 @@ def read_header(
     """
     extra_keywords = tuple(extra_keywords)
     try:
-        ds = dcmread(source, stop_before_pixels=True, specific_tags=_wanted(extra_keywords))
-        return header_from_dataset(ds, extra_keywords)
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as handle:
+                return _read(handle, extra_keywords)
+        return _read(source, extra_keywords)
     except InvalidInstance:
         raise
     except InvalidDicomError as exc:
         raise InvalidInstance(f"not a DICOM file: {exc}") from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
         raise InvalidInstance(f"cannot parse the DICOM header: {exc}") from exc
+    except zlib.error as exc:
+        raise InvalidInstance(f"the deflated data set is truncated or corrupt: {exc}") from exc
+
+
+def _read(handle: IO[bytes], extra_keywords: tuple[str, ...]) -> InstanceHeader:
+    start = handle.tell()
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(start)
+    ds = dcmread(handle, stop_before_pixels=True, specific_tags=_wanted(extra_keywords))
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or str(meta.get("TransferSyntaxUID", "")) != DeflatedExplicitVRLittleEndian:
+        _check_complete(ds, handle, size)  # a deflated stream is checked by zlib instead
+    return header_from_dataset(ds, extra_keywords)
+
+
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+
+
+def _check_complete(ds: Dataset, handle: IO[bytes], size: int) -> None:
+    """Raise if the file ends before the data it announces: a short element, or short pixel data.
+
+    pydicom accepts short reads and seeks past skipped values, so a cut file would parse "fine".
+    """
+    position = handle.tell()
+    short = [
+        elem.tag
+        for elem in ds.elements()
+        if isinstance(elem, RawDataElement)
+        and elem.length != 0xFFFFFFFF
+        and elem.value is not None
+        and len(elem.value) < elem.length
+    ]
+    group_length = getattr(ds, "file_meta", {}).get("FileMetaInformationGroupLength")
+    # preamble (128) + DICM (4) + the group length element itself (12) + the rest of the group
+    meta_end = 144 + int(group_length) if group_length is not None else 0
+    if position > size or short or meta_end > size:
+        raise InvalidInstance("the data set is truncated: the file ends inside an element")
+    header = handle.read(12)
+    if len(header) < 8:
+        return  # no pixel data: the data set ended at an element boundary
+    if header[:4] not in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10") or len(header) < 12:
+        return
+    length = _pixel_data_length(header, bool(ds.is_little_endian), bool(ds.is_implicit_VR))
+    if length is None:  # encapsulated: must end with a sequence delimiter
+        if not _has_delimiter(handle, position, size):
+            raise InvalidInstance("the data set is truncated: encapsulated pixel data has no end")
+    elif position + (8 if ds.is_implicit_VR else 12) + length > size:
+        raise InvalidInstance("the data set is truncated: the file ends inside the pixel data")
+
+
+def _pixel_data_length(header: bytes, little: bool, implicit: bool) -> int | None:
+    order = "<" if little else ">"
+    if implicit:
+        (length,) = struct.unpack(order + "I", header[4:8])
+    elif header[4:6] in _LONG_VRS:
+        (length,) = struct.unpack(order + "I", header[8:12])
+    else:
+        (length,) = struct.unpack(order + "H", header[6:8])
+    return None if length == 0xFFFFFFFF else int(length)
+
+
+def _has_delimiter(handle: IO[bytes], position: int, size: int) -> bool:
+    handle.seek(max(position, size - 8))
+    if handle.read(8) == _SEQUENCE_DELIMITER:
+        return True
+    handle.seek(position)
+    return _SEQUENCE_DELIMITER in handle.read()  # trailing elements after the pixel data: rare
 
 
 @lru_cache(maxsize=16)
@@ -145,11 +218,9 @@ def _wanted(extra_keywords: tuple[str, ...]) -> list[BaseTag]:
 def header_from_dataset(ds: Dataset, extra_keywords: Iterable[str] = ()) -> InstanceHeader:
     """Build an :class:`InstanceHeader` from a parsed dataset (file meta optional)."""
     meta = getattr(ds, "file_meta", None)
-    sop_uid = _text(ds, "SOPInstanceUID") or (_text(meta, "MediaStorageSOPInstanceUID") if meta else "")
-    sop_class = _text(ds, "SOPClassUID") or (_text(meta, "MediaStorageSOPClassUID") if meta else "")
     values: dict[str, Any] = {
-        "sop_instance_uid": check_uid(sop_uid, "SOP Instance UID"),
-        "sop_class_uid": check_uid(sop_class, "SOP Class UID"),
+        "sop_instance_uid": check_uid(_text(ds, "SOPInstanceUID"), "SOP Instance UID"),
+        "sop_class_uid": check_uid(_text(ds, "SOPClassUID"), "SOP Class UID"),
         "study_instance_uid": check_uid(_text(ds, "StudyInstanceUID"), "Study Instance UID"),
         "series_instance_uid": check_uid(_text(ds, "SeriesInstanceUID"), "Series Instance UID"),
         "transfer_syntax_uid": _text(meta, "TransferSyntaxUID") if meta else "",

@@ -143,11 +143,12 @@ class Receiver:
         if project is not None and self._project_exists(project):
             return
         error = UnknownProject(f"called AE title not recognised: {called!r} names no existing project")
-        source = Source("dimse", _actor(event), str(request.ae_title).strip(), called)
+        source = Source("dimse", _actor(event), _calling_ae(event), called)
         self.ingestor.record_rejection(source, "", error)
         event.assoc.acse.send_reject(
             status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, status.REASON_CALLED_AE_NOT_RECOGNISED
         )
+        event.assoc.kill()  # as pynetdicom's own rejections do: lets the DUL send the A-ASSOCIATE-RJ first
 
     def _project_exists(self, label: str) -> bool:
         with self.engine.connect() as conn:
@@ -155,26 +156,23 @@ class Receiver:
 
     def on_store(self, event: Any) -> int | Dataset:
         """Store one instance; success is returned only once it is durable and indexed."""
-        requestor = event.assoc.requestor
-        calling_ae = str(requestor.ae_title).strip()
-        source = Source(
-            "dimse",
-            _actor(event),
-            calling_ae=calling_ae,
-            called_ae=str(requestor.primitive.called_ae_title).strip(),
-        )
+        calling_ae = _calling_ae(event)
+        called_ae = str(event.assoc.requestor.primitive.called_ae_title).strip()
+        source = Source("dimse", _actor(event), calling_ae=calling_ae, called_ae=called_ae)
         command = event.request
+        sop_instance_uid = str(command.AffectedSOPInstanceUID)
         try:
             meta = encode_file_meta(
                 str(command.AffectedSOPClassUID),
-                str(command.AffectedSOPInstanceUID),
+                sop_instance_uid,
                 str(event.context.transfer_syntax),
                 calling_ae,
             )
-            self.ingestor.ingest_bytes([meta + command.DataSet.getvalue()], source)
+            data = meta + command.DataSet.getvalue()
+            self.ingestor.ingest_bytes([data], source, expected_sop_instance_uid=sop_instance_uid)
         except UnicodeEncodeError:
             error = InvalidInstance("the C-STORE request names a SOP Class or Instance UID that is not ASCII")
-            self.ingestor.record_rejection(source, "", error)
+            self.ingestor.record_rejection(source, sop_instance_uid[:64], error)
             return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
         except DicomflowError as exc:
             return status.status_dataset(status.status_for(exc), exc.message)
@@ -184,9 +182,13 @@ class Receiver:
         return status.SUCCESS
 
 
+def _calling_ae(event: Any) -> str:
+    # from the A-ASSOCIATE-RQ itself: requestor.ae_title is only filled in after negotiation
+    return str(event.assoc.requestor.primitive.calling_ae_title).strip()
+
+
 def _actor(event: Any) -> str:
-    request = event.assoc.requestor
-    return f"{str(request.ae_title).strip()}@{request.address}"
+    return f"{_calling_ae(event)}@{event.assoc.requestor.address}"
 
 
 class _SharedSocketServer(ThreadedAssociationServer):

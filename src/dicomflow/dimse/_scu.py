@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.presentation import PresentationContext, build_context
 
@@ -103,16 +104,9 @@ def send(
 
 
 def _contexts(items: Sequence[Outgoing]) -> list[PresentationContext]:
-    syntaxes: dict[str, set[str]] = {}
-    for item in items:
-        syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
-    contexts = []
-    for sop_class, found in syntaxes.items():
-        offered = sorted(found) + [
-            ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if ts not in found
-        ]
-        contexts.append(build_context(sop_class, offered))
-    return contexts[:_MAX_CONTEXTS]
+    """One context per (SOP Class, transfer syntax) found: chunked sending needs the file's own syntax."""
+    pairs = sorted({(item.sop_class_uid, item.transfer_syntax_uid) for item in items})
+    return [build_context(sop_class, [syntax]) for sop_class, syntax in pairs][:_MAX_CONTEXTS]
 
 
 def _send_part(
@@ -127,7 +121,7 @@ def _send_part(
     ae = AE(ae_title=calling_ae)
     ae.maximum_pdu_size = 0
     ae.requested_contexts = _contexts(items)
-    assoc = ae.associate(host, port, ae_title=called_ae)
+    assoc = ae.associate(host, port, ae_title=called_ae, evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
     if not assoc.is_established:
         reason = "association rejected" if assoc.is_rejected else "association failed"
         for item in items:
@@ -143,6 +137,11 @@ def _send_part(
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _no_delay(event: Any) -> None:
+    """Nagle's algorithm would hold every small PDU ~40 ms on loopback."""
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _store_one(assoc: object, item: Outgoing, report: SendReport) -> str:

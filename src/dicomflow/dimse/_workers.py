@@ -97,7 +97,8 @@ class ReceiverPool:
     def _watch(self) -> None:
         while not self._stopping.wait(1.0):
             for i, process in enumerate(self._processes):
-                if not process.is_alive() and not self._stopping.is_set():
+                # exit code 0 only follows a SIGTERM (a stop under way, e.g. to the whole process group)
+                if not process.is_alive() and process.exitcode != 0 and not self._stopping.is_set():
                     LOGGER.error(
                         "receiver process %s exited with %s; restarting", process.name, process.exitcode
                     )

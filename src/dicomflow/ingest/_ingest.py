@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dicomflow.config import DuplicatePolicy, Settings
 from dicomflow.dicom import InstanceHeader, read_header
-from dicomflow.errors import DicomflowError, DuplicateConflict, IndexUnavailable
+from dicomflow.errors import DicomflowError, DuplicateConflict, IndexUnavailable, InvalidInstance
 from dicomflow.index import Instance, WriteLock, utcnow
 from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
 from dicomflow.placement import PlacementConfig, dataset_from_calling_ae
@@ -121,13 +121,28 @@ class Ingestor:
         )
         self._connections: queue.SimpleQueue[Connection] = queue.SimpleQueue()
 
-    def ingest_bytes(self, chunks: list[bytes | memoryview], source: Source) -> IngestResult:
-        """Accept one instance given as its Part 10 bytes (file meta included), possibly in pieces."""
+    def ingest_bytes(
+        self,
+        chunks: list[bytes | memoryview],
+        source: Source,
+        *,
+        expected_sop_instance_uid: str | None = None,
+    ) -> IngestResult:
+        """Accept one instance given as its Part 10 bytes (file meta included), possibly in pieces.
+
+        ``expected_sop_instance_uid`` is the UID the sender announced (the C-STORE request's Affected SOP
+        Instance UID): a data set naming another is refused, and rejections are logged under it.
+        """
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             header = read_header(io.BytesIO(data), self._extra)
+            if expected_sop_instance_uid is not None and header.sop_instance_uid != expected_sop_instance_uid:
+                raise InvalidInstance(
+                    f"data set SOP Instance UID {header.sop_instance_uid!r} differs from the request's "
+                    f"{expected_sop_instance_uid!r}"
+                )
         except DicomflowError as exc:
-            self.record_rejection(source, "", exc)
+            self.record_rejection(source, expected_sop_instance_uid or "", exc)
             raise
         return self._accept(header, self.store.stage([data]), source)
 
@@ -200,13 +215,14 @@ class Ingestor:
             if created:
                 self._delete_unreferenced(key)
             raise
-        for old_key in replaced:
+        for old_key, hold in replaced:
             self.store.delete(old_key)
+            self.store.release(hold)
         return result
 
     def _commit_row(
         self, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
-    ) -> tuple[IngestResult, list[str]]:
+    ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         for attempt in range(3):
             try:
                 with self._write_lock, self._connection() as conn:
@@ -229,7 +245,7 @@ class Ingestor:
 
     def _index(
         self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
-    ) -> tuple[IngestResult, list[str]]:
+    ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         uid = header.sop_instance_uid
         previous = conn.execute(_SELECT_PREVIOUS, {"uid": uid}).all()
         same = next((row for row in previous if row.sha256 == staged.sha256), None)
@@ -241,9 +257,12 @@ class Ingestor:
         outcome = self._duplicate_outcome(uid, bool(previous))
         acquisition_id = self._acquisition_id(conn, header, source)
         conn.execute(_INSERT_INSTANCE, self._row(header, staged, key, acquisition_id, source))
-        replaced = [row.blob_key for row in previous] if outcome is Outcome.OVERWRITTEN else []
-        if replaced:
+        replaced = []
+        if outcome is Outcome.OVERWRITTEN:
             conn.execute(delete(Instance).where(Instance.id.in_([row.id for row in previous])))
+            # a staged name for each replaced blob: if we die between commit and deletion, recovery
+            # finds it, sees no row for its key, and removes the blob (no orphan)
+            replaced = [(row.blob_key, self.store.hold(row.blob_key)) for row in previous]
         record_event(conn, "received", source.actor, uid, self._reason(outcome, source))
         conn.commit()
         return IngestResult(outcome, uid, key, acquisition_id), replaced
@@ -253,7 +272,7 @@ class Ingestor:
             return Outcome.STORED
         if self.policy is DuplicatePolicy.REJECT:
             raise DuplicateConflict(
-                f"SOP Instance UID {uid!r} is already stored with different content (policy: reject)"
+                f"different content already stored under this SOP Instance UID (policy: reject): {uid}"
             )
         return Outcome.OVERWRITTEN if self.policy is DuplicatePolicy.OVERWRITE else Outcome.KEPT_BOTH
 

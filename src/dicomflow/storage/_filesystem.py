@@ -146,6 +146,15 @@ class FileSystemBlobStore:
             raise StorageError(f"cannot publish blob {key!r}: {exc}") from exc
         return True
 
+    def hold(self, key: str) -> StagedBlob:
+        """A staged name for a published blob about to be deleted, so that recovery sees it if we die."""
+        path = self.staging / f"{secrets.token_hex(12)}.dcm"
+        try:
+            os.link(self.path_of(key), path)
+        except OSError as exc:
+            raise StorageError(f"cannot hold blob {key!r}: {exc}") from exc
+        return StagedBlob(path, path.stat().st_size, "")
+
     def release(self, staged: StagedBlob, published_as: str | None = None) -> None:
         """Forget the staged name: at once, or (``published_as``) once that blob's directory is synced."""
         if published_as is None or not self._fsync:

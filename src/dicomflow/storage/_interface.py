@@ -21,6 +21,9 @@ class BlobStore(Protocol):
     def publish(self, staged: StagedBlob, key: str) -> bool:
         """Make staged bytes readable under ``key``; ``False`` if ``key`` holds them already."""
 
+    def hold(self, key: str) -> StagedBlob:
+        """Give a published blob about to be deleted a staged name (seen by ``recover``)."""
+
     def release(self, staged: StagedBlob, published_as: str | None = None) -> None:
         """Drop the temporary name (once ``published_as`` is durable, if given)."""
 
