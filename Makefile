@@ -39,6 +39,7 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	MYPYPATH=src:tests:tests/e2e:tests/integration $(BIN)/mypy --check-untyped-defs --explicit-package-bases tests
 
 check: lint typecheck
 

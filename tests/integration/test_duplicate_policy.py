@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
 from dicomflow.config import DuplicatePolicy, Settings
@@ -31,7 +31,7 @@ def _instance(sop: str, study: str, series: str, description: str) -> bytes:
     ds.InstanceNumber = 1
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)

@@ -7,8 +7,16 @@ from io import BytesIO
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import JPEG2000, CTImageStorage, ExplicitVRBigEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    CTImageStorage,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 
 from dicomflow.dicom import IMPLEMENTATION_CLASS_UID, encode_file_meta
 from dicomflow.dicom._file_meta import IMPLEMENTATION_VERSION_NAME
@@ -17,16 +25,16 @@ from dicomflow.dicom._file_meta import IMPLEMENTATION_VERSION_NAME
 def _pydicom_meta(sop_class: str, sop: str, syntax: str, ae: str) -> bytes:
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = syntax
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop)
+    meta.TransferSyntaxUID = UID(syntax)
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     if ae:
         meta.SourceApplicationEntityTitle = ae
     out = BytesIO()
     out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)
+    write_file_meta_info(DicomFileLike(out), meta, enforce_standard=True)
     return out.getvalue()
 
 
