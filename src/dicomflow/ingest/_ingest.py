@@ -134,17 +134,22 @@ class Ingestor:
         Instance UID): a data set naming another is refused, and rejections are logged under it.
         """
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
+
+        def parse() -> InstanceHeader:
             header = read_header(io.BytesIO(data), self._extra)
             if expected_sop_instance_uid is not None and header.sop_instance_uid != expected_sop_instance_uid:
                 raise InvalidInstance(
                     f"data set SOP Instance UID {header.sop_instance_uid!r} differs from the request's "
                     f"{expected_sop_instance_uid!r}"
                 )
+            return header
+
+        try:
+            staged, header = self.store.stage_while([data], parse)  # parse while the disk works
         except DicomflowError as exc:
             self.record_rejection(source, expected_sop_instance_uid or "", exc)
             raise
-        return self._accept(header, self.store.stage([data]), source)
+        return self._accept(header, staged, source)
 
     def ingest_file(self, path: Path, source: Source) -> IngestResult:
         """Accept one instance from a file; the file itself is copied, never moved or changed."""

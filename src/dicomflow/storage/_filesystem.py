@@ -17,21 +17,22 @@ per batch instead of one per instance matters: each is a journal commit.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from dicomflow.errors import StorageError
 
 _CHUNK = 1 << 20
+T = TypeVar("T")
 _SYNC_INTERVAL = 0.2  # seconds between directory syncs of released blobs
 _SYNC_BATCH = 512  # or sooner, when this many are waiting
 LOGGER = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class FileSystemBlobStore:
         self._wake = threading.Event()
         self._closed = False
         self._syncer: threading.Thread | None = None
+        self._fsyncs: ThreadPoolExecutor | None = None
         try:
             self.objects.mkdir(parents=True, exist_ok=True)
             self.staging.mkdir(parents=True, exist_ok=True)
@@ -87,25 +89,43 @@ class FileSystemBlobStore:
         return self.staging / f"{secrets.token_hex(12)}.part"
 
     def stage(self, chunks: list[bytes | memoryview]) -> StagedBlob:
-        """Write ``chunks`` to a new staged file, fsync it, and return its size and SHA-256."""
+        """Write ``chunks`` to a new staged file and fsync it; return its size and SHA-256."""
+        return self.stage_while(chunks, lambda: None)[0]
+
+    def stage_while(self, chunks: list[bytes | memoryview], work: Callable[[], T]) -> tuple[StagedBlob, T]:
+        """:meth:`stage`, running ``work`` (e.g. parsing the header) while the disk works.
+
+        The fsync waits in a thread of its own, the hash and ``work`` run in the caller's. If ``work``
+        raises, the staged file is removed and the exception propagates.
+        """
         path = self.new_staging_path()
-        digest = hashlib.sha256()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                size = _write_all(fd, chunks)
-                if self._fsync:
-                    _start_writeback(fd)  # the disk works while we hash
-                for chunk in chunks:
-                    digest.update(chunk)
-                if self._fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
         except OSError as exc:
-            path.unlink(missing_ok=True)
             raise StorageError(f"cannot write {path}: {exc}") from exc
-        return StagedBlob(path, size, digest.hexdigest())
+        try:
+            size = _write_all(fd, chunks)
+            synced = self._sync_pool().submit(os.fsync, fd) if self._fsync else None
+            digest = hashlib.sha256()
+            for chunk in chunks:  # hashing releases the GIL: the fsync thread starts at once
+                digest.update(chunk)
+            result = work()
+            if synced is not None:
+                synced.result()
+        except BaseException as exc:
+            _close_quietly(fd, synced if self._fsync else None)
+            path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot write {path}: {exc}") from exc
+            raise
+        os.close(fd)
+        return StagedBlob(path, size, digest.hexdigest()), result
+
+    def _sync_pool(self) -> ThreadPoolExecutor:
+        with self._pending_lock:
+            if self._fsyncs is None:
+                self._fsyncs = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-fsync")
+            return self._fsyncs
 
     def stage_file(self, source: Path) -> StagedBlob:
         """Copy an existing file into staging (the source is left untouched)."""
@@ -183,6 +203,8 @@ class FileSystemBlobStore:
         self._wake.set()
         if self._syncer is not None:
             self._syncer.join()
+        if self._fsyncs is not None:
+            self._fsyncs.shutdown()
         self.flush()
 
     def _sync_loop(self) -> None:
@@ -272,17 +294,11 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> int:
     return total
 
 
-_SYNC_FILE_RANGE_WRITE = 2
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_sync_file_range = getattr(_libc, "sync_file_range", None)
-if _sync_file_range is not None:
-    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-
-
-def _start_writeback(fd: int) -> None:
-    """Start writing the file's dirty pages to disk without waiting (Linux ``sync_file_range``)."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+def _close_quietly(fd: int, synced: Future[None] | None) -> None:
+    if synced is not None:
+        with contextlib.suppress(Exception):
+            synced.result()
+    os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

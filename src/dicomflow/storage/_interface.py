@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
 
-from dicomflow.storage._filesystem import RecoveryReport, StagedBlob
+from dicomflow.storage._filesystem import RecoveryReport, StagedBlob, T
 
 
 class BlobStore(Protocol):
@@ -14,6 +14,9 @@ class BlobStore(Protocol):
 
     def stage(self, chunks: list[bytes | memoryview]) -> StagedBlob:
         """Write bytes durably under a temporary name; return their size and SHA-256."""
+
+    def stage_while(self, chunks: list[bytes | memoryview], work: Callable[[], T]) -> tuple[StagedBlob, T]:
+        """:meth:`stage`, running ``work`` meanwhile."""
 
     def stage_file(self, source: Path) -> StagedBlob:
         """Stage a copy of an existing file."""
