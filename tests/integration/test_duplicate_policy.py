@@ -85,6 +85,7 @@ def test_overwrite_replaces_row_and_bytes(tmp_path: Path, pair: tuple[bytes, byt
     ingestor = _ingestor(tmp_path, DuplicatePolicy.OVERWRITE)
     ingestor.ingest_bytes([pair[0]], SOURCE)
     assert ingestor.ingest_bytes([pair[1]], SOURCE).outcome is Outcome.OVERWRITTEN
+    ingestor.store.flush()  # the replaced blob goes once the change is durable
     assert [p.read_bytes() for p in _blobs(tmp_path)] == [pair[1]]
     with ingestor.engine.connect() as conn:
         assert len(conn.execute(select(Instance.id)).all()) == 1

@@ -19,7 +19,7 @@ import pytest
 
 from dicomflow.config import DuplicatePolicy, Settings
 from dicomflow.dimse import open_ingestor
-from dicomflow.index import WriteLock, create_index_engine, migrate
+from dicomflow.index import WriteLock, migrate
 from dicomflow.ingest import Ingestor, Source, recover_store
 from dicomflow.storage import FileSystemBlobStore
 from factories import DataDir, make_instance, to_bytes
@@ -65,11 +65,11 @@ def crash_while_ingesting(
 
 
 def recover(settings: Settings) -> None:
-    engine = create_index_engine(settings.index_url)
+    ingestor = open_ingestor(settings)
     try:
-        recover_store(engine, FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync))
+        recover_store(ingestor)
     finally:
-        engine.dispose()
+        ingestor.close()
 
 
 def assert_consistent(data_dir: DataDir) -> dict[str, str]:
@@ -101,9 +101,16 @@ def ready(tmp_path: Path) -> Callable[..., Settings]:
 
 CRASH_POINTS: dict[str, tuple[list[tuple[type, str]], bool, bool]] = {
     # name: (methods that kill the child when called, exit right after ingest returns, indexed after recovery)
-    "before-publish": ([(FileSystemBlobStore, "publish")], False, False),
-    "before-row-commit": ([(Ingestor, "_commit_row")], False, False),
-    "before-wal-sync": ([(WriteLock, "sync_log")], False, True),
+    # Once the bytes are staged the staged file is a complete instance: recovery ingests it again if its
+    # row did not survive (at least once), so every point after staging ends indexed.
+    "before-the-header-is-parsed": (
+        [(Ingestor, "record_rejection"), (FileSystemBlobStore, "_sync_pool")],
+        False,
+        True,
+    ),
+    "before-publish": ([(FileSystemBlobStore, "publish")], False, True),
+    "before-row-commit": ([(Ingestor, "_commit_row")], False, True),
+    "before-index-log-sync": ([(WriteLock, "sync_log")], True, True),
     "before-release": ([(FileSystemBlobStore, "release")], False, True),
     "before-directory-sync": ([(FileSystemBlobStore, "flush")], True, True),
 }
@@ -136,8 +143,8 @@ def test_crash_during_ingest_is_recovered(ready: Callable[..., Settings], point:
 
 
 def test_crash_before_the_replaced_blob_is_deleted_leaves_no_orphan(ready: Callable[..., Settings]) -> None:
-    """Policy overwrite: the new row is committed, the old row deleted, then the process dies before
-    deleting the old blob; after recovery no blob may be left without a row."""
+    """Policy overwrite: the new row is committed, the old row deleted, then the process dies before the
+    batch that deletes the old blob; after recovery no blob may be left without a row."""
     settings = ready(DuplicatePolicy.OVERWRITE)
     first = make_instance(SeriesDescription="first")
     second = make_instance(
@@ -150,7 +157,7 @@ def test_crash_before_the_replaced_blob_is_deleted_leaves_no_orphan(ready: Calla
     ingestor.ingest_bytes([to_bytes(first)], SOURCE)
     ingestor.close()
 
-    crash_while_ingesting(settings, to_bytes(second), [(FileSystemBlobStore, "delete")])
+    crash_while_ingesting(settings, to_bytes(second), [(FileSystemBlobStore, "flush")], exit_after=True)
     recover(settings)
 
     rows = assert_consistent(DataDir(settings.data_dir))

@@ -25,10 +25,9 @@ def serve(
     import uvicorn
 
     from dicomflow.api import create_app
-    from dicomflow.dimse import ReceiverPool, listen, worker_count
+    from dicomflow.dimse import ReceiverPool, listen, open_ingestor, worker_count
     from dicomflow.index import create_index_engine, migrate
     from dicomflow.ingest import recover_store
-    from dicomflow.storage import FileSystemBlobStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(
@@ -43,14 +42,18 @@ def serve(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     migrate(engine)
-    report = recover_store(engine, FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync))
+    engine.dispose()
+    ingestor = open_ingestor(settings)
+    try:
+        report = recover_store(ingestor)
+    finally:
+        ingestor.close()  # no thread of ours may be alive when the receivers are forked
     if report.kept or report.removed:
         logging.getLogger("dicomflow").warning(
             "recovered after an unclean stop: %d finished writes kept, %d unfinished removed",
             report.kept,
             report.removed,
         )
-    engine.dispose()
     pool = ReceiverPool(settings, listen(settings))
     pool.start()  # fork before any thread of ours starts
     logging.getLogger("dicomflow").info(

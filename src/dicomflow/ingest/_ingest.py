@@ -120,6 +120,8 @@ class Ingestor:
             sqlite_synchronous=settings.index.sqlite_synchronous,
         )
         self._connections: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        # index rows are made durable in batches, before the staged copies of their blobs are dropped
+        self.store.before_release = self._write_lock.sync_log
 
     def ingest_bytes(
         self,
@@ -215,14 +217,12 @@ class Ingestor:
         created = self.store.publish(staged, key)  # before taking the writer lock: its fsyncs wait alone
         try:
             result, replaced = self._commit_row(header, staged, key, source)
-            self._write_lock.sync_log()
         except BaseException:
             if created:
                 self._delete_unreferenced(key)
             raise
         for old_key, hold in replaced:
-            self.store.delete(old_key)
-            self.store.release(hold)
+            self.store.retire(old_key, hold)
         return result
 
     def _commit_row(

@@ -1,20 +1,30 @@
-"""Clean up after an unclean stop: staged files that never became an index row are removed."""
+"""Finish after an unclean stop, looking only at the staged files the stopped processes left behind.
+
+A staged ``.part`` file is a complete, fsynced instance once its writer got past ``stage``; the index row
+is made durable in batches, so after a power loss a staged instance may lack its row: it is ingested
+again (a sender may have been told it was stored). A staged file that is unreadable or truncated was
+never acknowledged and is removed; a ``.dcm`` hold of a replaced blob is removed when no row needs it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from dicomflow.dicom import read_header
 from dicomflow.errors import DicomflowError
 from dicomflow.index import Instance
-from dicomflow.ingest._ingest import blob_key
-from dicomflow.storage import BlobStore, RecoveryReport
+from dicomflow.ingest._ingest import Ingestor, Source, blob_key
+from dicomflow.storage import RecoveryReport
+
+LOGGER = logging.getLogger(__name__)
+_SOURCE = Source("recovery", "dicomflow")
 
 
-def recover_store(engine: Engine, store: BlobStore) -> RecoveryReport:
+def recover_store(ingestor: Ingestor) -> RecoveryReport:
     """Finish or undo the writes that were in flight when the last process stopped."""
 
     def key_of(path: Path) -> str | None:
@@ -26,7 +36,20 @@ def recover_store(engine: Engine, store: BlobStore) -> RecoveryReport:
         return blob_key(header, digest)
 
     def is_indexed(key: str) -> bool:
-        with engine.connect() as conn:
+        with ingestor.engine.connect() as conn:
             return conn.scalar(select(Instance.id).where(Instance.blob_key == key)) is not None
 
-    return store.recover(key_of, is_indexed)
+    for path in ingestor.store.staged_leftovers():
+        key = key_of(path) if path.suffix == ".part" else None
+        if key is not None and not is_indexed(key):
+            _ingest_again(ingestor, path)
+    ingestor.store.flush()
+    return ingestor.store.recover(key_of, is_indexed)
+
+
+def _ingest_again(ingestor: Ingestor, path: Path) -> None:
+    try:
+        result = ingestor.ingest_file(path, _SOURCE)
+        LOGGER.warning("recovered %s (%s) from an unfinished write", result.sop_instance_uid, result.outcome)
+    except DicomflowError as exc:
+        LOGGER.warning("dropped an unfinished write %s: %s", path.name, exc.message)

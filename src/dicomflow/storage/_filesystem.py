@@ -5,14 +5,15 @@ Write protocol (crash-safe without scanning the store):
 1. the bytes go to ``staging/<random>.part`` and are fsynced (``stage``); fsync of a new file also makes its
    name durable on the journaling file systems we run on (ext4, XFS);
 2. ``publish`` hard-links the staged file to ``objects/<key>`` (key built from validated UIDs only);
-3. the caller commits the index row and makes it durable;
-4. ``release`` hands the staged name to a background syncer, which fsyncs the ``objects/`` directories of a
-   batch of published blobs once and only then removes their staged names.
+3. the caller commits the index row;
+4. ``release`` hands the staged name to a background syncer, which makes a batch of index rows durable
+   (``before_release``: the index log sync) and fsyncs the batch's ``objects/`` directories, once per batch,
+   and only then removes the staged names.
 
 Until step 4 is done the staged name is the durable copy, so a crash at any point leaves only staged files
-behind, and ``recover`` looks at those alone: if the index holds a row for the object's key, the published
-link is restored if it was lost, else the link (if any) and the staged file are removed. One directory fsync
-per batch instead of one per instance matters: each is a journal commit.
+behind, and recovery looks at those alone (``dicomflow.ingest.recover_store`` ingests again a staged
+instance whose row was lost; ``recover`` then restores lost links and removes what no row needs). One
+log sync and one directory fsync per batch instead of per instance matters: each is a journal commit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ class FileSystemBlobStore:
         self._closed = False
         self._syncer: threading.Thread | None = None
         self._fsyncs: ThreadPoolExecutor | None = None
+        self._retired: list[str] = []
+        self.before_release: Callable[[], None] | None = None
         try:
             self.objects.mkdir(parents=True, exist_ok=True)
             self.staging.mkdir(parents=True, exist_ok=True)
@@ -180,18 +183,32 @@ class FileSystemBlobStore:
         if published_as is None or not self._fsync:
             staged.path.unlink(missing_ok=True)
             return
+        self._queue(staged.path, self.path_of(published_as).parent)
+
+    def _queue(self, staged: Path, directory: Path, retired: str | None = None) -> None:
         with self._pending_lock:
-            self._pending.append((staged.path, self.path_of(published_as).parent))
+            self._pending.append((staged, directory))
+            if retired is not None:
+                self._retired.append(retired)
             if self._syncer is None:
                 self._syncer = threading.Thread(target=self._sync_loop, name="blob-dir-sync", daemon=True)
                 self._syncer.start()
             if len(self._pending) >= _SYNC_BATCH:
                 self._wake.set()
 
+    def retire(self, key: str, hold: StagedBlob) -> None:
+        """Delete a replaced blob once the index change that replaced it is durable (see ``hold``)."""
+        self._queue(hold.path, self.path_of(key).parent, retired=key)
+
     def flush(self) -> None:
-        """Sync the directories of every released blob and remove their staged names now."""
+        """Make the released blobs' index rows and directories durable, then remove their staged names."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
+            retired, self._retired = self._retired, []
+        if (batch or retired) and self.before_release is not None:
+            self.before_release()  # e.g. sync the index's log: the staged name is the copy until then
+        for key in retired:
+            self.delete(key)
         for directory in {d for _, d in batch}:
             _fsync_dir(directory)
         for path, _ in batch:
@@ -236,10 +253,9 @@ class FileSystemBlobStore:
             raise ValueError(f"blob key {key!r} is not a relative key")
         return self.objects / key
 
-    def staged_leftovers(self) -> Iterator[Path]:
+    def staged_leftovers(self) -> list[Path]:
         """Staged files left by a process that stopped before finishing them."""
-        yield from sorted(self.staging.glob("*.part"))
-        yield from sorted(self.staging.glob("*.dcm"))
+        return sorted(self.staging.glob("*.part")) + sorted(self.staging.glob("*.dcm"))
 
     def recover(
         self, key_of: Callable[[Path], str | None], is_indexed: Callable[[str], bool]

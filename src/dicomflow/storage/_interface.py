@@ -12,6 +12,8 @@ from dicomflow.storage._filesystem import RecoveryReport, StagedBlob, T
 class BlobStore(Protocol):
     """Durable storage of instance bytes under keys built from validated UIDs and a content hash."""
 
+    before_release: Callable[[], None] | None  # makes index rows durable before staged names go
+
     def stage(self, chunks: list[bytes | memoryview]) -> StagedBlob:
         """Write bytes durably under a temporary name; return their size and SHA-256."""
 
@@ -30,6 +32,9 @@ class BlobStore(Protocol):
     def release(self, staged: StagedBlob, published_as: str | None = None) -> None:
         """Drop the temporary name (once ``published_as`` is durable, if given)."""
 
+    def retire(self, key: str, hold: StagedBlob) -> None:
+        """Delete a replaced blob once the index change is durable."""
+
     def delete(self, key: str) -> None:
         """Remove a published blob."""
 
@@ -40,6 +45,9 @@ class BlobStore(Protocol):
         self, key_of: Callable[[Path], str | None], is_indexed: Callable[[str], bool]
     ) -> RecoveryReport:
         """Finish or undo the writes a stopped process left behind."""
+
+    def staged_leftovers(self) -> list[Path]:
+        """Staged files a stopped process left behind."""
 
     def flush(self) -> None:
         """Finish deferred work now."""
