@@ -67,9 +67,9 @@ class IndexSettings(BaseModel):
     sqlite_synchronous: str = Field(
         "NORMAL",
         description=(
-            "SQLite synchronous pragma (WAL mode). NORMAL: commits are made durable by an fsync of the WAL "
-            "right after the writer lock is released (as durable as FULL, better under concurrency); "
-            "FULL: SQLite fsyncs inside every commit; OFF: no fsync (tests only)."
+            "SQLite synchronous pragma (WAL mode) of the ingest. NORMAL: index rows are made durable in "
+            "batches by an fsync of the WAL before the staged copies of their blobs are dropped (recovery "
+            "ingests a staged blob again if its row was lost); FULL: SQLite also fsyncs every commit."
         ),
     )
 

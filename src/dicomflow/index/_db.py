@@ -87,9 +87,8 @@ class WriteLock:
     def sync_log(self) -> None:
         """Make every transaction committed so far durable (with ``synchronous=NORMAL``).
 
-        In WAL mode with ``synchronous=NORMAL`` SQLite commits without fsync. Syncing the WAL after the
-        lock is released gives the same durability as ``FULL`` while the next writer already works, and
-        concurrent syncs of the one WAL file are served by one journal commit of the file system.
+        In WAL mode with ``synchronous=NORMAL`` SQLite commits without fsync; the blob store calls this
+        once per batch of released blobs, before it drops their staged copies (see ``storage``).
         """
         if self._wal is None:
             return
