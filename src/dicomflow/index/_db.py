@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+READ_ONLY = "dicomflow_read_only"  # execution option: this connection only reads
 
 
 def create_index_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
@@ -44,9 +45,10 @@ def create_index_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        # Take the write lock up front: a deferred transaction that reads, then writes, fails with
-        # "database is locked" instead of waiting when another process wrote in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: a deferred transaction that reads, then writes, fails with
+        # "database is locked" instead of waiting when another process wrote in between. Readers marked
+        # READ_ONLY start a plain (deferred) transaction and never wait for a writer (WAL snapshots).
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, Select, Subquery, func, insert, 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from dicomflow.errors import AlreadyExists, IndexUnavailable, NotFound
+from dicomflow.index._db import READ_ONLY
 from dicomflow.index._models import (
     Acquisition,
     Dataset,
@@ -221,7 +222,7 @@ class DatasetInfo:
 def reading(engine: Engine) -> Iterator[Connection]:
     """A connection for one short read; database failures become :class:`IndexUnavailable`."""
     try:
-        with engine.connect() as conn:
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             yield conn
     except OperationalError as exc:
         raise IndexUnavailable(f"the index could not answer: {exc.orig}") from exc

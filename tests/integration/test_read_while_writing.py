@@ -1,0 +1,22 @@
+"""Readers of the index never queue behind a writer (SQLite WAL snapshots)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from dicomflow.index import create_index_engine, list_projects, migrate
+
+
+def test_a_read_does_not_wait_for_a_writer_holding_the_lock(tmp_path: Path) -> None:
+    engine = create_index_engine(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    migrate(engine)
+    with engine.connect() as writer:
+        writer.execute(text("INSERT INTO groups (id, label, created_at) VALUES ('g', 'G', '2026-01-01')"))
+        start = time.monotonic()
+        assert list_projects(engine) == []
+        assert time.monotonic() - start < 1.0
+        writer.rollback()
+    engine.dispose()
