@@ -32,7 +32,6 @@ from typing import IO, TypeVar
 
 from dicomflow.errors import StorageError
 
-_CHUNK = 1 << 20
 T = TypeVar("T")
 _SYNC_INTERVAL = 0.2  # seconds between directory syncs of released blobs
 _SYNC_BATCH = 512  # or sooner, when this many are waiting
@@ -138,20 +137,6 @@ class FileSystemBlobStore:
         except OSError as exc:
             raise StorageError(f"cannot read {source}: {exc}") from exc
         return self.stage([data])
-
-    def sync_staged(self, path: Path) -> StagedBlob:
-        """Fsync a staged file written by someone else and compute its size and SHA-256."""
-        digest = hashlib.sha256()
-        try:
-            with open(path, "rb") as handle:
-                while block := handle.read(_CHUNK):
-                    digest.update(block)
-                if self._fsync:
-                    os.fsync(handle.fileno())
-                size = handle.tell()
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from exc
-        return StagedBlob(path, size, digest.hexdigest())
 
     def publish(self, staged: StagedBlob, key: str) -> bool:
         """Make the staged bytes visible under ``key`` (durable through the staged name until ``release``).

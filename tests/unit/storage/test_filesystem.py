@@ -73,15 +73,6 @@ def test_stage_file_copies_and_leaves_the_source(store: FileSystemBlobStore, tmp
     assert not os.path.samefile(staged.path, source)
 
 
-def test_sync_staged_measures_a_file_written_by_someone_else(store: FileSystemBlobStore) -> None:
-    path = store.new_staging_path()
-    path.write_bytes(DATA)
-
-    staged = store.sync_staged(path)
-
-    assert (staged.path, staged.size, staged.sha256) == (path, len(DATA), hashlib.sha256(DATA).hexdigest())
-
-
 def test_new_staging_paths_are_unique(store: FileSystemBlobStore) -> None:
     assert len({store.new_staging_path() for _ in range(1000)}) == 1000
 
