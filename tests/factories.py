@@ -197,6 +197,18 @@ def make_instance(modality: str = "CT", *, bits: int = 16, **attrs: Any) -> Data
     return ds
 
 
+def make_conflicting_pair() -> tuple[Dataset, Dataset]:
+    """Two different objects (SeriesDescription differs) under one SOP Instance UID, study and series."""
+    first = make_instance(SeriesDescription="first")
+    second = make_instance(
+        SeriesDescription="second",
+        SOPInstanceUID=first.SOPInstanceUID,
+        StudyInstanceUID=first.StudyInstanceUID,
+        SeriesInstanceUID=first.SeriesInstanceUID,
+    )
+    return first, second
+
+
 def make_study(series: int = 2, instances: int = 3, modality: str = "CT", **attrs: Any) -> list[Dataset]:
     """``series`` x ``instances`` instances of one study and patient, series by series.
 

@@ -26,11 +26,13 @@ from pydicom.uid import (
 )
 from scu import store_files
 
+from dicomflow.dimse import TRANSFER_SYNTAXES as ACCEPTED_SYNTAXES
 from factories import (
     TRANSFER_SYNTAXES,
     DicomflowServer,
     bits_for,
     dataset_bytes,
+    make_conflicting_pair,
     make_instance,
     make_study,
     write_files,
@@ -147,13 +149,7 @@ def test_resending_the_same_files_keeps_one_copy(server: DicomflowServer, tmp_pa
 def test_other_object_under_a_stored_sop_instance_uid_is_refused(
     server: DicomflowServer, tmp_path: Path
 ) -> None:
-    first = make_instance(SeriesDescription="first")
-    second = make_instance(
-        SeriesDescription="second",
-        SOPInstanceUID=first.SOPInstanceUID,
-        StudyInstanceUID=first.StudyInstanceUID,
-        SeriesInstanceUID=first.SeriesInstanceUID,
-    )
+    first, second = make_conflicting_pair()
     paths = write_files([first, second], tmp_path)
     uid = first.SOPInstanceUID
 
@@ -220,3 +216,7 @@ def test_ls_why_shows_the_placement_rule(server: DicomflowServer, tmp_path: Path
 def test_tools_needed_are_installed() -> None:
     for tool in ("storescu", "dcmsend", "echoscu", "dcmconv", "dcmcjpeg", "dcmcjpls"):
         assert shutil.which(tool), f"{tool} (DCMTK) is not installed"
+
+
+def test_every_transfer_syntax_the_receiver_accepts_is_tested_here() -> None:
+    assert set(TRANSFER_SYNTAXES) == set(ACCEPTED_SYNTAXES)

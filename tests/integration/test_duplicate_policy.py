@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from io import BytesIO
 from pathlib import Path
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
 from dicomflow.config import DuplicatePolicy, Settings
@@ -15,27 +12,9 @@ from dicomflow.dimse import open_ingestor
 from dicomflow.errors import DuplicateConflict
 from dicomflow.index import Event, Instance, migrate
 from dicomflow.ingest import Ingestor, Outcome, Source
+from factories import make_conflicting_pair, to_bytes
 
 SOURCE = Source("import", "test")
-
-
-def _instance(sop: str, study: str, series: str, description: str) -> bytes:
-    ds = Dataset()
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = sop
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    ds.PatientID = "PAT1"
-    ds.Modality = "CT"
-    ds.SeriesDescription = description
-    ds.InstanceNumber = 1
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def _ingestor(tmp_path: Path, policy: DuplicatePolicy) -> Ingestor:
@@ -47,8 +26,8 @@ def _ingestor(tmp_path: Path, policy: DuplicatePolicy) -> Ingestor:
 
 @pytest.fixture
 def pair() -> tuple[bytes, bytes]:
-    sop, study, series = generate_uid(), generate_uid(), generate_uid()
-    return _instance(sop, study, series, "first"), _instance(sop, study, series, "second")
+    first, second = make_conflicting_pair()
+    return to_bytes(first), to_bytes(second)
 
 
 def _blobs(tmp_path: Path) -> list[Path]:

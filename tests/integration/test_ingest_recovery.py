@@ -22,7 +22,7 @@ from dicomflow.dimse import open_ingestor
 from dicomflow.index import WriteLock, migrate
 from dicomflow.ingest import Ingestor, Source, recover_store
 from dicomflow.storage import FileSystemBlobStore
-from factories import DataDir, make_instance, to_bytes
+from factories import DataDir, make_conflicting_pair, make_instance, to_bytes
 
 CRASHED = 86
 SOURCE = Source("import", "crash-test")
@@ -146,13 +146,7 @@ def test_crash_before_the_replaced_blob_is_deleted_leaves_no_orphan(ready: Calla
     """Policy overwrite: the new row is committed, the old row deleted, then the process dies before the
     batch that deletes the old blob; after recovery no blob may be left without a row."""
     settings = ready(DuplicatePolicy.OVERWRITE)
-    first = make_instance(SeriesDescription="first")
-    second = make_instance(
-        SeriesDescription="second",
-        SOPInstanceUID=first.SOPInstanceUID,
-        StudyInstanceUID=first.StudyInstanceUID,
-        SeriesInstanceUID=first.SeriesInstanceUID,
-    )
+    first, second = make_conflicting_pair()
     ingestor = open_ingestor(settings)
     ingestor.ingest_bytes([to_bytes(first)], SOURCE)
     ingestor.close()

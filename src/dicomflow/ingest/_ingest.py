@@ -22,7 +22,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dicomflow.config import DuplicatePolicy, Settings
 from dicomflow.dicom import InstanceHeader, read_header
-from dicomflow.errors import DicomflowError, DuplicateConflict, IndexUnavailable, InvalidInstance
+from dicomflow.errors import (
+    DicomflowError,
+    DuplicateConflict,
+    IndexUnavailable,
+    InvalidInstance,
+    StorageError,
+)
 from dicomflow.index import Instance, WriteLock, utcnow
 from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
 from dicomflow.placement import PlacementConfig, dataset_from_calling_ae
@@ -136,31 +142,36 @@ class Ingestor:
         Instance UID): a data set naming another is refused, and rejections are logged under it.
         """
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._ingest(data, source, expected_sop_instance_uid, expected_sop_instance_uid or "")
 
+    def ingest_file(self, path: Path, source: Source) -> IngestResult:
+        """Accept one instance from a file; the file itself is copied, never moved or changed."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            error = StorageError(f"cannot read {path}: {exc}")
+            self.record_rejection(source, str(path), error)
+            raise error from exc
+        return self._ingest(data, source, None, str(path))
+
+    def _ingest(
+        self, data: bytes | memoryview, source: Source, expected_uid: str | None, label: str
+    ) -> IngestResult:
         def parse() -> InstanceHeader:
             header = read_header(io.BytesIO(data), self._extra)
-            if expected_sop_instance_uid is not None and header.sop_instance_uid != expected_sop_instance_uid:
+            if expected_uid is not None and header.sop_instance_uid != expected_uid:
                 raise InvalidInstance(
                     f"data set SOP Instance UID {header.sop_instance_uid!r} differs from the request's "
-                    f"{expected_sop_instance_uid!r}"
+                    f"{expected_uid!r}"
                 )
             return header
 
         try:
             staged, header = self.store.stage_while([data], parse)  # parse while the disk works
         except DicomflowError as exc:
-            self.record_rejection(source, expected_sop_instance_uid or "", exc)
+            self.record_rejection(source, label, exc)
             raise
         return self._accept(header, staged, source)
-
-    def ingest_file(self, path: Path, source: Source) -> IngestResult:
-        """Accept one instance from a file; the file itself is copied, never moved or changed."""
-        try:
-            header = read_header(path, self._extra)
-        except DicomflowError as exc:
-            self.record_rejection(source, str(path), exc)
-            raise
-        return self._accept(header, self.store.stage_file(path), source)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:

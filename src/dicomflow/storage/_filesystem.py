@@ -105,6 +105,7 @@ class FileSystemBlobStore:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc}") from exc
+        synced: Future[None] | None = None
         try:
             size = _write_all(fd, chunks)
             synced = self._sync_pool().submit(os.fsync, fd) if self._fsync else None
@@ -115,7 +116,7 @@ class FileSystemBlobStore:
             if synced is not None:
                 synced.result()
         except BaseException as exc:
-            _close_quietly(fd, synced if self._fsync else None)
+            _close_quietly(fd, synced)
             path.unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise StorageError(f"cannot write {path}: {exc}") from exc
@@ -128,15 +129,6 @@ class FileSystemBlobStore:
             if self._fsyncs is None:
                 self._fsyncs = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-fsync")
             return self._fsyncs
-
-    def stage_file(self, source: Path) -> StagedBlob:
-        """Copy an existing file into staging (the source is left untouched)."""
-        try:
-            with open(source, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise StorageError(f"cannot read {source}: {exc}") from exc
-        return self.stage([data])
 
     def publish(self, staged: StagedBlob, key: str) -> bool:
         """Make the staged bytes visible under ``key`` (durable through the staged name until ``release``).

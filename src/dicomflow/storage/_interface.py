@@ -20,9 +20,6 @@ class BlobStore(Protocol):
     def stage_while(self, chunks: list[bytes | memoryview], work: Callable[[], T]) -> tuple[StagedBlob, T]:
         """:meth:`stage`, running ``work`` meanwhile."""
 
-    def stage_file(self, source: Path) -> StagedBlob:
-        """Stage a copy of an existing file."""
-
     def publish(self, staged: StagedBlob, key: str) -> bool:
         """Make staged bytes readable under ``key``; ``False`` if ``key`` holds them already."""
 

@@ -63,16 +63,6 @@ def test_stage_writes_and_hashes_the_chunks(store: FileSystemBlobStore) -> None:
     assert (staged.size, staged.sha256) == (7, hashlib.sha256(b"abcdefg").hexdigest())
 
 
-def test_stage_file_copies_and_leaves_the_source(store: FileSystemBlobStore, tmp_path: Path) -> None:
-    source = tmp_path / "in.dcm"
-    source.write_bytes(DATA)
-
-    staged = store.stage_file(source)
-
-    assert staged.path.read_bytes() == DATA == source.read_bytes()
-    assert not os.path.samefile(staged.path, source)
-
-
 def test_new_staging_paths_are_unique(store: FileSystemBlobStore) -> None:
     assert len({store.new_staging_path() for _ in range(1000)}) == 1000
 
