@@ -31,7 +31,7 @@ from dicomflow.errors import (
 )
 from dicomflow.index import Instance, WriteLock, utcnow
 from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
-from dicomflow.placement import PlacementConfig, dataset_from_calling_ae
+from dicomflow.placement import PlacementConfig, acquisition_uid, dataset_from_calling_ae
 from dicomflow.storage import BlobStore, StagedBlob
 
 LOGGER = logging.getLogger(__name__)
@@ -301,12 +301,8 @@ class Ingestor:
         return f"stored via {via}"
 
     def _acquisition_id(self, conn: Connection, header: InstanceHeader, source: Source) -> int:
-        cache_key = (
-            header.study_instance_uid,
-            header.series_instance_uid,
-            source.called_ae,
-            source.calling_ae,
-        )
+        # the acquisition, not the series: one series may split (AcquisitionNumber, screen saves)
+        cache_key = (header.study_instance_uid, acquisition_uid(header), source.called_ae, source.calling_ae)
         with self._lock:
             cached = self._placed.get(cache_key)
         if cached is not None:
