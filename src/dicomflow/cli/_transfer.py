@@ -129,7 +129,7 @@ def import_(
     """Import DICOM files from disk through the same ingest as the receiver; exits non-zero on failures."""
     from dicomflow.dimse import open_ingestor
     from dicomflow.errors import DicomflowError
-    from dicomflow.index import migrate
+    from dicomflow.index import migrate, reading
     from dicomflow.ingest import Source
     from dicomflow.ingest._placing import find_project
 
@@ -139,7 +139,7 @@ def import_(
     migrate(ingestor.engine)
     prefix = settings.dimse.project_ae_prefix
     if project is not None:
-        with ingestor.engine.connect() as conn:
+        with reading(ingestor.engine) as conn:
             if find_project(conn, project) is None:
                 raise typer.BadParameter(f"no project named {project!r}", param_hint="--project")
     source = Source(

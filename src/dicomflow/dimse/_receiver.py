@@ -39,6 +39,7 @@ from dicomflow.dimse import _reactor
 from dicomflow.dimse import _status as status
 from dicomflow.dimse._setup import reactor_clock
 from dicomflow.errors import DicomflowError, InvalidInstance, UnknownProject
+from dicomflow.index import reading
 from dicomflow.ingest import Ingestor, Source
 from dicomflow.ingest._placing import find_project
 from dicomflow.placement import project_from_called_ae
@@ -151,7 +152,7 @@ class Receiver:
         event.assoc.kill()  # as pynetdicom's own rejections do: lets the DUL send the A-ASSOCIATE-RJ first
 
     def _project_exists(self, label: str) -> bool:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return find_project(conn, label) is not None
 
     def on_store(self, event: Any) -> int | Dataset:

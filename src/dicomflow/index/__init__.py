@@ -49,13 +49,14 @@ from dicomflow.index._queries import (
     instances_of_series,
     list_datasets,
     list_projects,
+    reading,
     series,
     series_blobs,
     study_blobs,
+    writing,
 )
 
 __all__ = [
-    "WriteLock",
     "Acquisition",
     "AcquisitionNode",
     "Base",
@@ -84,6 +85,7 @@ __all__ = [
     "Token",
     "User",
     "UserInfo",
+    "WriteLock",
     "authenticate",
     "check_password",
     "create_index_engine",
@@ -99,9 +101,11 @@ __all__ = [
     "list_datasets",
     "list_projects",
     "migrate",
+    "reading",
     "series",
     "series_blobs",
     "study_blobs",
     "user_for_token",
     "utcnow",
+    "writing",
 ]

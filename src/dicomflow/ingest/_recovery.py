@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from dicomflow.dicom import read_header
 from dicomflow.errors import DicomflowError
-from dicomflow.index import Instance
+from dicomflow.index import Instance, reading
 from dicomflow.ingest._ingest import Ingestor, Source, blob_key
 from dicomflow.storage import RecoveryReport
 
@@ -36,7 +36,7 @@ def recover_store(ingestor: Ingestor) -> RecoveryReport:
         return blob_key(header, digest)
 
     def is_indexed(key: str) -> bool:
-        with ingestor.engine.connect() as conn:
+        with reading(ingestor.engine) as conn:
             return conn.scalar(select(Instance.id).where(Instance.blob_key == key)) is not None
 
     for path in ingestor.store.staged_leftovers():
