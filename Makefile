@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl
+DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl dicom3tools
 
 .PHONY: run test check lint format typecheck pytest system-deps clean bench
 
@@ -20,7 +20,7 @@ run: $(STAMP)
 # Debian packages the tests drive (DCMTK tools, Orthanc as a peer). The packaged Orthanc service is kept
 # from starting: tests start their own, on loopback, inside a private network namespace.
 system-deps:
-	@missing=""; for b in storescu echoscu dcmsend findscu dcmcjpeg dcmcjpls dcmcrle dcmconv Orthanc unshare ip sqlite3 curl; do \
+	@missing=""; for b in storescu echoscu dcmsend findscu dcmcjpeg dcmcjpls dcmcrle dcmconv Orthanc unshare ip sqlite3 curl dciodvfy; do \
 	  command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  made_policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi; \
