@@ -99,6 +99,51 @@ class IngestSettings(BaseModel):
     fallback_project: str = Field("Unsorted", description="Project of instances no rule could place.")
 
 
+class NodeSettings(BaseModel):
+    """A DICOM node results can be exported to (C-STORE)."""
+
+    host: str = Field(description="Host name or address of the node.")
+    port: int = Field(description="TCP port of the node.")
+    ae_title: str = Field(description="Called AE title of the node.", max_length=16)
+    calling_ae_title: str = Field("DICOMFLOW", description="Our AE title towards the node.", max_length=16)
+
+
+class ProcessingSettings(BaseModel):
+    """When studies are processed, by how many workers, and how failures are retried."""
+
+    settle_time: float = Field(
+        10.0, description="Seconds without a new instance before a study received over DICOM is ready."
+    )
+    workers: int = Field(1, description="Jobs run at once, each in its own worker process (0 = no executor).")
+    max_attempts: int = Field(
+        3, description="Attempts of a job before it fails (a report type may lower it)."
+    )
+    retry_delay: float = Field(5.0, description="Seconds before the first retry; doubles with each attempt.")
+    retry_delay_max: float = Field(300.0, description="Longest wait between two attempts, in seconds.")
+    timeout: float = Field(3600.0, description="Seconds a job may run before it is killed (and retried).")
+    heartbeat: float = Field(2.0, description="Seconds between a running job's heartbeats.")
+    stale_after: float = Field(
+        30.0, description="A running job without a heartbeat for this long was lost and is run again."
+    )
+    poll_interval: float = Field(0.5, description="Seconds between looks for new instances and due jobs.")
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Extra report types: 'pkg.module:Class', 'pkg.module' or '/path/file.py[:Class]'.",
+    )
+    aliases: dict[str, str] = Field(
+        default_factory=lambda: {"icobrain_ms": "ms_lesions"},
+        description="Other names report types answer to (alias -> report type name).",
+    )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Options per report type name, passed to its processor."
+    )
+    nodes: dict[str, NodeSettings] = Field(
+        default_factory=dict, description="DICOM nodes results can be exported to, by name."
+    )
+    export_retry_delay: float = Field(2.0, description="Seconds before an export is retried; doubles.")
+    export_retry_delay_max: float = Field(300.0, description="Longest wait between two export attempts.")
+
+
 class Settings(BaseSettings):
     """Every setting of a dicomflow installation."""
 
@@ -112,6 +157,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings, description="Metadata index.")  # type: ignore[arg-type]
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Blob storage.")  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest rules.")  # type: ignore[arg-type]
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings, description="Processing.")  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,8 @@
      +-- InvalidInstance           invalid-instance      422  not DICOM, truncated, missing/bad UIDs
      +-- DuplicateConflict         duplicate-conflict    409  another object holds the SOP Instance UID
      +-- UnknownProject            unknown-project       404  an AE title or request names no existing project
+     +-- UnknownReportType         unknown-report-type   422  a request or rule names no installed report type
+     +-- InvalidState              invalid-state         409  e.g. approving a study that is not in review
      +-- NotFound                  not-found             404
      +-- AlreadyExists             already-exists        409
      +-- AuthenticationRequired    unauthorized          401
@@ -59,6 +61,18 @@ class UnknownProject(DicomflowError):
     code, http_status = "unknown-project", 404
 
 
+class UnknownReportType(DicomflowError):
+    """A request or project rule names a report type that is not installed."""
+
+    code, http_status = "unknown-report-type", 422
+
+
+class InvalidState(DicomflowError):
+    """The request does not fit the study's or job's current stage (approving a study not in review)."""
+
+    code, http_status = "invalid-state", 409
+
+
 class NotFound(DicomflowError):
     """The requested resource does not exist (or is not visible to the caller)."""
 
@@ -103,6 +117,8 @@ ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
         InvalidInstance,
         DuplicateConflict,
         UnknownProject,
+        UnknownReportType,
+        InvalidState,
         NotFound,
         AlreadyExists,
         AuthenticationRequired,

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicomflow import __version__
-from dicomflow.api import _catalog, _instances
+from dicomflow.api import _catalog, _instances, _processing
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine, migrate
+from dicomflow.jobs import Flow
+from dicomflow.pipelines import load_report_types
 from dicomflow.storage import FileSystemBlobStore
 
 API_PREFIX = "/api/v1"
@@ -47,10 +49,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+    processing = settings.processing
+    registry = load_report_types(processing.plugins, processing.aliases, processing.options)
+    app.state.flow = Flow(settings, engine, app.state.store, registry)
     install_error_handlers(app)
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
     app.include_router(_catalog.router, prefix=API_PREFIX, tags=["catalogue"])
     app.include_router(_instances.router, prefix=API_PREFIX, tags=["instances"])
+    app.include_router(_processing.router, prefix=API_PREFIX, tags=["processing"])
     return app
 
 

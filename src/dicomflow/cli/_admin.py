@@ -129,12 +129,22 @@ def ls(
     """Show the hierarchy group / project / subject / session / acquisition with counts."""
     with opened_index(data_dir) as engine:
         groups = hierarchy(engine)
+        stages = _stages(engine)
     if as_json:
         typer.echo(TypeAdapter(list[GroupNode]).dump_json(groups, indent=2).decode())
     elif not groups:
         typer.echo("the index is empty")
     else:
-        _console().print(*(hierarchy_tree(group, why=why) for group in groups))
+        _console().print(*(hierarchy_tree(group, why=why, stages=stages) for group in groups))
+
+
+def _stages(engine: Engine) -> dict[str, str]:
+    """StudyInstanceUID → ``Stage (reason)`` of the newest study version."""
+    from dicomflow.index import _processing, reading
+
+    with reading(engine) as conn:
+        studies = _processing.list_studies(conn, detail=False)
+    return {s.study_instance_uid: f"{s.stage} v{s.version}: {s.reason}" for s in studies}
 
 
 def _console() -> Console:
@@ -143,7 +153,7 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=_UNWRAPPED)
 
 
-def hierarchy_tree(group: GroupNode, *, why: bool = False) -> Tree:
+def hierarchy_tree(group: GroupNode, *, why: bool = False, stages: dict[str, str] | None = None) -> Tree:
     """A Rich tree of one group, with counts on every node and, if ``why``, each session's placement."""
     tree = Tree(_node(group.label, group.counts, "projects"))
     for project in group.projects:
@@ -151,16 +161,20 @@ def hierarchy_tree(group: GroupNode, *, why: bool = False) -> Tree:
         for subject in project.subjects:
             subject_branch = project_branch.add(_node(subject.label, subject.counts, "sessions"))
             for session in subject.sessions:
-                session_branch = subject_branch.add(_session(session, why=why))
+                session_branch = subject_branch.add(
+                    _session(session, why=why, stage=(stages or {}).get(session.study_instance_uid))
+                )
                 for acquisition in session.acquisitions:
                     label = f"{acquisition.label} [{acquisition.modality}]"
                     session_branch.add(_node(label, acquisition.counts, "instances"))
     return tree
 
 
-def _session(session: SessionNode, *, why: bool) -> Text:
+def _session(session: SessionNode, *, why: bool, stage: str | None = None) -> Text:
     text = _node(session.label, session.counts, "acquisitions")
     text.append(f"  {session.study_instance_uid}", style="dim")
+    if stage:
+        text.append(f"  [{stage}]", style="magenta")
     if why:
         text.append(f"\nwhy: {session.placement_rule}: {session.placement_reason}", style="italic")
     return text

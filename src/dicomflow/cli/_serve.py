@@ -28,6 +28,7 @@ def serve(
     from dicomflow.dimse import ReceiverPool, listen, open_ingestor, worker_count
     from dicomflow.index import create_index_engine, migrate
     from dicomflow.ingest import recover_store
+    from dicomflow.jobs import ProcessingEngine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(
@@ -56,6 +57,8 @@ def serve(
         )
     pool = ReceiverPool(settings, listen(settings))
     pool.start()  # fork before any thread of ours starts
+    processing = ProcessingEngine(settings, create_index_engine(settings.index_url))
+    processing.start()
     logging.getLogger("dicomflow").info(
         "DICOM receiver %s on %s:%d (%d processes), HTTP API on http://%s:%d, data in %s",
         settings.dimse.ae_title,
@@ -75,6 +78,7 @@ def serve(
             create_app(settings), host=settings.http.host, port=settings.http.port, log_level="warning"
         )
     finally:
+        processing.stop()
         pool.stop()
 
 

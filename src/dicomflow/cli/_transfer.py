@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dicomflow.cli._options import DataDir, load_settings
+from dicomflow.config import Settings
 
 _MAX_ZIP_BYTES = 64 << 30
 _MAX_ZIP_MEMBERS = 1_000_000
@@ -125,8 +126,18 @@ def import_(
     data_dir: DataDir = None,
     project: Annotated[str | None, typer.Option(help="Put everything in this existing project.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Add every series to this dataset.")] = None,
+    report_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--report-type", help="Run this report type on the imported studies and wait (repeatable)."
+        ),
+    ] = None,
 ) -> None:
-    """Import DICOM files from disk through the same ingest as the receiver; exits non-zero on failures."""
+    """Import DICOM files from disk through the same ingest as the receiver; exits non-zero on failures.
+
+    With ``--report-type`` the imported studies go through the whole flow here (checks, jobs, results) and
+    the command waits until each is Finished, Failed or waiting in QualityControl.
+    """
     from dicomflow.dimse import open_ingestor
     from dicomflow.errors import DicomflowError
     from dicomflow.index import migrate, reading
@@ -150,12 +161,17 @@ def import_(
     )
     counts: Counter[str] = Counter()
     failures: list[tuple[Path, str]] = []
+    acquisitions: set[int] = set()
+    if report_type:
+        _check_report_types(settings, report_type)
     with collected_files(paths) as files, _progress() as progress:
         task = progress.add_task("importing", total=len(files))
         try:
             for path in files:
                 try:
-                    counts[str(ingestor.ingest_file(path, source).outcome)] += 1
+                    result = ingestor.ingest_file(path, source)
+                    counts[str(result.outcome)] += 1
+                    acquisitions.add(result.acquisition_id)
                 except DicomflowError as exc:
                     counts[exc.code] += 1
                     failures.append((path, exc.message))
@@ -163,7 +179,48 @@ def import_(
         finally:
             ingestor.close()
     _summary("imported", counts, failures)
+    if report_type and acquisitions:
+        ended = _process(settings, acquisitions, report_type)
+        raise typer.Exit(1 if failures or any(stage == "Failed" for stage in ended) else 0)
     raise typer.Exit(1 if failures else 0)
+
+
+def _check_report_types(settings: Settings, names: list[str]) -> None:
+    from dicomflow.errors import UnknownReportType
+    from dicomflow.pipelines import load_report_types
+
+    registry = load_report_types(settings.processing.plugins, settings.processing.aliases)
+    for name in names:
+        try:
+            registry.get(name)
+        except UnknownReportType as exc:
+            raise typer.BadParameter(exc.message, param_hint="--report-type") from exc
+
+
+def _process(settings: Settings, acquisition_ids: set[int], report_types: list[str]) -> list[str]:
+    """Run the flow on the imported sessions until they end; print each study's stage and reason."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import create_index_engine, reading
+    from dicomflow.jobs import ProcessingEngine
+
+    engine = create_index_engine(settings.index_url)
+    processing = ProcessingEngine(
+        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}), engine
+    )
+    try:
+        with reading(engine) as conn:
+            sessions = sorted({q.session_of_acquisition(conn, a) for a in acquisition_ids})
+        with Console(stderr=True).status(
+            f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"
+        ):
+            study_ids = processing.flow.request(sessions, report_types, actor="cli import")
+            studies = processing.run_until_settled(study_ids)
+    finally:
+        processing.stop()
+        engine.dispose()
+    for study in studies:
+        typer.echo(f"{study.study_instance_uid}: {study.stage}: {study.reason}")
+    return [study.stage for study in studies]
 
 
 def register(app: typer.Typer) -> None:

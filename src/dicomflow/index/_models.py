@@ -183,3 +183,132 @@ class Token(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+
+
+# --- processing: study versions and their stages, findings, jobs, results, the export outbox, rules ---
+
+
+class Study(Base):
+    """One version of a session going through the flow; data arriving after it ended opens the next."""
+
+    __tablename__ = "studies"
+    __table_args__ = (UniqueConstraint("session_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    report_types: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of requested names
+    upload_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    last_instance_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_instance_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+
+
+class StageChange(Base):
+    """The history of a study's stage: who or what moved it, when and why."""
+
+    __tablename__ = "stage_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    stage: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class FindingRow(Base):
+    """A named result of a completeness or validity check, kept with the study version."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    report_type: Mapped[str] = mapped_column(String(64), default="")
+    code: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    series_instance_uid: Mapped[str | None] = mapped_column(_UID)
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+
+
+class Job(Base):
+    """One report type (at one version) run on one study version, with its retry state."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("study_id", "report_type", "report_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    report_type: Mapped[str] = mapped_column(String(64))
+    report_version: Mapped[str] = mapped_column(String(32))
+    requires_qc: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    timeout: Mapped[float] = mapped_column(Float, default=3600.0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str] = mapped_column(String(128), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+
+
+class ResultRow(Base):
+    """A file a job produced (report, results JSON, NIfTI …), stored under the data directory."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    media_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+
+
+class OutboxItem(Base):
+    """One instance to C-STORE to a configured node; retried with back-off until the node takes it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    node: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProjectRule(Base):
+    """Run a report type on new studies of a project whose tags match (keyword → regex, all must match)."""
+
+    __tablename__ = "project_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    report_type: Mapped[str] = mapped_column(String(64))
+    match: Mapped[str] = mapped_column(Text, default="{}")  # JSON object keyword -> regex
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+
+
+class Cursor(Base):
+    """A named position in an append-only table (the flow's last seen instance id)."""
+
+    __tablename__ = "cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)

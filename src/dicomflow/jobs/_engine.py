@@ -1,0 +1,82 @@
+"""The processing engine: one background loop that tracks arrivals, starts settled studies, runs jobs and
+delivers exports. ``dicomflow serve`` runs it on a thread; ``dicomflow import --report-type`` drives it
+until its studies end."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+
+from dicomflow.config import Settings
+from dicomflow.flow import TERMINAL, Stage
+from dicomflow.index import _processing as q
+from dicomflow.index import reading
+from dicomflow.jobs._executor import EmbeddedExecutor
+from dicomflow.jobs._flow import Flow
+from dicomflow.jobs._outbox import Outbox
+from dicomflow.pipelines import ReportTypes, load_report_types
+from dicomflow.storage import FileSystemBlobStore
+
+LOGGER = logging.getLogger(__name__)
+
+
+class ProcessingEngine:
+    """Flow, executor and outbox over one installation."""
+
+    def __init__(self, settings: Settings, engine: Engine, registry: ReportTypes | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.registry = registry or load_report_types(
+            settings.processing.plugins, settings.processing.aliases, settings.processing.options
+        )
+        self.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+        self.flow = Flow(settings, engine, self.store, self.registry)
+        self.executor = EmbeddedExecutor(settings, engine, self.flow)
+        self.outbox = Outbox(settings, engine)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> None:
+        """One round of every duty; errors are logged and the next round tries again."""
+        for duty in (self.flow.track, self.flow.promote_settled, self.executor.step, self.outbox.dispatch):
+            try:
+                duty()
+            except Exception:
+                LOGGER.exception("processing step %s failed", getattr(duty, "__qualname__", duty))
+
+    def start(self) -> None:
+        """Resume lost jobs, then run the loop on a daemon thread."""
+        self.executor.recover()
+        self._thread = threading.Thread(target=self._loop, name="dicomflow-processing", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.processing.poll_interval):
+            self.step()
+
+    def stop(self) -> None:
+        """Stop the loop and the running attempts (resumed at the next start)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        self.executor.stop()
+        self.store.close()
+
+    def run_until_settled(self, study_ids: Sequence[int], timeout: float | None = None) -> list[q.StudyInfo]:
+        """Drive the loop here until the studies end or wait for review (``import --report-type``)."""
+        self.executor.recover()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiting = {s.value for s in TERMINAL} | {Stage.QUALITY_CONTROL.value}
+        while True:
+            self.step()
+            with reading(self.engine) as conn:
+                studies = [s for s in q.list_studies(conn, latest_only=False) if s.id in set(study_ids)]
+            if all(s.stage in waiting for s in studies) and self.executor.busy == 0:
+                return studies
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"studies still running after {timeout} s")
+            time.sleep(self.settings.processing.poll_interval)

@@ -1,0 +1,376 @@
+"""The processing flow over the index: new instances open or extend study versions, settled studies are
+checked and get their jobs, ended jobs move studies on, reviewers approve or reject.
+
+Decisions come from :mod:`dicomflow.flow` (pure); this module reads and writes the index around them.
+It runs on a background thread of ``dicomflow serve`` (never on the network threads) and in ``dicomflow
+import --report-type``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from sqlalchemy import Engine
+
+from dicomflow.checks import Severity
+from dicomflow.config import Settings
+from dicomflow.errors import InvalidState, NotFound
+from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
+from dicomflow.index import _processing as q
+from dicomflow.index import reading, utcnow, writing
+from dicomflow.ingest import Ingestor, Source
+from dicomflow.jobs._execute import ERROR_FILE, FINDINGS_FILE
+from dicomflow.pipelines import Manifest, ReportTypes, read_series, select, survey
+from dicomflow.storage import FileSystemBlobStore
+
+LOGGER = logging.getLogger(__name__)
+CURSOR = "flow"
+SYSTEM = "dicomflow"
+
+
+class Flow:
+    """The flow's use cases over one index and blob store."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, store: FileSystemBlobStore, registry: ReportTypes
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.registry = registry
+
+    # -- arrivals -----------------------------------------------------------------------------------------
+
+    def track(self) -> int:
+        """Open or extend study versions for instances received since the last call; returns the sessions."""
+        with writing(self.engine) as conn:
+            arrivals, position = q.arrivals(conn, q.cursor(conn, CURSOR))
+            for arrival in arrivals:
+                self._arrived(conn, arrival)
+            q.move_cursor(conn, CURSOR, position)
+        return len(arrivals)
+
+    def _arrived(self, conn: Any, arrival: q.Arrival) -> None:
+        study = q.latest_study(conn, arrival.session_id)
+        if study is not None and arrival.last_instance_id <= study.last_instance_id:
+            return  # already counted (an import or upload opened the version itself)
+        if study is not None and study.stage in (Stage.IMPORTING.value, Stage.UPLOADING.value):
+            q.touch_study(conn, study.id, arrival.last_instance_id, arrival.last_received_at)
+            return
+        project_id, _ = q.project_of_session(conn, arrival.session_id)
+        wanted = self._rule_report_types(conn, project_id, arrival.blob_key)
+        reason = "new data after the study ended" if study is not None else "received"
+        q.open_study(
+            conn,
+            arrival.session_id,
+            stage=Stage.IMPORTING,
+            report_types=wanted,
+            last_instance_id=arrival.last_instance_id,
+            last_instance_at=arrival.last_received_at,
+            actor=SYSTEM,
+            reason=reason,
+        )
+
+    def _rule_report_types(self, conn: Any, project_id: int, blob_key: str) -> list[str]:
+        matching = q.rules(conn, project_id)
+        if not matching:
+            return []
+        header = dcmread(self.store.path_of(blob_key), stop_before_pixels=True)
+        return [rule.report_type for rule in matching if _rule_matches(rule.match, header)]
+
+    def request(
+        self,
+        session_ids: Sequence[int],
+        report_types: Sequence[str],
+        *,
+        actor: str,
+        upload_id: str | None = None,
+    ) -> list[int]:
+        """Open (or reuse) a study version per session with ``report_types`` requested, ready at once."""
+        for name in report_types:
+            self.registry.get(name)  # unknown names fail here, before anything is written
+        study_ids = []
+        with writing(self.engine) as conn:
+            for session_id in dict.fromkeys(session_ids):
+                last = q.session_last_instance(conn, session_id)
+                study = q.latest_study(conn, session_id)
+                project_id, _ = q.project_of_session(conn, session_id)
+                if study is not None and study.stage == Stage.IMPORTING.value:
+                    q.request_report_types(conn, study.id, report_types)
+                    q.touch_study(
+                        conn, study.id, max(last, study.last_instance_id), utcnow() - timedelta(days=1)
+                    )
+                    study_ids.append(study.id)
+                    continue
+                path = q.session_blob_keys(conn, session_id)[:1]
+                rules = self._rule_report_types(conn, project_id, path[0]) if path else []
+                study_ids.append(
+                    q.open_study(
+                        conn,
+                        session_id,
+                        stage=Stage.IMPORTING,
+                        report_types=[*report_types, *rules],
+                        last_instance_id=last,
+                        last_instance_at=utcnow() - timedelta(days=1),
+                        actor=actor,
+                        reason="import completed",
+                        upload_id=upload_id,
+                    )
+                )
+        for study_id in study_ids:
+            self.promote(study_id)
+        return study_ids
+
+    # -- readiness ----------------------------------------------------------------------------------------
+
+    def promote_settled(self) -> int:
+        """Check and start every DICOM-received study that has been quiet for the settle time."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.processing.settle_time)
+        with reading(self.engine) as conn:
+            ready = [row.id for row in q.studies_ready(conn, cutoff)]
+        for study_id in ready:
+            self.promote(study_id)
+        return len(ready)
+
+    def promote(self, study_id: int) -> None:
+        """Run the checks of a ready study and queue its jobs (→ Processing), or fail it, or finish it."""
+        with reading(self.engine) as conn:
+            study = q.study_row(conn, study_id)
+            keys = q.session_blob_keys(conn, study.session_id, include_derived=False)
+        names = json.loads(study.report_types)
+        try:
+            series = read_series([self.store.path_of(key) for key in keys])
+            plan = [(self.registry.get(name), select(self.registry.get(name), series)) for name in names]
+        except Exception as exc:  # an unreadable file or a broken plugin must fail the study, not the loop
+            LOGGER.exception("checks of study %d failed", study_id)
+            with writing(self.engine) as conn:
+                q.set_stage(conn, study_id, Stage.FAILED, SYSTEM, f"the checks could not run: {exc}")
+            return
+        with writing(self.engine) as conn:
+            q.clear_findings(conn, study_id)
+            if not names:
+                q.add_findings(conn, study_id, "", survey(series))
+                q.set_stage(conn, study_id, Stage.FINISHED, SYSTEM, "stored; no report type requested")
+                return
+            for report_type, selection in plan:
+                q.add_findings(conn, study_id, report_type.name, selection.findings)
+            blocking = [f for _, s in plan for f in s.findings if f.severity is Severity.ERROR]
+            if blocking:
+                q.set_stage(conn, study_id, Stage.FAILED, SYSTEM, "; ".join(f.message for f in blocking))
+                return
+            for report_type, _ in plan:
+                self._queue(conn, study_id, report_type)
+            q.set_stage(
+                conn, study_id, Stage.PROCESSING, SYSTEM, f"checks passed; running {', '.join(names)}"
+            )
+
+    def _queue(self, conn: Any, study_id: int, report_type: Any) -> int:
+        processing = self.settings.processing
+        return q.create_job(
+            conn,
+            study_id,
+            report_type.name,
+            report_type.version,
+            requires_qc=report_type.requires_qc,
+            max_attempts=report_type.max_attempts or processing.max_attempts,
+            timeout=report_type.timeout or processing.timeout,
+        )
+
+    # -- job outcomes -------------------------------------------------------------------------------------
+
+    def job_ended(
+        self, job_id: int, workdir: Path, exit_code: int | None, *, timed_out: bool = False
+    ) -> None:
+        """File a finished attempt: results and derived series on success, retry or failure otherwise."""
+        if exit_code == 0:
+            try:
+                self._succeeded(job_id, workdir)
+            except Exception as exc:
+                LOGGER.exception("filing the results of job %d failed", job_id)
+                self._failed(job_id, f"filing its results failed: {type(exc).__name__}: {exc}", retry=True)
+        elif (workdir / FINDINGS_FILE).is_file():
+            findings = json.loads((workdir / FINDINGS_FILE).read_text())
+            self._failed(job_id, "; ".join(f["message"] for f in findings), retry=False)
+        else:
+            self._failed(job_id, _error_text(workdir, exit_code, timed_out), retry=True)
+        self.settle_study_of(job_id)
+
+    def _succeeded(self, job_id: int, workdir: Path) -> None:
+        manifest = Manifest.load(workdir)
+        with reading(self.engine) as conn:
+            job = q.job_row(conn, job_id)
+        nodes = self.settings.processing.nodes
+        unknown = sorted({node for node, _ in manifest.exports if node not in nodes})
+        if unknown:
+            raise ValueError(f"export to unknown node(s) {', '.join(unknown)}; configure processing.nodes")
+        ingestor = Ingestor(self.settings, self.engine, self.store)
+        try:
+            source = Source("pipeline", f"job {job_id} ({job.report_type})")
+            for relative in manifest.derived:
+                ingestor.ingest_file(workdir / relative, source)
+        finally:
+            ingestor.close()
+        data_dir = self.settings.data_dir.resolve()
+        with writing(self.engine) as conn:
+            for item in manifest.files:
+                path = (workdir / item.path).resolve()
+                q.add_result(
+                    conn,
+                    job_id=job_id,
+                    study_id=job.study_id,
+                    name=item.name,
+                    kind=item.kind,
+                    media_type=item.media_type,
+                    size=path.stat().st_size,
+                    sha256=_sha256(path),
+                    path=str(path.relative_to(data_dir)),
+                )
+            for node, relative in manifest.exports:
+                q.enqueue_export(
+                    conn, job_id, node, str((workdir / relative).resolve().relative_to(data_dir))
+                )
+            q.finish_job(conn, job_id, JobState.SUCCEEDED)
+
+    def _failed(self, job_id: int, error: str, *, retry: bool) -> None:
+        processing = self.settings.processing
+        with writing(self.engine) as conn:
+            job = q.job_row(conn, job_id)
+            if retry and job.attempts < job.max_attempts:
+                delay = q.backoff(job.attempts, processing.retry_delay, processing.retry_delay_max)
+                LOGGER.warning(
+                    "job %d attempt %d failed (%s); retrying in %s", job_id, job.attempts, error, delay
+                )
+                q.finish_job(conn, job_id, JobState.RETRYING, error, utcnow() + delay)
+            else:
+                LOGGER.error("job %d failed: %s", job_id, error)
+                q.finish_job(conn, job_id, JobState.FAILED, error)
+
+    def settle_study_of(self, job_id: int) -> None:
+        """Move the job's study on when all its jobs have ended."""
+        with writing(self.engine) as conn:
+            job = q.job_row(conn, job_id)
+            study = q.study_row(conn, job.study_id)
+            if study.stage != Stage.PROCESSING.value:
+                return
+            outcomes = [
+                JobOutcome(j.report_type, JobState(j.state), bool(j.requires_qc), j.error)
+                for j in q.jobs_of_study(conn, study.id)
+            ]
+            decided = after_jobs(outcomes)
+            if decided is not None:
+                q.set_stage(conn, study.id, decided[0], SYSTEM, decided[1])
+
+    # -- people -------------------------------------------------------------------------------------------
+
+    def review(
+        self, study_instance_uid: str, *, approve: bool, reviewer: str, comment: str = "", rerun: bool = False
+    ) -> None:
+        """Approve (→ Finished) or reject (→ Failed, or → Processing with ``rerun``) a study in review."""
+        with writing(self.engine) as conn:
+            study = q.find_study(conn, study_instance_uid)
+            if study.stage != Stage.QUALITY_CONTROL.value:
+                raise InvalidState(f"study {study_instance_uid} is {study.stage}, not in QualityControl")
+            if approve:
+                q.set_stage(conn, study.id, Stage.FINISHED, reviewer, comment or "approved")
+            elif rerun:
+                for job in study.jobs:
+                    q.create_job(
+                        conn,
+                        study.id,
+                        job.report_type,
+                        job.report_version,
+                        requires_qc=job.requires_qc,
+                        max_attempts=job.max_attempts,
+                        timeout=self.settings.processing.timeout,
+                    )
+                q.set_stage(conn, study.id, Stage.PROCESSING, reviewer, f"rejected, run again: {comment}")
+            else:
+                q.set_stage(
+                    conn, study.id, Stage.FAILED, reviewer, f"rejected in review: {comment or 'no comment'}"
+                )
+
+    def reprocess(self, study_instance_uid: str, report_types: Sequence[str] = (), *, actor: str) -> int:
+        """Run a study's report types again (all requested, or the ones named); returns the study id."""
+        with writing(self.engine) as conn:
+            study = q.find_study(conn, study_instance_uid)
+            if study.stage not in {s.value for s in TERMINAL} | {Stage.QUALITY_CONTROL.value}:
+                raise InvalidState(
+                    f"study {study_instance_uid} is {study.stage}; wait until it ends to reprocess"
+                )
+            names = list(report_types) or study.report_types
+            if not names:
+                raise InvalidState(f"study {study_instance_uid} has no report type to run; name one")
+            q.request_report_types(conn, study.id, names)
+        with writing(self.engine) as conn:
+            q.clear_findings(conn, study.id)
+        # the checks run again too: data may have been fixed since
+        self._restart(study.id, names, actor)
+        return study.id
+
+    def _restart(self, study_id: int, names: Sequence[str], actor: str) -> None:
+        with reading(self.engine) as conn:
+            study = q.study_row(conn, study_id)
+            keys = q.session_blob_keys(conn, study.session_id, include_derived=False)
+        series = read_series([self.store.path_of(key) for key in keys])
+        with writing(self.engine) as conn:
+            blocking = []
+            for name in names:
+                report_type = self.registry.get(name)
+                selection = select(report_type, series)
+                q.add_findings(conn, study_id, report_type.name, selection.findings)
+                blocking += [f.message for f in selection.findings if f.severity is Severity.ERROR]
+            if blocking:
+                if study.stage != Stage.FAILED.value:
+                    q.set_stage(conn, study_id, Stage.FAILED, actor, "; ".join(blocking))
+                return
+            for name in names:
+                self._queue(conn, study_id, self.registry.get(name))
+            q.set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
+
+
+def _rule_matches(match: dict[str, str], header: Any) -> bool:
+    for keyword, pattern in match.items():
+        value = header.get(keyword)
+        text = (
+            ""
+            if value is None
+            else "\\".join(map(str, value))
+            if isinstance(value, list | tuple)
+            else str(value)
+        )
+        if re.search(pattern, text, re.IGNORECASE) is None:
+            return False
+    return True
+
+
+def _error_text(workdir: Path, exit_code: int | None, timed_out: bool) -> str:
+    if timed_out:
+        return "timed out and was stopped"
+    if (workdir / ERROR_FILE).is_file():
+        return str(json.loads((workdir / ERROR_FILE).read_text())["error"])
+    return f"the worker process ended with exit code {exit_code} before reporting"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def not_found_study(uid: str) -> NotFound:
+    """The error for an unknown study."""
+    return NotFound(f"no study {uid!r} in processing")
+
+
+__all__ = ["Flow"]
+_ = datetime

@@ -1,0 +1,83 @@
+"""The export outbox: results bound for other DICOM nodes are sent by C-STORE from a persisted queue,
+retried with doubling back-off until the node takes them (a node that is down only delays delivery)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from dicomflow.config import Settings
+from dicomflow.dimse import describe, send
+from dicomflow.index import _processing as q
+from dicomflow.index import reading, utcnow, writing
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Delivers due outbox items, one association per node and round."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    def dispatch(self) -> int:
+        """Send what is due; returns how many items were delivered."""
+        with reading(self.engine) as conn:
+            due = q.due_exports(conn, utcnow())
+        by_node: dict[str, list[Any]] = defaultdict(list)
+        for item in due:
+            by_node[item.node].append(item)
+        return sum(self._deliver(node, items) for node, items in by_node.items())
+
+    def _deliver(self, node_name: str, items: list[Any]) -> int:
+        node = self.settings.processing.nodes.get(node_name)
+        data_dir = self.settings.data_dir.resolve()
+        if node is None:
+            self._failed(items, f"node {node_name!r} is not configured")
+            return 0
+        outgoing = {}
+        for item in items:
+            described = describe(data_dir / item.path)
+            if described is None:
+                self._failed([item], f"{item.path} is not a DICOM file")
+            else:
+                outgoing[described.path] = (item, described)
+        statuses: dict[Path, str] = {}
+        send(
+            [d for _, d in outgoing.values()],
+            node.host,
+            node.port,
+            calling_ae=node.calling_ae_title,
+            called_ae=node.ae_title,
+            on_done=lambda path, status: statuses.__setitem__(path, status),
+        )
+        sent = [
+            item.id for path, (item, _) in outgoing.items() if statuses.get(path) in ("success", "warning")
+        ]
+        with writing(self.engine) as conn:
+            q.export_sent(conn, sent)
+        self._failed(
+            [item for path, (item, _) in outgoing.items() if item.id not in sent],
+            f"{node_name} ({node.host}:{node.port}) did not store it",
+            statuses={item.id: statuses.get(path, "not-sent") for path, (item, _) in outgoing.items()},
+        )
+        if sent:
+            LOGGER.info("exported %d instance(s) to %s", len(sent), node_name)
+        return len(sent)
+
+    def _failed(self, items: list[Any], error: str, statuses: dict[int, str] | None = None) -> None:
+        processing = self.settings.processing
+        with writing(self.engine) as conn:
+            for item in items:
+                delay = q.backoff(
+                    item.attempts + 1, processing.export_retry_delay, processing.export_retry_delay_max
+                )
+                detail = f"{error} ({statuses[item.id]})" if statuses else error
+                q.export_failed(conn, item.id, detail, utcnow() + delay)
+        if items:
+            LOGGER.warning("export of %d item(s) failed: %s; retrying with back-off", len(items), error)
