@@ -118,6 +118,13 @@ def _send_part(
     report: SendReport,
     on_done: Callable[[Path, str], None] | None,
 ) -> None:
+    unreachable = _unreachable(host, port)
+    if unreachable:
+        for item in items:
+            report.add(item.path, "not-sent", unreachable)
+            if on_done:
+                on_done(item.path, "not-sent")
+        return
     ae = AE(ae_title=calling_ae)
     ae.maximum_pdu_size = 0
     ae.requested_contexts = _contexts(items)
@@ -137,6 +144,19 @@ def _send_part(
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _unreachable(host: str, port: int) -> str:
+    """Why a TCP connection to the peer fails, or "" when it opens.
+
+    pynetdicom leaves its socket unclosed when the connection is refused; probing first keeps that leak
+    out of long-running senders (the export outbox retries a node that is down for hours).
+    """
+    try:
+        with socket.create_connection((host, port), timeout=10):
+            return ""
+    except OSError as exc:
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
 
 
 def _no_delay(event: Any) -> None:

@@ -1,0 +1,252 @@
+"""The processing flow on a real index, blob store and worker processes: request → checks → jobs → stage,
+retries, review, reprocessing, project rules and new versions (toy report types from tests/plugins)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+
+from dicomflow.config import Settings
+from dicomflow.dimse import open_ingestor
+from dicomflow.errors import InvalidState, UnknownReportType
+from dicomflow.index import create_project, migrate, reading, writing
+from dicomflow.index import _processing as q
+from dicomflow.ingest import Source
+from dicomflow.jobs import ProcessingEngine, job_workdir
+from factories import make_study, to_bytes
+
+PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
+IMPORT = Source("import", "test", called_ae="kp-proj")
+
+
+class Installation:
+    """A data directory with project ``proj``, an ingestor and a processing engine on it."""
+
+    def __init__(self, tmp_path: Path, **processing: Any) -> None:
+        overrides = {f"processing.{k}": v for k, v in processing.items()}
+        self.settings = Settings().with_overrides(  # type: ignore[call-arg]
+            data_dir=tmp_path,
+            **{
+                "storage.fsync": False,
+                "processing.plugins": [PLUGIN],
+                "processing.poll_interval": 0.05,
+                "processing.retry_delay": 0.05,
+                "processing.settle_time": 0.0,
+                **overrides,
+            },
+        )
+        self.ingestor = open_ingestor(self.settings)
+        migrate(self.ingestor.engine)
+        create_project(self.ingestor.engine, "proj")
+        self.processing = ProcessingEngine(self.settings, self.ingestor.engine)
+        self.flow = self.processing.flow
+
+    def ingest(self, datasets: Sequence[Dataset], source: Source = IMPORT) -> list[int]:
+        """Ingest; returns the session ids touched."""
+        acquisitions = {self.ingestor.ingest_bytes([to_bytes(ds)], source).acquisition_id for ds in datasets}
+        with reading(self.ingestor.engine) as conn:
+            return sorted({q.session_of_acquisition(conn, a) for a in acquisitions})
+
+    def run(self, datasets: Sequence[Dataset], *report_types: str) -> q.StudyInfo:
+        """Ingest, request, and drive the flow until the study rests; returns it."""
+        study_ids = self.flow.request(self.ingest(datasets), report_types, actor="test")
+        (study,) = self.processing.run_until_settled(study_ids, timeout=120)
+        return self.study(study.study_instance_uid)
+
+    def study(self, uid: str) -> q.StudyInfo:
+        with reading(self.ingestor.engine) as conn:
+            return q.find_study(conn, uid)
+
+    def results(self, study: q.StudyInfo) -> dict[str, Path]:
+        with reading(self.ingestor.engine) as conn:
+            found = q.results_of_study(conn, study.id)
+        return {r.name: self.settings.data_dir / r.path for r in found}
+
+    def close(self) -> None:
+        self.processing.stop()
+        self.ingestor.close()
+
+
+@pytest.fixture
+def install(tmp_path: Path) -> Iterator[Installation]:
+    installation = Installation(tmp_path, max_attempts=2, options={})
+    yield installation
+    installation.close()
+
+
+def _make(tmp_path: Path, **processing: Any) -> Installation:
+    return Installation(tmp_path, **processing)
+
+
+def test_a_study_is_checked_processed_and_finished_with_results(install: Installation) -> None:
+    study = install.run(make_study(series=1, instances=5), "toy_count")
+
+    assert study.stage == "Finished"
+    assert [h.stage for h in study.history] == ["Importing", "Processing", "Finished"]
+    assert [(j.report_type, j.state, j.attempts) for j in study.jobs] == [("toy_count", "succeeded", 1)]
+    results = install.results(study)
+    assert results["count.csv"].read_text().splitlines()[1].endswith(",5")
+    body = json.loads(results["results.json"].read_text())
+    assert body["measurements"]["instances"] == 5
+    assert body["measurements"]["Modality"] == "CT"
+    assert body["inputs"]["image"][0]["instances"] == 5
+
+
+def test_a_raising_processor_fails_the_study_with_its_traceback_then_reprocessing_works(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "fail"
+    marker.touch()
+    install = _make(tmp_path / "data", max_attempts=2, options={"toy_flaky": {"fail_marker": str(marker)}})
+    try:
+        datasets = make_study(series=1, instances=3)
+        study = install.run(datasets, "toy_flaky")
+
+        assert study.stage == "Failed"
+        assert "RuntimeError: the toy processor was told to fail" in study.reason
+        (job,) = study.jobs
+        assert (job.state, job.attempts) == ("failed", 2)
+        log = (job_workdir(install.settings, job.id, 2) / "job.log").read_text()
+        assert "Traceback" in log and "the toy processor was told to fail" in log
+        traceback = json.loads((job_workdir(install.settings, job.id, 1) / "error.json").read_text())[
+            "traceback"
+        ]
+        assert "raise RuntimeError" in traceback
+        assert install.ingestor.engine  # the input is kept: every instance still indexed
+        with reading(install.ingestor.engine) as conn:
+            assert len(q.session_blob_keys(conn, install.ingest(datasets[:1])[0])) == 3
+
+        marker.unlink()
+        install.flow.reprocess(study.study_instance_uid, actor="test")
+        (again,) = install.processing.run_until_settled([study.id], timeout=120)
+        assert again.stage == "Finished"
+        assert install.study(study.study_instance_uid).jobs[0].attempts == 1
+    finally:
+        install.close()
+
+
+def test_quality_control_approve_reject_and_rerun(install: Installation) -> None:
+    approved = install.run(make_study(series=1, instances=2), "toy_qc")
+    assert approved.stage == "QualityControl"
+    install.flow.review(approved.study_instance_uid, approve=True, reviewer="rev@example.org", comment="fine")
+    study = install.study(approved.study_instance_uid)
+    assert (study.stage, study.history[-1].actor, study.reason) == ("Finished", "rev@example.org", "fine")
+
+    rejected = install.run(make_study(series=1, instances=2), "toy_qc")
+    install.flow.review(
+        rejected.study_instance_uid, approve=False, reviewer="rev@example.org", comment="bad mask"
+    )
+    assert install.study(rejected.study_instance_uid).stage == "Failed"
+    assert "bad mask" in install.study(rejected.study_instance_uid).reason
+
+    rerun = install.run(make_study(series=1, instances=2), "toy_qc")
+    install.flow.review(
+        rerun.study_instance_uid, approve=False, reviewer="r@x.org", comment="again", rerun=True
+    )
+    (again,) = install.processing.run_until_settled([rerun.id], timeout=120)
+    assert again.stage == "QualityControl"
+    with pytest.raises(InvalidState):
+        install.flow.review(approved.study_instance_uid, approve=True, reviewer="r@x.org")
+
+
+def _without_middle_slice() -> list[Dataset]:
+    study = make_study(series=1, instances=9)
+    return [ds for ds in study if ds.InstanceNumber != 5]
+
+
+@pytest.mark.parametrize(
+    ("datasets", "code", "words"),
+    [
+        (_without_middle_slice, "missing-slice", "slice 5 of 9 missing"),
+        (lambda: make_study(series=1, instances=4, modality="PT"), "required-series-missing", "image"),
+        (
+            lambda: make_study(
+                series=1, instances=3, ImagePositionPatient=None, ImageOrientationPatient=None
+            ),
+            "missing-tag",
+            "ImagePositionPatient missing in 3 of 3 instances",
+        ),
+    ],
+    ids=["missing-slice", "no-matching-series", "missing-geometry"],
+)
+def test_a_failed_check_fails_the_study_with_its_finding_and_runs_nothing(
+    install: Installation, datasets: Any, code: str, words: str
+) -> None:
+    study = install.run(datasets(), "toy_count")
+
+    assert study.stage == "Failed"
+    assert words in study.reason
+    assert code in [f.code for f in study.findings]
+    assert study.jobs == []
+
+
+def test_a_missing_required_tag_is_a_finding(install: Installation) -> None:
+    datasets = make_study(series=1, instances=3)
+    del datasets[1].ImagePositionPatient  # the required tag of the toy input, absent in one instance
+    study = install.run(datasets, "toy_count")
+
+    assert study.stage == "Failed"
+    assert "missing-tag" in [f.code for f in study.findings]
+    assert "ImagePositionPatient" in study.reason
+
+
+def test_unknown_report_type_is_refused_before_anything_is_written(install: Installation) -> None:
+    sessions = install.ingest(make_study(series=1, instances=1))
+    with pytest.raises(UnknownReportType, match="no_such_report"):
+        install.flow.request(sessions, ["no_such_report"], actor="test")
+    with reading(install.ingestor.engine) as conn:
+        assert q.list_studies(conn) == []
+
+
+def test_a_project_rule_runs_on_settled_dicom_arrivals_and_new_data_opens_a_version(
+    install: Installation,
+) -> None:
+    with writing(install.ingestor.engine) as conn:
+        project_id = conn.scalar(q.select(q.Project.id).where(q.Project.label == "proj"))
+        q.add_rule(conn, int(project_id), "toy_count", {"Modality": "^CT$"})
+        q.add_rule(conn, int(project_id), "toy_qc", {"Modality": "^MR$"})
+    dimse = Source("dimse", "storescu@127.0.0.1", calling_ae="SCU", called_ae="kp-proj")
+    datasets = make_study(series=1, instances=4)
+    install.ingest(datasets[:3], dimse)
+
+    assert install.flow.track() == 1
+    uid = datasets[0].StudyInstanceUID
+    assert (install.study(uid).stage, install.study(uid).report_types) == ("Importing", ["toy_count"])
+    install.flow.promote_settled()
+    (done,) = install.processing.run_until_settled([install.study(uid).id], timeout=120)
+    assert (done.stage, done.version) == ("Finished", 1)
+
+    install.ingest(datasets[3:], dimse)  # a late instance: the finished version stays, a new one opens
+    install.flow.track()
+    assert (install.study(uid).version, install.study(uid).stage) == (2, "Importing")
+    install.flow.promote_settled()
+    (second,) = install.processing.run_until_settled([install.study(uid).id], timeout=120)
+    assert second.stage == "Finished"
+    assert json.loads(install.results(second)["results.json"].read_text())["measurements"]["instances"] == 4
+
+
+def test_derived_series_are_filed_in_the_study_without_opening_a_version(tmp_path: Path) -> None:
+    install = _make(tmp_path, nodes={"archive": {"host": "127.0.0.1", "port": 9, "ae_title": "NOWHERE"}})
+    try:
+        datasets = make_study(series=1, instances=2)
+        study = install.run(datasets, "toy_capture")
+        assert study.stage == "Finished"
+        install.flow.track()
+        assert install.study(study.study_instance_uid).version == 1
+        rows = install.ingestor.engine.connect().execute(
+            q.select(q.Instance.source, q.Acquisition.series_description).join(
+                q.Acquisition, q.Acquisition.id == q.Instance.acquisition_id
+            )
+        )
+        sources = sorted((r.source.split(":")[0], r.series_description) for r in rows)
+        assert ("pipeline", "toy capture") in sources
+        with reading(install.ingestor.engine) as conn:
+            (item,) = q.outbox(conn)
+        assert (item.node, item.state) == ("archive", "pending")
+    finally:
+        install.close()
