@@ -14,8 +14,8 @@ from pydicom.dataset import Dataset
 from dicomflow.config import Settings
 from dicomflow.dimse import open_ingestor
 from dicomflow.errors import InvalidState, UnknownReportType
-from dicomflow.index import create_project, migrate, reading, writing
 from dicomflow.index import _processing as q
+from dicomflow.index import create_project, migrate, reading, writing
 from dicomflow.ingest import Source
 from dicomflow.jobs import ProcessingEngine, job_workdir
 from factories import make_study, to_bytes
