@@ -4,6 +4,7 @@ any transfer syntax the receiver accepts.
 * :func:`make_instance` builds one image (32x32, file meta, fresh UIDs); keyword arguments set or, with
   ``None``, delete any attribute by keyword;
 * :func:`make_study` builds a study of several consistent series;
+* :func:`make_series` builds one series stacked along any orientation, at any spacing;
 * :func:`write_files` writes them as Part 10 files in a transfer syntax: pydicom for the native and the
   RLE / JPEG 2000 syntaxes, DCMTK (``dcmconv``, ``dcmcjpeg``, ``dcmcjpls``) for the others.
 
@@ -228,6 +229,42 @@ def make_study(series: int = 2, instances: int = 3, modality: str = "CT", **attr
         }
         for i in range(instances):
             out.append(make_instance(modality, **{**series_attrs, "InstanceNumber": i + 1, **attrs}))
+    return out
+
+
+def make_series(
+    slices: int = 10,
+    modality: str = "CT",
+    *,
+    spacing: float = 1.0,
+    first: float = 0.0,
+    orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
+    **attrs: Any,
+) -> list[Dataset]:
+    """One series of ``slices`` single-frame instances stacked along the slice normal (row x column).
+
+    Instance n (1, 2, …) lies ``first + (n - 1) * spacing`` mm along the normal of ``orientation``, its
+    corner 4 mm back along the row and column directions; all instances share the study, series and frame
+    of reference UIDs. ``attrs`` apply to every instance (``None`` deletes, as in :func:`make_instance`).
+    """
+    row, column = np.array(orientation[:3], dtype=float), np.array(orientation[3:], dtype=float)
+    normal = np.cross(row, column)
+    shared = {
+        "StudyInstanceUID": generate_uid(),
+        "SeriesInstanceUID": generate_uid(),
+        "FrameOfReferenceUID": generate_uid(),
+        "ImageOrientationPatient": [float(v) for v in orientation],
+    }
+    out = []
+    for n in range(1, slices + 1):
+        along = first + (n - 1) * spacing
+        corner = along * normal - 4 * row - 4 * column
+        geometry = {
+            "InstanceNumber": n,
+            "ImagePositionPatient": [round(float(v), 4) for v in corner],
+            "SliceLocation": round(along, 4),
+        }
+        out.append(make_instance(modality, **{**shared, **geometry, **attrs}))
     return out
 
 
