@@ -48,7 +48,7 @@ class Outbox:
             else:
                 outgoing[described.path] = (item, described)
         statuses: dict[Path, str] = {}
-        send(
+        report = send(
             [d for _, d in outgoing.values()],
             node.host,
             node.port,
@@ -56,16 +56,15 @@ class Outbox:
             called_ae=node.ae_title,
             on_done=lambda path, status: statuses.__setitem__(path, status),
         )
+        details = dict(report.failures)
         sent = [
             item.id for path, (item, _) in outgoing.items() if statuses.get(path) in ("success", "warning")
         ]
         with writing(self.engine) as conn:
             q.export_sent(conn, sent)
-        self._failed(
-            [item for path, (item, _) in outgoing.items() if item.id not in sent],
-            f"{node_name} ({node.host}:{node.port}) did not store it",
-            statuses={item.id: statuses.get(path, "not-sent") for path, (item, _) in outgoing.items()},
-        )
+        for path, (item, _) in outgoing.items():
+            if item.id not in sent:
+                self._failed([item], f"{node_name} did not store it: {details.get(path, statuses.get(path))}")
         if sent:
             LOGGER.info("exported %d instance(s) to %s", len(sent), node_name)
         return len(sent)

@@ -28,8 +28,17 @@ class StudyInfo:
     accession_number: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        """Fields by name, for report tables."""
-        return {k: str(v) for k, v in self.__dict__.items()}
+        """Fields under their DICOM names, for report tables (empty ones left out)."""
+        names = {
+            "patient_name": "Patient's Name",
+            "patient_id": "Patient ID",
+            "study_date": "Study Date",
+            "study_description": "Study Description",
+            "accession_number": "Accession Number",
+            "study_instance_uid": "Study Instance UID",
+            "project": "Project",
+        }
+        return {label: str(getattr(self, field)) for field, label in names.items() if getattr(self, field)}
 
 
 @dataclass(frozen=True)

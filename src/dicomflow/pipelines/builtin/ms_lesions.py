@@ -116,5 +116,6 @@ class MsLesions(ReportType):
 def _window(volume: Any) -> tuple[float, float]:
     import numpy as np
 
-    low, high = (float(v) for v in np.percentile(volume.array, [1, 99]))
+    tissue = volume.array[volume.array > np.percentile(volume.array, 50)]  # leave the background out
+    low, high = (float(v) for v in np.percentile(tissue if tissue.size else volume.array, [1, 99]))
     return (low + high) / 2, max(high - low, 1.0)
