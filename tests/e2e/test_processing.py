@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dcmtk import storescu
 from pypdf import PdfReader
 
 from dicomflow.demo import make_ct_phantom, make_ms_study
-from dcmtk import storescu
 from factories import DicomflowServer, make_study, write_files
 
 pytestmark = pytest.mark.e2e
