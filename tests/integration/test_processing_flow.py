@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
+from sqlalchemy import select
 
 from dicomflow.config import Settings
 from dicomflow.dimse import open_ingestor
 from dicomflow.errors import InvalidState, UnknownReportType
+from dicomflow.index import Acquisition, Instance, Project, create_project, migrate, reading, writing
 from dicomflow.index import _processing as q
-from dicomflow.index import create_project, migrate, reading, writing
 from dicomflow.ingest import Source
 from dicomflow.jobs import ProcessingEngine, job_workdir
 from factories import make_study, to_bytes
@@ -207,7 +208,7 @@ def test_a_project_rule_runs_on_settled_dicom_arrivals_and_new_data_opens_a_vers
     install: Installation,
 ) -> None:
     with writing(install.ingestor.engine) as conn:
-        project_id = conn.scalar(q.select(q.Project.id).where(q.Project.label == "proj"))
+        project_id = conn.execute(select(Project.id).where(Project.label == "proj")).scalar_one()
         q.add_rule(conn, int(project_id), "toy_count", {"Modality": "^CT$"})
         q.add_rule(conn, int(project_id), "toy_qc", {"Modality": "^MR$"})
     dimse = Source("dimse", "storescu@127.0.0.1", calling_ae="SCU", called_ae="kp-proj")
@@ -238,11 +239,12 @@ def test_derived_series_are_filed_in_the_study_without_opening_a_version(tmp_pat
         assert study.stage == "Finished"
         install.flow.track()
         assert install.study(study.study_instance_uid).version == 1
-        rows = install.ingestor.engine.connect().execute(
-            q.select(q.Instance.source, q.Acquisition.series_description).join(
-                q.Acquisition, q.Acquisition.id == q.Instance.acquisition_id
-            )
-        )
+        with reading(install.ingestor.engine) as conn:
+            rows = conn.execute(
+                select(Instance.source, Acquisition.series_description).join(
+                    Acquisition, Acquisition.id == Instance.acquisition_id
+                )
+            ).all()
         sources = sorted((r.source.split(":")[0], r.series_description) for r in rows)
         assert ("pipeline", "toy capture") in sources
         with reading(install.ingestor.engine) as conn:

@@ -112,7 +112,7 @@ def secondary_capture(source: Dataset) -> Dataset:
     ds.SOPInstanceUID = generate_uid()
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID"):
         if keyword in source:
-            setattr(ds, keyword, source.data_element(keyword).value)
+            setattr(ds, keyword, source[keyword].value)
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = 999
     ds.InstanceNumber = 1
