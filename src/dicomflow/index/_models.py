@@ -201,6 +201,7 @@ class Study(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     report_types: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of requested names
     upload_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(String(16), default="session")  # or "subject" (node mode)
     last_instance_id: Mapped[int] = mapped_column(Integer, default=0)
     last_instance_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)

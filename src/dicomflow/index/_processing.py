@@ -190,6 +190,27 @@ def session_blob_keys(conn: Connection, session_id: int, *, include_derived: boo
     return list(conn.scalars(query))
 
 
+def study_blob_keys(conn: Connection, study: Any) -> list[str]:
+    """Blob keys a study version's jobs read (pipeline outputs left out), by its scope."""
+    if study.scope != "subject":
+        return session_blob_keys(conn, study.session_id, include_derived=False)
+    subject_id = conn.scalar(select(Session.subject_id).where(Session.id == study.session_id))
+    return list(
+        conn.scalars(
+            select(Instance.blob_key)
+            .join(Acquisition, Acquisition.id == Instance.acquisition_id)
+            .join(Session, Session.id == Acquisition.session_id)
+            .where(Session.subject_id == subject_id, not_(Instance.source.startswith(PIPELINE_SOURCE)))
+            .order_by(Instance.id)
+        )
+    )
+
+
+def sessions_of_study_uid(conn: Connection, study_instance_uid: str) -> list[int]:
+    """Sessions holding a StudyInstanceUID (one per project)."""
+    return list(conn.scalars(select(Session.id).where(Session.study_instance_uid == study_instance_uid)))
+
+
 def session_last_instance(conn: Connection, session_id: int) -> int:
     """The highest instance id of a session (0 when empty)."""
     return int(
@@ -238,8 +259,13 @@ def open_study(
     actor: str,
     reason: str,
     upload_id: str | None = None,
+    scope: str = "session",
 ) -> int:
-    """Open the next version of a session's study in ``stage``; returns its id."""
+    """Open the next version of a session's study in ``stage``; returns its id.
+
+    ``scope`` says what a job reads: the session's instances, or (node mode, grouping by patient) those of
+    every session of its subject in the project.
+    """
     previous = latest_study(conn, session_id)
     version = 1 if previous is None else previous.version + 1
     now = utcnow()
@@ -253,6 +279,7 @@ def open_study(
                 reason=reason,
                 report_types=json.dumps(sorted(set(report_types))),
                 upload_id=upload_id,
+                scope=scope,
                 last_instance_id=last_instance_id,
                 last_instance_at=last_instance_at,
                 created_at=now,

@@ -27,7 +27,9 @@ LOGGER = logging.getLogger(__name__)
 class ProcessingEngine:
     """Flow, executor and outbox over one installation."""
 
-    def __init__(self, settings: Settings, engine: Engine, registry: ReportTypes | None = None) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, registry: ReportTypes | None = None, *, track: bool = True
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.registry = registry or load_report_types(
@@ -37,12 +39,14 @@ class ProcessingEngine:
         self.flow = Flow(settings, engine, self.store, self.registry)
         self.executor = EmbeddedExecutor(settings, engine, self.flow)
         self.outbox = Outbox(settings, engine)
+        self._track = track  # node mode starts studies itself, when an association is released
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def step(self) -> None:
         """One round of every duty; errors are logged and the next round tries again."""
-        for duty in (self.flow.track, self.flow.promote_settled, self.executor.step, self.outbox.dispatch):
+        duties = [self.flow.track, self.flow.promote_settled] if self._track else []
+        for duty in (*duties, self.executor.step, self.outbox.dispatch):
             try:
                 duty()
             except Exception:

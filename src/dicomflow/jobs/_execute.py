@@ -57,7 +57,7 @@ def execute_job(settings: Settings, job_id: int, workdir: Path) -> int:
         with reading(engine) as conn:
             job = q.job_row(conn, job_id)
             study = q.study_row(conn, job.study_id)
-            keys = q.session_blob_keys(conn, study.session_id, include_derived=False)
+            keys = q.study_blob_keys(conn, study)
             project = q.project_of_session(conn, study.session_id)[1]
         engine.dispose()
         registry = load_report_types(

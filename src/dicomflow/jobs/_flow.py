@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from dicomflow.checks import Severity
 from dicomflow.config import Settings
-from dicomflow.errors import InvalidState, NotFound
+from dicomflow.errors import InvalidState
 from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
 from dicomflow.index import _processing as q
 from dicomflow.index import reading, utcnow, writing
@@ -93,6 +93,7 @@ class Flow:
         *,
         actor: str,
         upload_id: str | None = None,
+        scope: str = "session",
     ) -> list[int]:
         """Open (or reuse) a study version per session with ``report_types`` requested, ready at once."""
         for name in report_types:
@@ -121,13 +122,29 @@ class Flow:
                         last_instance_id=last,
                         last_instance_at=utcnow() - timedelta(days=1),
                         actor=actor,
-                        reason="import completed",
+                        reason="import completed" if scope == "session" else "inputs complete",
                         upload_id=upload_id,
+                        scope=scope,
                     )
                 )
         for study_id in study_ids:
             self.promote(study_id)
         return study_ids
+
+    def offer(self, session_ids: Sequence[int], report_type: str, *, scope: str, actor: str) -> list[int]:
+        """Node mode: start ``report_type`` for each group whose inputs are all present; the others wait."""
+        chosen = self.registry.get(report_type)
+        started = []
+        for session_id in dict.fromkeys(session_ids):
+            with reading(self.engine) as conn:
+                keys = q.study_blob_keys(conn, _Scope(session_id, scope))
+            selection = select(chosen, read_series([self.store.path_of(key) for key in keys]))
+            waiting = [f.message for f in selection.findings if f.code == "required-series-missing"]
+            if waiting:
+                LOGGER.info("session %d waits for its inputs: %s", session_id, "; ".join(waiting))
+                continue
+            started += self.request([session_id], [report_type], actor=actor, scope=scope)
+        return started
 
     # -- readiness ----------------------------------------------------------------------------------------
 
@@ -144,7 +161,7 @@ class Flow:
         """Run the checks of a ready study and queue its jobs (→ Processing), or fail it, or finish it."""
         with reading(self.engine) as conn:
             study = q.study_row(conn, study_id)
-            keys = q.session_blob_keys(conn, study.session_id, include_derived=False)
+            keys = q.study_blob_keys(conn, study)
         names = json.loads(study.report_types)
         try:
             series = read_series([self.store.path_of(key) for key in keys])
@@ -318,7 +335,7 @@ class Flow:
     def _restart(self, study_id: int, names: Sequence[str], actor: str) -> None:
         with reading(self.engine) as conn:
             study = q.study_row(conn, study_id)
-            keys = q.session_blob_keys(conn, study.session_id, include_derived=False)
+            keys = q.study_blob_keys(conn, study)
         series = read_series([self.store.path_of(key) for key in keys])
         with writing(self.engine) as conn:
             blocking = []
@@ -334,6 +351,14 @@ class Flow:
             for name in names:
                 self._queue(conn, study_id, self.registry.get(name))
             q.set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
+
+
+class _Scope:
+    """The two fields :func:`q.study_blob_keys` reads, for a group not yet opened as a study."""
+
+    def __init__(self, session_id: int, scope: str) -> None:
+        self.session_id = session_id
+        self.scope = scope
 
 
 def _rule_matches(match: dict[str, str], header: Any) -> bool:
@@ -367,10 +392,4 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def not_found_study(uid: str) -> NotFound:
-    """The error for an unknown study."""
-    return NotFound(f"no study {uid!r} in processing")
-
-
 __all__ = ["Flow"]
-_ = datetime

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("report_types", sa.Text(), nullable=False),
         sa.Column("upload_id", sa.String(length=64), nullable=True),
+        sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("last_instance_id", sa.Integer(), nullable=False),
         sa.Column("last_instance_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

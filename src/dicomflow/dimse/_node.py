@@ -1,0 +1,129 @@
+"""The receiver of ``dicomflow node``: one report type as its own SCP, as DicomNode runs a pipeline.
+
+An instance that no input of the report type accepts is refused with a configurable status (0xB007 by
+default, as DicomNode documents but does not send) and an ErrorComment, and is not stored. When an
+association is *released* (not aborted: a half-sent study is never processed), the groups it touched are
+offered to the flow, which starts a job once every input has its series.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from sqlalchemy import Engine
+
+from dicomflow.config import DimseSettings
+from dicomflow.dicom import encode_file_meta
+from dicomflow.dimse import _status as status
+from dicomflow.dimse._receiver import Receiver, _actor, _calling_ae
+from dicomflow.errors import InvalidInstance
+from dicomflow.ingest import Ingestor, Source
+
+LOGGER = logging.getLogger(__name__)
+
+
+class NodeReceiver(Receiver):
+    """A receiver that stores only what ``accepts`` takes and reports released associations' studies.
+
+    Parameters
+    ----------
+    accepts
+        Whether an instance (header, no pixel data) belongs to any input; returns the reason when not.
+    project
+        Project the node files everything in.
+    on_released
+        Called with the StudyInstanceUIDs an association stored, after it was released normally.
+    reject_status
+        C-STORE status for an instance no input accepts (a warning, 0xB007, by default).
+    """
+
+    def __init__(
+        self,
+        settings: DimseSettings,
+        ingestor: Ingestor,
+        engine: Engine,
+        *,
+        accepts: Callable[[Dataset], str | None],
+        project: str,
+        on_released: Callable[[set[str]], None],
+        reject_status: int = 0xB007,
+    ) -> None:
+        super().__init__(settings, ingestor, engine)
+        self.accepts = accepts
+        self.project = project
+        self.on_released = on_released
+        self.reject_status = reject_status
+        self._touched: dict[Any, set[str]] = {}  # keyed by the Association object itself
+        self._lock = threading.Lock()
+
+    def handlers(self) -> list[Any]:
+        """The receiver's handlers plus release and abort bookkeeping."""
+        return [
+            *super().handlers(),
+            (evt.EVT_RELEASED, self._released),
+            (evt.EVT_ABORTED, self._aborted),
+        ]
+
+    def on_requested(self, event: Any) -> None:
+        """Any called AE is the node (it has one purpose)."""
+
+    def on_store(self, event: Any) -> int | Dataset:
+        """Refuse what no input accepts; store the rest through the ingest, into the node's project."""
+        command = event.request
+        calling_ae = _calling_ae(event)
+        prefix = self.settings.project_ae_prefix
+        source = Source("dimse", _actor(event), calling_ae=calling_ae, called_ae=f"{prefix}{self.project}")
+        uid = str(command.AffectedSOPInstanceUID)
+        try:
+            meta = encode_file_meta(
+                str(command.AffectedSOPClassUID), uid, str(event.context.transfer_syntax), calling_ae
+            )
+            data = meta + command.DataSet.getvalue()
+            header = dcmread(io.BytesIO(data), stop_before_pixels=True)
+        except Exception:
+            error = InvalidInstance("the data set cannot be parsed")
+            self.ingestor.record_rejection(source, uid[:64], error)
+            return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
+        refusal = self.accepts(header)
+        if refusal is not None:
+            self.ingestor.record_rejection(source, uid[:64], InvalidInstance(refusal))
+            LOGGER.info("refused %s from %s: %s", uid, source.actor, refusal)
+            return status.status_dataset(self.reject_status, refusal)
+        try:
+            self.ingestor.ingest_bytes([data], source, expected_sop_instance_uid=uid)
+        except Exception as exc:
+            from dicomflow.errors import DicomflowError
+
+            if isinstance(exc, DicomflowError):
+                return status.status_dataset(status.status_for(exc), exc.message)
+            LOGGER.exception("C-STORE from %s failed", source.actor)
+            return status.status_dataset(status.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
+        with self._lock:
+            self._touched.setdefault(event.assoc, set()).add(str(header.get("StudyInstanceUID", "")))
+        return status.SUCCESS
+
+    def _released(self, event: Any) -> None:
+        with self._lock:
+            touched = self._touched.pop(event.assoc, set())
+        if touched:
+            try:
+                self.on_released(touched)
+            except Exception:
+                LOGGER.exception("processing after the release of %s failed", _actor(event))
+
+    def _aborted(self, event: Any) -> None:
+        with self._lock:
+            touched = self._touched.pop(event.assoc, set())
+        if touched:
+            LOGGER.warning(
+                "association from %s aborted: %d study(ies) wait for a complete send",
+                _actor(event),
+                len(touched),
+            )

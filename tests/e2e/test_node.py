@@ -1,0 +1,108 @@
+"""``dicomflow node PIPELINE.py``: a report type as its own SCP, driven with DCMTK ``storescu``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from dcmtk import storescu
+
+from factories import dicomflow, make_study, server_env, write_files
+
+pytestmark = pytest.mark.e2e
+
+PIPELINE = """
+from dicomflow.pipelines import Input, Measurements, ReportType, VolumeGrinder
+
+
+class CtInput(Input):
+    required_values = {"Modality": "CT"}
+    required_tags = ["ImagePositionPatient", "PixelSpacing"]
+    grinder = VolumeGrinder()
+
+
+class PetInput(Input):
+    required_values = {"Modality": "PT"}
+
+
+class MeanHu(ReportType):
+    name = "mean_hu"
+    inputs = {"ct": CtInput, "pet": PetInput}
+
+    def process(self, inputs, context):
+        return [Measurements({"mean_hu": float(inputs["ct"].array.mean())})]
+"""
+
+
+@pytest.fixture
+def node(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[int, Path]]:
+    pipeline = tmp_path / "my_pipeline.py"
+    pipeline.write_text(PIPELINE)
+    port, data = free_port(), tmp_path / "node-data"
+    log = (tmp_path / "node.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dicomflow",
+            "node",
+            str(pipeline),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=server_env(DICOMFLOW_PROCESSING__POLL_INTERVAL="0.1"),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(
+            ["echoscu", "-aec", "DICOMNODE", "127.0.0.1", str(port)], check=False
+        ).returncode:
+            assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "node.log").read_text()
+            time.sleep(0.2)
+        yield port, data
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+        log.close()
+
+
+def _studies(data: Path) -> list[dict[str, object]]:
+    done = dicomflow("status", "--json", "--data-dir", str(data), env=server_env())
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def test_node_refuses_what_no_input_accepts_and_processes_when_every_input_is_there(
+    node: tuple[int, Path], tmp_path: Path
+) -> None:
+    port, data = node
+    ct = make_study(series=1, instances=4, PatientID="NODE1")
+    pet = make_study(series=1, instances=2, modality="PT", PatientID="NODE1")  # another study, same patient
+    mr = make_study(series=1, instances=1, modality="MR", PatientID="NODE1")
+
+    refused = storescu(port, write_files(mr, tmp_path / "mr"), "-v", called_ae="DICOMNODE")
+    assert "Warning: DataSetDoesNotMatchSOPClass" in refused.stdout + refused.stderr  # 0xB007
+    storescu(port, write_files(ct, tmp_path / "ct"), called_ae="DICOMNODE")
+    time.sleep(1)
+    assert _studies(data) == []  # the PET input is still missing: nothing runs
+
+    storescu(port, write_files(pet, tmp_path / "pet"), called_ae="DICOMNODE")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [s for s in _studies(data) if s["stage"] == "Finished"]:
+        time.sleep(0.3)
+    (study,) = _studies(data)
+    assert study["stage"] == "Finished", study
+    rows = dicomflow("ls", "--json", "--data-dir", str(data), env=server_env()).stdout
+    assert mr[0].SeriesInstanceUID not in rows and ct[0].SeriesInstanceUID in rows
