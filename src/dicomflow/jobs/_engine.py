@@ -68,6 +68,7 @@ class ProcessingEngine:
         if self._thread is not None:
             self._thread.join(30)
         self.executor.stop()
+        self.flow.close()
         self.store.close()
 
     def run_until_settled(self, study_ids: Sequence[int], timeout: float | None = None) -> list[q.StudyInfo]:

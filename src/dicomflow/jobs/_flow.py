@@ -46,6 +46,19 @@ class Flow:
         self.engine = engine
         self.store = store
         self.registry = registry
+        self._ingestor: Ingestor | None = None  # files derived series back; opened on first use
+
+    def close(self) -> None:
+        """Close the ingest of derived series (its own blob store and write lock)."""
+        if self._ingestor is not None:
+            self._ingestor.close()
+            self._ingestor = None
+
+    def _ingest(self) -> Ingestor:
+        if self._ingestor is None:
+            own_store = FileSystemBlobStore(self.settings.blob_root, fsync=self.settings.storage.fsync)
+            self._ingestor = Ingestor(self.settings, self.engine, own_store)
+        return self._ingestor
 
     # -- arrivals -----------------------------------------------------------------------------------------
 
@@ -228,13 +241,9 @@ class Flow:
         unknown = sorted({node for node, _ in manifest.exports if node not in nodes})
         if unknown:
             raise ValueError(f"export to unknown node(s) {', '.join(unknown)}; configure processing.nodes")
-        ingestor = Ingestor(self.settings, self.engine, self.store)
-        try:
-            source = Source("pipeline", f"job {job_id} ({job.report_type})")
-            for relative in manifest.derived:
-                ingestor.ingest_file(workdir / relative, source)
-        finally:
-            ingestor.close()
+        source = Source("pipeline", f"job {job_id} ({job.report_type})")
+        for relative in manifest.derived:
+            self._ingest().ingest_file(workdir / relative, source)
         data_dir = self.settings.data_dir.resolve()
         with writing(self.engine) as conn:
             for item in manifest.files:
