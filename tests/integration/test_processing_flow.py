@@ -4,6 +4,7 @@ retries, review, reprocessing, project rules and new versions (toy report types 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -253,5 +254,17 @@ def test_derived_series_are_filed_in_the_study_without_opening_a_version(tmp_pat
         with reading(install.ingestor.engine) as conn:
             items = q.outbox(conn)
         assert [(item.node, item.state) for item in items] == [("archive", "pending")] * 2
+    finally:
+        install.close()
+
+
+def test_a_job_over_its_timeout_is_killed_and_fails(tmp_path: Path) -> None:
+    options = {"toy_slow": {"started_marker": str(tmp_path / "started"), "seconds": 30}}
+    install = _make(tmp_path / "data", timeout=1.0, max_attempts=1, options=options)
+    try:
+        started = time.monotonic()
+        study = install.run(make_study(series=1, instances=2), "toy_slow")
+        assert time.monotonic() - started < 20
+        assert (study.stage, study.jobs[0].error) == ("Failed", "timed out and was stopped")
     finally:
         install.close()
