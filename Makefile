@@ -50,6 +50,7 @@ test: system-deps check pytest
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) dicomflow-data .pytest_cache .mypy_cache .ruff_cache
