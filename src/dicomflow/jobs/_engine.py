@@ -15,7 +15,7 @@ from dicomflow.config import Settings
 from dicomflow.flow import TERMINAL, Stage
 from dicomflow.index import _processing as q
 from dicomflow.index import reading
-from dicomflow.jobs._executor import EmbeddedExecutor
+from dicomflow.jobs._executor import EmbeddedExecutor, Executor
 from dicomflow.jobs._flow import Flow
 from dicomflow.jobs._outbox import Outbox
 from dicomflow.pipelines import ReportTypes, load_report_types
@@ -37,7 +37,7 @@ class ProcessingEngine:
         )
         self.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
         self.flow = Flow(settings, engine, self.store, self.registry)
-        self.executor = EmbeddedExecutor(settings, engine, self.flow)
+        self.executor: Executor = EmbeddedExecutor(settings, engine, self.flow)
         self.outbox = Outbox(settings, engine)
         self._track = track  # node mode starts studies itself, when an association is released
         self._stop = threading.Event()

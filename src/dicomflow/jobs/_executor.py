@@ -38,6 +38,29 @@ class JobSink(Protocol):
     ) -> None: ...
 
 
+class Executor(Protocol):
+    """What the processing engine needs of an executor. The embedded one runs attempts in local worker
+    processes; a Celery one would claim from the same ``jobs`` table in workers on other hosts, run
+    :func:`dicomflow.jobs.execute_job` and hand the workdir to the same sink."""
+
+    @property
+    def busy(self) -> int:
+        """Attempts running now (of this executor)."""
+        ...
+
+    def recover(self) -> list[int]:
+        """Requeue jobs a stopped worker left running; returns their ids."""
+        ...
+
+    def step(self) -> int:
+        """Start due jobs and file ended ones; returns how many were started."""
+        ...
+
+    def stop(self) -> None:
+        """Stop running attempts (they are resumed later)."""
+        ...
+
+
 @dataclass
 class _Running:
     job_id: int
