@@ -13,10 +13,12 @@ import re
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from pydicom import config
 
+import factories
 from factories import DicomflowServer
 
 
@@ -90,3 +92,9 @@ def server(
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def dciodvfy() -> Callable[[Path], tuple[list[str], list[str]]]:
+    """``factories.dciodvfy``: the Error and Warning lines of dicom3tools' validator on a file."""
+    return factories.dciodvfy

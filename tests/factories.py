@@ -610,3 +610,12 @@ class DicomflowServer(DataDir):
                 f"dicomflow {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
             )
         return done
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """The ``Error`` and the ``Warning`` lines of dicom3tools' ``dciodvfy`` on one Part 10 file."""
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120, check=False)
+    lines = (done.stdout + done.stderr).splitlines()
+    return [line for line in lines if line.startswith("Error")], [
+        line for line in lines if line.startswith("Warning")
+    ]

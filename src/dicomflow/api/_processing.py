@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from dicomflow.api._deps import AdminUser, CurrentUser, IndexEngine, current_user, require_role
+from dicomflow.api._deps import AdminUser, IndexEngine, current_user, require_role
 from dicomflow.config import Settings
-from dicomflow.errors import NotFound, UnknownProject
+from dicomflow.errors import NotFound
 from dicomflow.flow import Stage
 from dicomflow.index import Role, reading, writing
 from dicomflow.index import _processing as q
@@ -202,7 +202,7 @@ def get_report_types(request: Request) -> list[dict[str, Any]]:
 def get_rules(label: str, engine: IndexEngine) -> list[q.RuleInfo]:
     """Report types run on the project's new studies, with their tag conditions."""
     with reading(engine) as conn:
-        return q.rules(conn, _project_id(conn, label))
+        return q.rules(conn, q.project_id(conn, label))
 
 
 @router.post("/projects/{label}/rules", status_code=201, summary="Add a project rule (admins only)")
@@ -212,7 +212,7 @@ def post_rule(
     """Run a report type on new studies of the project whose tags match."""
     _flow(request).registry.get(body.report_type)
     with writing(engine) as conn:
-        rule_id = q.add_rule(conn, _project_id(conn, label), body.report_type, body.match)
+        rule_id = q.add_rule(conn, q.project_id(conn, label), body.report_type, body.match)
         return next(r for r in q.rules(conn) if r.id == rule_id)
 
 
@@ -222,19 +222,3 @@ def delete_rule(rule_id: int, engine: IndexEngine, _admin: AdminUser) -> Respons
     with writing(engine) as conn:
         q.delete_rule(conn, rule_id)
     return Response(status_code=204)
-
-
-def _project_id(conn: Any, label: str) -> int:
-    from sqlalchemy import select
-
-    from dicomflow.index import Project
-
-    ids = list(conn.scalars(select(Project.id).where(Project.label == label).limit(2)))
-    if len(ids) != 1:
-        raise UnknownProject(
-            f"no project named {label!r}" if not ids else f"project name {label!r} is ambiguous"
-        )
-    return int(ids[0])
-
-
-_ = CurrentUser

@@ -261,7 +261,7 @@ def rules_add(
     processing = load_settings(data_dir).processing
     load_report_types(processing.plugins, processing.aliases).get(report_type)
     with opened_index(data_dir) as engine, writing(engine) as conn:
-        project_id = _project_id(conn, project)
+        project_id = q.project_id(conn, project)
         rule_id = q.add_rule(conn, project_id, report_type, pairs)
     typer.echo(f"rule {rule_id}: {project}: {report_type} on {pairs or 'every new study'}")
 
@@ -285,17 +285,3 @@ def _pair(text: str) -> tuple[str, str]:
     if not sep or not keyword:
         raise typer.BadParameter(f"{text!r} is not KEYWORD=REGEX", param_hint="--match")
     return keyword.strip(), pattern
-
-
-def _project_id(conn: Any, label: str) -> int:
-    from sqlalchemy import select
-
-    from dicomflow.errors import UnknownProject
-    from dicomflow.index import Project
-
-    ids = list(conn.scalars(select(Project.id).where(Project.label == label).limit(2)))
-    if len(ids) != 1:
-        raise UnknownProject(
-            f"no project named {label!r}" if not ids else f"project name {label!r} is ambiguous"
-        )
-    return int(ids[0])

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, not_, or_, select, update
 
-from dicomflow.errors import NotFound
+from dicomflow.errors import NotFound, UnknownProject
 from dicomflow.flow import JobState, Stage, check_transition
 from dicomflow.index._models import (
     Acquisition,
@@ -672,6 +672,22 @@ def outbox(conn: Connection) -> list[Any]:
 
 
 # -- project rules ------------------------------------------------------------------------------------------
+
+
+def project_id(conn: Connection, label: str) -> int:
+    """The id of the one project called ``label``.
+
+    Raises
+    ------
+    UnknownProject
+        When no project, or more than one (in several groups), has that label.
+    """
+    ids = list(conn.scalars(select(Project.id).where(Project.label == label).limit(2)))
+    if len(ids) != 1:
+        raise UnknownProject(
+            f"no project named {label!r}" if not ids else f"project name {label!r} is ambiguous"
+        )
+    return int(ids[0])
 
 
 def add_rule(conn: Connection, project_id: int, report_type: str, match: dict[str, str]) -> int:
