@@ -144,6 +144,17 @@ class ProcessingSettings(BaseModel):
     export_retry_delay_max: float = Field(300.0, description="Longest wait between two export attempts.")
 
 
+class UploadSettings(BaseModel):
+    """HTTP upload sessions."""
+
+    expire_after: float = Field(86400.0, description="Seconds an upload may stay open without a new file.")
+    sweep_interval: float = Field(60.0, description="Seconds between looks for abandoned uploads.")
+    max_file_bytes: int = Field(4 * 1024**3, description="Largest file (or zip) one request may send.")
+    max_zip_members: int = Field(100_000, description="Most files one zip may hold.")
+    max_zip_bytes: int = Field(20 * 1024**3, description="Most bytes one zip may expand to.")
+    max_zip_ratio: float = Field(200.0, description="Highest compression ratio of a zip member (bombs).")
+
+
 class Settings(BaseSettings):
     """Every setting of a dicomflow installation."""
 
@@ -158,6 +169,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Blob storage.")  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest rules.")  # type: ignore[arg-type]
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings, description="Processing.")  # type: ignore[arg-type]
+    uploads: UploadSettings = Field(default_factory=UploadSettings, description="Upload sessions.")  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 
 from dicomflow.api import create_app
 from dicomflow.config import Settings
 from dicomflow.index import Acquisition, DatasetSeries, Event, Group, Instance, Project, Session, Subject
 from dicomflow.index import Dataset as DatasetRow
-from dicomflow.index._accounts import Role, create_token, create_user
+from dicomflow.index._accounts import Role, create_token, create_user, grant
 from dicomflow.storage import FileSystemBlobStore
 
 with warnings.catch_warnings():  # Starlette 1.x asks for httpx2 when the test client runs on httpx
@@ -229,8 +229,12 @@ def running_api(tmp_path: Path) -> Iterator[ApiContext]:
     engine, store = app.state.engine, app.state.store
     seeded = seed_index(engine, store)
     tokens = {}
+    with engine.connect() as conn:
+        project_ids = list(conn.scalars(select(Project.id)))
     for role in Role:
         create_user(engine, f"{role.value}@example.org", PASSWORD, role)
         tokens[role] = create_token(engine, f"{role.value}@example.org")
+        for project_id in project_ids:  # every seeded project, with the user's role in it
+            grant(engine, f"{role.value}@example.org", project_id, role)
     with TestClient(app) as client:
         yield ApiContext(client, seeded, tokens, store)

@@ -136,7 +136,7 @@ def test_ls_json_is_the_hierarchy(app: typer.Typer, tmp_path: Path) -> None:
     assert session["placement_reason"] == PLACEMENT_REASON
     with TestClient(create_app(api_settings(tmp_path))) as client:
         engine = client.app.state.engine  # type: ignore[attr-defined]
-        create_user(engine, "v@example.org", "pw", Role.VIEWER)
+        create_user(engine, "v@example.org", "pw", Role.ADMIN)  # sees every project
         headers = {"Authorization": f"Bearer {create_token(engine, 'v@example.org')}"}
         assert client.get("/api/v1/hierarchy", headers=headers).json() == groups  # one shape for CLI and API
 
@@ -180,6 +180,8 @@ def test_commands_work_while_the_api_is_serving(app: typer.Typer, tmp_path: Path
         headers = {"Authorization": f"Bearer {create_token(engine, 'ops@example.org')}"}
         assert client.get("/api/v1/projects", headers=headers).json() == []
         invoke(app, tmp_path, "projects", "create", "Live", "--group", "ops")
+        assert client.get("/api/v1/projects", headers=headers).json() == []  # not a member yet
+        invoke(app, tmp_path, "users", "grant", "ops@example.org", "--project", "Live", "--role", "viewer")
         token = invoke(app, tmp_path, "tokens", "create", "--user", "ops@example.org").strip()
         listed = client.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"}).json()
         assert [(p["group"], p["label"]) for p in listed] == [("ops", "Live")]

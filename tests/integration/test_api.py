@@ -60,13 +60,15 @@ def test_admin_creates_and_lists_projects(api: ApiContext) -> None:
     body = created.json()
     assert (body["group"], body["label"]) == ("heart", "Cardio")
     assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
-    listed = api.client.get("/api/v1/projects", headers=api.headers()).json()
+    listed = api.client.get("/api/v1/projects", headers=api.headers(Role.ADMIN)).json()
     assert [(p["group"], p["label"]) for p in listed] == [
         ("heart", "Cardio"),
         ("neuro", "Brain"),
         ("unknown", "Unsorted"),
     ]
-    only_heart = api.client.get("/api/v1/projects", params={"group": "HEART"}, headers=api.headers()).json()
+    only_heart = api.client.get(
+        "/api/v1/projects", params={"group": "HEART"}, headers=api.headers(Role.ADMIN)
+    ).json()
     assert [p["label"] for p in only_heart] == ["Cardio"]
 
 

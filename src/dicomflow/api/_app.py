@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from dicomflow import __version__
-from dicomflow.api import _catalog, _instances, _processing
+from dicomflow.api import _catalog, _instances, _processing, _uploads
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine, migrate
 from dicomflow.jobs import Flow
 from dicomflow.pipelines import load_report_types
 from dicomflow.storage import FileSystemBlobStore
+from dicomflow.uploads import Uploads
 
 API_PREFIX = "/api/v1"
 """Prefix of the native routes."""
@@ -41,8 +44,19 @@ def create_app(settings: Settings) -> FastAPI:
     migrate(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        uploads: Uploads = app.state.uploads
+        resumed = uploads.resume()
+        if resumed:
+            logging.getLogger("dicomflow").warning("resuming the import of %d upload(s)", resumed)
+        stop = threading.Event()
+        janitor = threading.Thread(
+            target=_sweep, args=(uploads, settings, stop), name="upload-janitor", daemon=True
+        )
+        janitor.start()
         yield
+        stop.set()
+        app.state.flow.close()
         engine.dispose()
 
     app = FastAPI(title="dicomflow", version=__version__, docs_url="/docs", lifespan=lifespan)
@@ -52,12 +66,23 @@ def create_app(settings: Settings) -> FastAPI:
     processing = settings.processing
     registry = load_report_types(processing.plugins, processing.aliases, processing.options)
     app.state.flow = Flow(settings, engine, app.state.store, registry)
+    app.state.uploads = Uploads(settings, engine, app.state.flow)
     install_error_handlers(app)
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
     app.include_router(_catalog.router, prefix=API_PREFIX, tags=["catalogue"])
     app.include_router(_instances.router, prefix=API_PREFIX, tags=["instances"])
     app.include_router(_processing.router, prefix=API_PREFIX, tags=["processing"])
+    app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])
     return app
+
+
+def _sweep(uploads: Uploads, settings: Settings, stop: threading.Event) -> None:
+    """Expire abandoned uploads now and then, until the app stops."""
+    while not stop.wait(settings.uploads.sweep_interval):
+        try:
+            uploads.expire()
+        except Exception:
+            logging.getLogger("dicomflow").exception("expiring abandoned uploads failed")
 
 
 def health() -> dict[str, str]:

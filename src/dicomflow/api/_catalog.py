@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, StringConstraints
 
+from dicomflow.api._access import Caller
 from dicomflow.api._deps import AdminUser, IndexEngine, current_user
 from dicomflow.index._queries import (
     DEFAULT_GROUP,
+    Counts,
     DatasetInfo,
     EventInfo,
     GroupNode,
@@ -37,10 +40,12 @@ class ProjectCreate(BaseModel):
 
 @router.get("/projects", summary="List projects")
 def get_projects(
-    engine: IndexEngine, group: Annotated[str | None, Query(description="Only this group's projects.")] = None
+    engine: IndexEngine,
+    caller: Caller,
+    group: Annotated[str | None, Query(description="Only this group's projects.")] = None,
 ) -> list[ProjectInfo]:
-    """All projects by group and label."""
-    return list_projects(engine, group)
+    """The projects the caller belongs to (all, for admins), by group and label."""
+    return [p for p in list_projects(engine, group) if caller.sees(p.group, p.label)]
 
 
 @router.post("/projects", status_code=201, summary="Create a project (admins only)")
@@ -50,9 +55,21 @@ def post_project(body: ProjectCreate, engine: IndexEngine, _admin: AdminUser) ->
 
 
 @router.get("/hierarchy", summary="The tree group / project / subject / session / acquisition")
-def get_hierarchy(engine: IndexEngine) -> list[GroupNode]:
-    """Every level with counts of what lies below it; sessions carry their placement rule and reason."""
-    return hierarchy(engine)
+def get_hierarchy(engine: IndexEngine, caller: Caller) -> list[GroupNode]:
+    """Every level with counts of what lies below it; sessions carry their placement rule and reason.
+
+    Only the projects the caller belongs to are shown, and group counts cover only those.
+    """
+    groups = hierarchy(engine)
+    if caller.roles is None:
+        return groups
+    shown = []
+    for group in groups:
+        projects = tuple(p for p in group.projects if caller.sees(group.id, p.label))
+        if projects:
+            counts = replace(sum((p.counts for p in projects), Counts()), projects=len(projects))
+            shown.append(replace(group, projects=projects, counts=counts))
+    return shown
 
 
 @router.get("/datasets", summary="List datasets with their series")

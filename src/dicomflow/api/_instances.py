@@ -9,10 +9,12 @@ import pydicom
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydicom.errors import InvalidDicomError
+from sqlalchemy import Engine
 
+from dicomflow.api._access import Access, Caller
 from dicomflow.api._archive import CHUNK, zip_stream
 from dicomflow.api._deps import BlobStore, IndexEngine, current_user
-from dicomflow.errors import StorageError
+from dicomflow.errors import NotFound, StorageError
 from dicomflow.index._queries import (
     BlobRef,
     SeriesInfo,
@@ -36,9 +38,9 @@ _DICOM_JSON: _Responses = {
 
 
 @router.get("/series/{series_instance_uid}", summary="A series with its instances")
-def get_series(series_instance_uid: str, engine: IndexEngine) -> SeriesInfo:
+def get_series(series_instance_uid: str, engine: IndexEngine, caller: Caller) -> SeriesInfo:
     """Where the series was placed, what it is, and its instances by instance number."""
-    return series(engine, series_instance_uid)
+    return _readable(engine, caller, series_instance_uid)
 
 
 @router.get(
@@ -47,8 +49,11 @@ def get_series(series_instance_uid: str, engine: IndexEngine) -> SeriesInfo:
     response_class=StreamingResponse,
     responses=_ZIP,
 )
-def download_series(series_instance_uid: str, engine: IndexEngine, store: BlobStore) -> StreamingResponse:
+def download_series(
+    series_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
+) -> StreamingResponse:
     """Every instance of the series, byte-identical, streamed as a zip."""
+    _readable(engine, caller, series_instance_uid)
     return _zip_response(store, series_blobs(engine, series_instance_uid), series_instance_uid)
 
 
@@ -58,9 +63,15 @@ def download_series(series_instance_uid: str, engine: IndexEngine, store: BlobSt
     response_class=StreamingResponse,
     responses=_ZIP,
 )
-def download_session(study_instance_uid: str, engine: IndexEngine, store: BlobStore) -> StreamingResponse:
+def download_session(
+    study_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
+) -> StreamingResponse:
     """Every instance of the study, byte-identical, series after series, streamed as a zip."""
-    return _zip_response(store, study_blobs(engine, study_instance_uid), study_instance_uid)
+    blobs = study_blobs(engine, study_instance_uid)
+    if caller.roles is not None:
+        for series_uid in {blob.series_instance_uid for blob in blobs}:
+            _readable(engine, caller, series_uid)
+    return _zip_response(store, blobs, study_instance_uid)
 
 
 @router.get(
@@ -69,9 +80,12 @@ def download_session(study_instance_uid: str, engine: IndexEngine, store: BlobSt
     response_class=JSONResponse,
     responses=_DICOM_JSON,
 )
-def get_instance(sop_instance_uid: str, engine: IndexEngine, store: BlobStore) -> JSONResponse:
+def get_instance(
+    sop_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
+) -> JSONResponse:
     """The stored instance read up to its pixel data, in the DICOM JSON model."""
     blob = instance_blob(engine, sop_instance_uid)
+    _readable(engine, caller, blob.series_instance_uid)
     with store.open(blob.blob_key) as handle:
         header = _dicom_json(handle, sop_instance_uid)
     return JSONResponse(header, media_type="application/dicom+json")
@@ -83,12 +97,23 @@ def get_instance(sop_instance_uid: str, engine: IndexEngine, store: BlobStore) -
     response_class=StreamingResponse,
     responses=_DICOM,
 )
-def get_instance_file(sop_instance_uid: str, engine: IndexEngine, store: BlobStore) -> StreamingResponse:
+def get_instance_file(
+    sop_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
+) -> StreamingResponse:
     """The Part 10 file exactly as received (``application/dicom``)."""
     blob = instance_blob(engine, sop_instance_uid)
+    _readable(engine, caller, blob.series_instance_uid)
     handle = store.open(blob.blob_key)
     headers = {"Content-Length": str(blob.size), **_attachment(f"{sop_instance_uid}.dcm")}
     return StreamingResponse(_chunks(handle), media_type="application/dicom", headers=headers)
+
+
+def _readable(engine: Engine, caller: Access, series_instance_uid: str) -> SeriesInfo:
+    """The series, if the caller may read its project (404 otherwise, as if it did not exist)."""
+    found = series(engine, series_instance_uid)
+    if not caller.sees(found.group, found.project):
+        raise NotFound(f"no series with Series Instance UID {series_instance_uid!r}")
+    return found
 
 
 def _zip_response(store: FileSystemBlobStore, blobs: list[BlobRef], uid: str) -> StreamingResponse:

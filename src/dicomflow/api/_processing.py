@@ -10,17 +10,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from dicomflow.api._deps import AdminUser, IndexEngine, current_user, require_role
+from dicomflow.api._access import READ, REVIEW, UPLOAD, Access, Caller
+from dicomflow.api._deps import AdminUser, IndexEngine, current_user
 from dicomflow.config import Settings
-from dicomflow.errors import NotFound
+from dicomflow.errors import InvalidState, NotFound
 from dicomflow.flow import Stage
 from dicomflow.index import Role, reading, writing
 from dicomflow.index import _processing as q
 from dicomflow.jobs import Flow, job_workdir
 
 router = APIRouter(dependencies=[Depends(current_user)])
-Reviewer = Annotated[Any, Depends(require_role(Role.ADMIN, Role.REVIEWER))]
-Operator = Annotated[Any, Depends(require_role(Role.ADMIN, Role.UPLOADER, Role.REVIEWER))]
 
 
 def _flow(request: Request) -> Flow:
@@ -57,49 +56,56 @@ class RuleCreate(BaseModel):
     )
 
 
+def _study(
+    engine: Any, caller: Access, uid: str, version: int | None, allowed: frozenset[Role], action: str
+) -> q.StudyInfo:
+    with reading(engine) as conn:
+        study = q.find_study(conn, uid, version)
+    caller.check(study.group, study.project, allowed, action)
+    return study
+
+
+Version = Annotated[int | None, Query(description="Study version (default: the newest).")]
+
+
 @router.get("/studies", summary="Studies in the processing flow (newest version each)")
 def get_studies(
     engine: IndexEngine,
+    caller: Caller,
     project: Annotated[str | None, Query(description="Only this project.")] = None,
     stage: Annotated[Stage | None, Query(description="Only this stage.")] = None,
 ) -> list[q.StudyInfo]:
-    """Each study's newest version with stage, reason, history, findings and jobs."""
+    """Each study's newest version (of the caller's projects) with stage, reason, history, findings, jobs."""
     with reading(engine) as conn:
-        return q.list_studies(conn, project=project, stage=stage.value if stage else None)
+        return caller.visible(q.list_studies(conn, project=project, stage=stage.value if stage else None))
 
 
 @router.get("/studies/{study_instance_uid}", summary="One study in the flow")
 def get_study(
-    study_instance_uid: str,
-    engine: IndexEngine,
-    version: Annotated[int | None, Query(description="Version (default: newest).")] = None,
+    study_instance_uid: str, engine: IndexEngine, caller: Caller, version: Version = None
 ) -> q.StudyInfo:
     """Stage, history, findings and jobs of a study version."""
-    with reading(engine) as conn:
-        return q.find_study(conn, study_instance_uid, version)
+    return _study(engine, caller, study_instance_uid, version, READ, "read it")
 
 
 @router.get("/studies/{study_instance_uid}/results", summary="Result files of a study")
 def get_results(
-    study_instance_uid: str, engine: IndexEngine, version: Annotated[int | None, Query()] = None
+    study_instance_uid: str, engine: IndexEngine, caller: Caller, version: Version = None
 ) -> list[q.ResultInfo]:
     """Reports, result JSON and other files the study's jobs produced."""
+    study = _study(engine, caller, study_instance_uid, version, READ, "read it")
     with reading(engine) as conn:
-        study = q.find_study(conn, study_instance_uid, version)
         return q.results_of_study(conn, study.id)
 
 
 @router.get("/studies/{study_instance_uid}/results.zip", summary="Every result file of a study as zip")
 def get_results_zip(
-    study_instance_uid: str,
-    request: Request,
-    engine: IndexEngine,
-    version: Annotated[int | None, Query()] = None,
+    study_instance_uid: str, request: Request, engine: IndexEngine, caller: Caller, version: Version = None
 ) -> Response:
     """A zip of the result files, in folders by report type."""
     settings = _settings(request)
+    study = _study(engine, caller, study_instance_uid, version, READ, "read it")
     with reading(engine) as conn:
-        study = q.find_study(conn, study_instance_uid, version)
         found = q.results_of_study(conn, study.id)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -111,51 +117,54 @@ def get_results_zip(
 
 
 @router.get("/results/{result_id}/file", summary="Download one result file")
-def get_result_file(result_id: int, request: Request, engine: IndexEngine) -> FileResponse:
+def get_result_file(result_id: int, request: Request, engine: IndexEngine, caller: Caller) -> FileResponse:
     """The file as the job wrote it."""
     with reading(engine) as conn:
         result = q.result_row(conn, result_id)
+        study = q.study_of_job(conn, result.job_id)
+    if not caller.sees(study.group, study.project):
+        raise NotFound(f"no result with id {result_id}")
     return FileResponse(
         _settings(request).data_dir / result.path, media_type=result.media_type, filename=result.name
     )
 
 
 @router.post("/studies/{study_instance_uid}/reprocess", status_code=202, summary="Run a study again")
-def post_reprocess(study_instance_uid: str, body: Reprocess, request: Request, user: Operator) -> q.StudyInfo:
+def post_reprocess(study_instance_uid: str, body: Reprocess, request: Request, caller: Caller) -> q.StudyInfo:
     """Checks and fresh jobs for the study's report types (``force_reprocessing``)."""
     flow = _flow(request)
-    flow.reprocess(study_instance_uid, body.report_types, actor=user.email)
+    _study(flow.engine, caller, study_instance_uid, None, UPLOAD | REVIEW, "reprocess")
+    flow.reprocess(study_instance_uid, body.report_types, actor=caller.user.email)
     with reading(flow.engine) as conn:
         return q.find_study(conn, study_instance_uid)
 
 
 @router.get("/qc", summary="Studies waiting for review")
-def get_qc(engine: IndexEngine) -> list[q.StudyInfo]:
-    """Studies in QualityControl."""
+def get_qc(engine: IndexEngine, caller: Caller) -> list[q.StudyInfo]:
+    """Studies in QualityControl, of the caller's projects."""
     with reading(engine) as conn:
-        return q.list_studies(conn, stage=Stage.QUALITY_CONTROL.value)
+        return caller.visible(q.list_studies(conn, stage=Stage.QUALITY_CONTROL.value))
 
 
 @router.post("/studies/{study_instance_uid}/qc/approve", summary="Approve results (→ Finished)")
-def post_approve(study_instance_uid: str, body: Review, request: Request, user: Reviewer) -> q.StudyInfo:
-    """Reviewers and admins; recorded with the reviewer in the stage history and event log."""
+def post_approve(study_instance_uid: str, body: Review, request: Request, caller: Caller) -> q.StudyInfo:
+    """Reviewers and admins of the project; recorded with the reviewer in the history and event log."""
     flow = _flow(request)
-    flow.review(study_instance_uid, approve=True, reviewer=user.email, comment=body.comment)
+    _study(flow.engine, caller, study_instance_uid, None, REVIEW, "review")
+    flow.review(study_instance_uid, approve=True, reviewer=caller.user.email, comment=body.comment)
     with reading(flow.engine) as conn:
         return q.find_study(conn, study_instance_uid)
 
 
 @router.post("/studies/{study_instance_uid}/qc/reject", summary="Reject results (→ Failed, or re-run)")
-def post_reject(study_instance_uid: str, body: Review, request: Request, user: Reviewer) -> q.StudyInfo:
-    """Reviewers and admins; the comment is the reason users see."""
+def post_reject(study_instance_uid: str, body: Review, request: Request, caller: Caller) -> q.StudyInfo:
+    """Reviewers and admins of the project; the comment is the reason users see."""
     if not body.comment.strip():
-        from dicomflow.errors import InvalidState
-
         raise InvalidState("a rejection needs a comment saying why")
     flow = _flow(request)
-    flow.review(
-        study_instance_uid, approve=False, reviewer=user.email, comment=body.comment, rerun=body.rerun
-    )
+    _study(flow.engine, caller, study_instance_uid, None, REVIEW, "review")
+    email = caller.user.email
+    flow.review(study_instance_uid, approve=False, reviewer=email, comment=body.comment, rerun=body.rerun)
     with reading(flow.engine) as conn:
         return q.find_study(conn, study_instance_uid)
 
@@ -163,18 +172,26 @@ def post_reject(study_instance_uid: str, body: Review, request: Request, user: R
 @router.get("/jobs", summary="Jobs, newest first")
 def get_jobs(
     engine: IndexEngine,
+    caller: Caller,
     state: Annotated[str | None, Query(description="queued, running, retrying, …")] = None,
 ) -> list[q.JobInfo]:
-    """Every job with its state and attempts."""
+    """Jobs of the caller's projects with their state and attempts."""
     with reading(engine) as conn:
-        return q.list_jobs(conn, state=state)
+        jobs = q.list_jobs(conn, state=state)
+        if caller.roles is None:
+            return jobs
+        visible = {s.id for s in caller.visible(q.list_studies(conn, latest_only=False, detail=False))}
+    return [job for job in jobs if job.study_id in visible]
 
 
 @router.get("/jobs/{job_id}/log", summary="Log of a job's newest attempt", response_class=PlainTextResponse)
-def get_job_log(job_id: int, request: Request, engine: IndexEngine) -> str:
+def get_job_log(job_id: int, request: Request, engine: IndexEngine, caller: Caller) -> str:
     """Everything the attempt's process wrote (logging, stdout, stderr, the traceback of a failure)."""
     with reading(engine) as conn:
         job = q.job_row(conn, job_id)
+        study = q.study_of_job(conn, job_id)
+    if not caller.sees(study.group, study.project):
+        raise NotFound(f"no job with id {job_id}")
     path = job_workdir(_settings(request), job.id, max(job.attempts, 1)) / "job.log"
     if not path.is_file():
         raise NotFound(f"job {job_id} has no log yet")
@@ -199,10 +216,14 @@ def get_report_types(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/projects/{label}/rules", summary="A project's rules")
-def get_rules(label: str, engine: IndexEngine) -> list[q.RuleInfo]:
+def get_rules(label: str, engine: IndexEngine, caller: Caller) -> list[q.RuleInfo]:
     """Report types run on the project's new studies, with their tag conditions."""
     with reading(engine) as conn:
-        return q.rules(conn, q.project_id(conn, label))
+        project_id = q.project_id(conn, label)
+        group, _ = q.project_ref(conn, project_id)
+    caller.check(group, label, READ, "read its rules")
+    with reading(engine) as conn:
+        return q.rules(conn, project_id)
 
 
 @router.post("/projects/{label}/rules", status_code=201, summary="Add a project rule (admins only)")

@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
     projects.command("list")(projects_list)
     users = typer.Typer(help="Manage users.", no_args_is_help=True)
     users.command("create")(users_create)
+    users.command("grant")(users_grant)
     tokens = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
     tokens.command("create")(tokens_create)
     app.add_typer(projects, name="projects")
@@ -103,10 +104,26 @@ def users_create(
     role: Annotated[Role, typer.Option(help="What the user may do.", case_sensitive=False)] = Role.VIEWER,
     data_dir: DataDir = None,
 ) -> None:
-    """Create a user."""
+    """Create a user. An admin may do anything anywhere; other users act in the projects they are granted."""
     with opened_index(data_dir) as engine:
         user = create_user(engine, email, password, role)
     typer.echo(f"created user {user.email} ({user.role.value})")
+
+
+def users_grant(
+    email: Annotated[str, typer.Argument(help="Login email.")],
+    project: Annotated[str, typer.Option(help="Project label.")],
+    role: Annotated[Role, typer.Option(help="Role in that project.", case_sensitive=False)],
+    data_dir: DataDir = None,
+) -> None:
+    """Give a user a role in one project (uploader, reviewer, viewer or admin); replaces an earlier one."""
+    from dicomflow.index import _processing, grant, reading
+
+    with opened_index(data_dir) as engine:
+        with reading(engine) as conn:
+            project_id = _processing.project_id(conn, project)
+        grant(engine, email, project_id, role)
+    typer.echo(f"{email} is {role.value} in {project}")
 
 
 def tokens_create(

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from dicomflow.errors import AlreadyExists, NotFound
-from dicomflow.index._models import Token, User, utcnow
+from dicomflow.index._models import Membership, Project, Token, User, utcnow
 from dicomflow.index._queries import as_utc, reading, writing
 
 _SCHEME = "scrypt"
@@ -177,3 +177,39 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def grant(engine: Engine, email: str, project_id: int, role: str | Role) -> None:
+    """Give a user ``role`` in one project (replacing the role held there before).
+
+    Raises
+    ------
+    NotFound
+        No user has this email.
+    """
+    role, email = Role(role), email.strip().lower()
+    with writing(engine) as conn:
+        user_id = conn.execute(select(User.id).where(User.email == email)).scalars().first()
+        if user_id is None:
+            raise NotFound(f"no user has email {email!r}", {"email": email})
+        conn.execute(
+            delete(Membership).where(Membership.user_id == user_id, Membership.project_id == project_id)
+        )
+        conn.execute(
+            insert(Membership).values(
+                user_id=user_id, project_id=project_id, role=role.value, created_at=utcnow()
+            )
+        )
+
+
+def project_roles(engine: Engine, user: UserInfo) -> dict[tuple[str, str], Role] | None:
+    """(group, project label) → the user's role there; None for admins, who may do anything anywhere."""
+    if user.role is Role.ADMIN:
+        return None
+    query = (
+        select(Project.group_id, Project.label, Membership.role)
+        .join(Membership, Membership.project_id == Project.id)
+        .where(Membership.user_id == user.id)
+    )
+    with reading(engine) as conn:
+        return {(row.group_id, row.label): Role(row.role) for row in conn.execute(query)}

@@ -313,3 +313,38 @@ class Cursor(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- uploads and project membership ---
+
+
+class Upload(Base):
+    """An HTTP upload session: files received into a temp folder, imported when completed."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a UUID4
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    report_type: Mapped[str | None] = mapped_column(String(64))
+    force_reprocessing: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    files_received: Mapped[int] = mapped_column(Integer, default=0)
+    instances_imported: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[str] = mapped_column(Text, default="[]")  # JSON [{file, code, message}]
+    summary_errors: Mapped[str] = mapped_column(Text, default="[]")  # JSON [str]
+    study_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON [studies.id] found by the import
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+
+
+class Membership(Base):
+    """A user's role in one project (admins of the installation need none)."""
+
+    __tablename__ = "memberships"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)

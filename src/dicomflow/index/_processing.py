@@ -35,6 +35,7 @@ from dicomflow.index._models import (
 )
 
 PIPELINE_SOURCE = "pipeline:"  # instances a job filed back; they never open a new study version
+UPLOAD_SOURCE = "upload:"  # instances of an HTTP upload, handed to the flow when the upload is complete
 
 
 # -- value objects ------------------------------------------------------------------------------------------
@@ -169,8 +170,8 @@ def arrivals(conn: Connection, after_id: int, limit: int = 5000) -> tuple[list[A
     ).all()
     by_session: dict[int, Arrival] = {}
     for row in rows:
-        if row.source.startswith(PIPELINE_SOURCE):
-            continue
+        if row.source.startswith((PIPELINE_SOURCE, UPLOAD_SOURCE)):
+            continue  # a job's outputs never open a version; an upload hands its studies over itself
         by_session[row.session_id] = Arrival(
             row.session_id, row.id, _utc(row.received_at) or utcnow(), row.blob_key
         )
@@ -306,6 +307,11 @@ def request_report_types(conn: Connection, study_id: int, report_types: Sequence
     current = json.loads(conn.scalar(select(Study.report_types).where(Study.id == study_id)) or "[]")
     merged = sorted(set(current) | set(report_types))
     conn.execute(update(Study).where(Study.id == study_id).values(report_types=json.dumps(merged)))
+
+
+def attach_upload(conn: Connection, study_id: int, upload_id: str) -> None:
+    """Record that an upload brought (part of) a study version."""
+    conn.execute(update(Study).where(Study.id == study_id).values(upload_id=upload_id))
 
 
 def set_stage(conn: Connection, study_id: int, stage: Stage, actor: str, reason: str) -> None:
@@ -808,6 +814,21 @@ def _study_info(conn: Connection, row: Any, detail: bool) -> StudyInfo:
     ).all()
     info.jobs.extend(_job_info(j) for j in jobs)
     return info
+
+
+def study_of_job(conn: Connection, job_id: int) -> StudyInfo:
+    """The study version a job belongs to (without details)."""
+    study_id = conn.scalar(select(Job.study_id).where(Job.id == job_id))
+    if study_id is None:
+        raise NotFound(f"no job with id {job_id}")
+    row = conn.execute(_study_query().where(Study.id == study_id)).one()
+    return _study_info(conn, row, detail=False)
+
+
+def project_ref(conn: Connection, project_id: int) -> tuple[str, str]:
+    """The (group id, label) of a project."""
+    row = conn.execute(select(Project.group_id, Project.label).where(Project.id == project_id)).one()
+    return str(row.group_id), str(row.label)
 
 
 def find_study(conn: Connection, study_instance_uid: str, version: int | None = None) -> StudyInfo:

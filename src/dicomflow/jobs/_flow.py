@@ -119,6 +119,8 @@ class Flow:
                 project_id, _ = q.project_of_session(conn, session_id)
                 if study is not None and study.stage == Stage.IMPORTING.value:
                     q.request_report_types(conn, study.id, report_types)
+                    if upload_id:
+                        q.attach_upload(conn, study.id, upload_id)
                     q.touch_study(
                         conn, study.id, max(last, study.last_instance_id), utcnow() - timedelta(days=1)
                     )

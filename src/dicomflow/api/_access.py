@@ -1,0 +1,75 @@
+"""Who may see and do what in which project: installation admins everything; other users what their role
+in each project (a membership) allows. Projects a user does not belong to are invisible (404, not 403)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Protocol, TypeVar
+
+from fastapi import Depends
+
+from dicomflow.api._deps import CurrentUser, IndexEngine
+from dicomflow.errors import NotFound, PermissionDenied
+from dicomflow.index import Role, UserInfo, project_roles
+
+READ = frozenset(Role)
+UPLOAD = frozenset({Role.ADMIN, Role.UPLOADER})
+REVIEW = frozenset({Role.ADMIN, Role.REVIEWER})
+
+
+class InProject(Protocol):
+    """Anything placed in a project: ``group`` and ``project`` (label)."""
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def project(self) -> str: ...
+
+
+T = TypeVar("T", bound=InProject)
+
+
+class Access:
+    """The caller's rights, resolved once per request."""
+
+    def __init__(self, user: UserInfo, roles: dict[tuple[str, str], Role] | None) -> None:
+        self.user = user
+        self.roles = roles  # None: an installation admin
+
+    def sees(self, group: str, project: str) -> bool:
+        """Whether the project is visible to the caller."""
+        return self.roles is None or (group, project) in self.roles
+
+    def visible(self, items: Iterable[T]) -> list[T]:
+        """The items in projects the caller belongs to."""
+        return [item for item in items if self.sees(item.group, item.project)]
+
+    def check(self, group: str, project: str, allowed: frozenset[Role], action: str) -> None:
+        """Raise unless the caller may do ``action`` in the project.
+
+        Raises
+        ------
+        NotFound
+            The caller does not belong to the project (its existence is not revealed).
+        PermissionDenied
+            The caller belongs to it, with a role that does not allow ``action``.
+        """
+        if self.roles is None:
+            return
+        role = self.roles.get((group, project))
+        if role is None:
+            raise NotFound(f"no project {project!r}")
+        if role not in allowed:
+            wanted = ", ".join(sorted(r.value for r in allowed))
+            raise PermissionDenied(
+                f"role {role.value!r} in project {project!r} cannot {action}; needs {wanted}"
+            )
+
+
+def current_access(user: CurrentUser, engine: IndexEngine) -> Access:
+    """The caller's :class:`Access`."""
+    return Access(user, project_roles(engine, user))
+
+
+Caller = Annotated[Access, Depends(current_access)]

@@ -1,0 +1,132 @@
+"""Routes of HTTP upload sessions: start, send files (multipart, in parallel, zips too), complete, poll."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from pydantic import BaseModel, Field
+
+from dicomflow.api._access import READ, UPLOAD, Caller
+from dicomflow.api._deps import IndexEngine, current_user
+from dicomflow.errors import NotFound
+from dicomflow.index import _processing as q
+from dicomflow.index import reading
+from dicomflow.uploads import UploadInfo, Uploads
+
+router = APIRouter(dependencies=[Depends(current_user)])
+
+
+def _uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.uploads
+    return uploads
+
+
+class UploadStart(BaseModel):
+    """Body of ``POST /uploads``."""
+
+    project: str = Field(description="Label of the project the data goes to.", min_length=1, max_length=128)
+    report_type: str | None = Field(None, description="Report type to run on each study found (or an alias).")
+    force_reprocessing: bool = Field(False, description="Process again even if the same data was processed.")
+
+
+class Received(BaseModel):
+    """One stored file."""
+
+    name: str
+    size: int
+
+
+class ReceivedFiles(BaseModel):
+    """Answer to ``PUT /uploads/{id}/files``."""
+
+    received: list[Received]
+
+
+class FileList(BaseModel):
+    """Files received and not yet imported."""
+
+    files: list[str]
+
+
+def _checked(request: Request, engine: IndexEngine, caller: Caller, upload_id: str, action: str) -> Uploads:
+    uploads = _uploads(request)
+    project_id = uploads.project_id(upload_id)
+    with reading(engine) as conn:
+        group, label = q.project_ref(conn, project_id)
+    try:
+        caller.check(group, label, UPLOAD if action != "read" else READ, f"{action} uploads")
+    except NotFound:
+        raise NotFound(f"no upload {upload_id!r}") from None
+    return uploads
+
+
+@router.post("/uploads", status_code=201, summary="Start an upload")
+def post_upload(body: UploadStart, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
+    """Open an upload into a project (uploaders and admins of the project)."""
+    with reading(engine) as conn:
+        group, _ = q.project_ref(conn, q.project_id(conn, body.project))
+    caller.check(group, body.project, UPLOAD, "upload")
+    return _uploads(request).start(
+        body.project, body.report_type, force_reprocessing=body.force_reprocessing, user=caller.user.email
+    )
+
+
+@router.put("/uploads/{upload_id}/files", summary="Send files (multipart parts named 'file'; zips welcome)")
+def put_files(
+    upload_id: str,
+    request: Request,
+    engine: IndexEngine,
+    caller: Caller,
+    file: Annotated[list[UploadFile], File(description="One or more files or zips.")],
+) -> ReceivedFiles:
+    """Store the parts under fresh safe names; the client's file names are labels, never paths."""
+    uploads = _checked(request, engine, caller, upload_id, "send")
+    received = []
+    for part in file:
+        name, size = uploads.receive(upload_id, part.filename or "file", part.file)
+        received.append(Received(name=name, size=size))
+    return ReceivedFiles(received=received)
+
+
+@router.post("/uploads/{upload_id}/complete", status_code=202, summary="Complete an upload; import starts")
+def post_complete(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
+    """The import runs in the background; poll ``GET /uploads/{id}`` for its state."""
+    return _checked(request, engine, caller, upload_id, "complete").complete(upload_id)
+
+
+@router.get("/uploads", summary="Uploads, newest first")
+def get_uploads(
+    request: Request,
+    caller: Caller,
+    project: Annotated[str | None, Query(description="Only this project's uploads.")] = None,
+) -> list[UploadInfo]:
+    """The uploads of the caller's projects."""
+    found = [u for u in _uploads(request).all() if project is None or u.project == project]
+    if caller.roles is None:
+        return found
+    return [
+        u
+        for u in found
+        if any(caller.sees(group, u.project) for group, label in caller.roles if label == u.project)
+    ]
+
+
+@router.get("/uploads/{upload_id}", summary="One upload: state, counts, per-file errors, studies")
+def get_upload(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
+    """``state`` is uploading, importing, imported, failed or expired."""
+    return _checked(request, engine, caller, upload_id, "read").get(upload_id)
+
+
+@router.get("/uploads/{upload_id}/files", summary="Files received and not yet imported")
+def get_upload_files(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> FileList:
+    """Stored names (a fresh UUID and the sanitised client name); empty once imported."""
+    return FileList(files=_checked(request, engine, caller, upload_id, "read").files(upload_id))
+
+
+@router.get("/uploads/{upload_id}/studies", summary="Studies the upload's import found")
+def get_upload_studies(
+    upload_id: str, request: Request, engine: IndexEngine, caller: Caller
+) -> list[q.StudyInfo]:
+    """Each study version handed to the processing flow, with stage and jobs."""
+    return _checked(request, engine, caller, upload_id, "read").studies(upload_id)

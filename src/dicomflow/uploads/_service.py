@@ -1,0 +1,400 @@
+"""Upload sessions: start, receive files (any order, in parallel, zips too), complete, import in the
+background through the one ingest, then hand each study to the processing flow with the requested report
+type. Abandoned uploads expire and their files are removed; an import cut short by a restart is resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from dicomflow.config import Settings
+from dicomflow.errors import DicomflowError, InvalidState, NotFound
+from dicomflow.index import Project, Upload, reading, utcnow, writing
+from dicomflow.index import _processing as q
+from dicomflow.index._queries import as_utc
+from dicomflow.ingest import Ingestor, Outcome, Source
+from dicomflow.storage import FileSystemBlobStore
+from dicomflow.uploads._archive import ArchiveRefused, ZipLimits, extract, is_zip
+from dicomflow.uploads._names import stored_name
+
+LOGGER = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+
+class UploadState:
+    """Where an upload is (its own life, before its studies enter the processing flow)."""
+
+    UPLOADING = "uploading"
+    IMPORTING = "importing"
+    IMPORTED = "imported"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class FileError:
+    """Why one received file (or zip member) was not imported."""
+
+    file: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """An upload as the API shows it."""
+
+    id: str
+    project: str
+    report_type: str | None
+    force_reprocessing: bool
+    state: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    files_received: int
+    instances_imported: int
+    errors: list[FileError] = field(default_factory=list)
+    summary_errors: list[str] = field(default_factory=list)
+    study_instance_uids: list[str] = field(default_factory=list)
+    study_ids: list[int] = field(default_factory=list)
+
+
+class Uploads:
+    """The upload use cases over one installation."""
+
+    def __init__(self, settings: Settings, engine: Engine, flow: Any) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.flow = flow
+        self.root = settings.data_dir.resolve() / "uploads"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._counts = threading.Lock()
+        u = settings.uploads
+        self.limits = ZipLimits(u.max_zip_members, u.max_zip_bytes, u.max_file_bytes, u.max_zip_ratio)
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+
+    def start(
+        self, project: str, report_type: str | None, *, force_reprocessing: bool, user: str
+    ) -> UploadInfo:
+        """Open an upload into ``project``; an unknown report type is refused here, before any file."""
+        if report_type:
+            self.flow.registry.get(report_type)
+        upload_id = str(uuid.uuid4())
+        now = utcnow()
+        with writing(self.engine) as conn:
+            project_id = q.project_id(conn, project)
+            conn.execute(
+                insert(Upload).values(
+                    id=upload_id,
+                    project_id=project_id,
+                    report_type=report_type or None,
+                    force_reprocessing=force_reprocessing,
+                    state=UploadState.UPLOADING,
+                    created_by=user,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=now + self._lifetime(),
+                )
+            )
+        (self.root / upload_id).mkdir()
+        LOGGER.info(
+            "upload %s started by %s into %s (%s)", upload_id, user, project, report_type or "no report"
+        )
+        return self.get(upload_id)
+
+    def receive(self, upload_id: str, client_name: str, stream: IO[bytes]) -> tuple[str, int]:
+        """Store one file of an open upload under a fresh safe name; returns the name and size."""
+        self._require(upload_id, UploadState.UPLOADING)
+        name = stored_name(client_name)
+        target = self.root / upload_id / name
+        size = 0
+        with tempfile.NamedTemporaryFile(dir=self.root / upload_id, prefix=".part-", delete=False) as out:
+            try:
+                while chunk := stream.read(CHUNK):
+                    size += len(chunk)
+                    if size > self.settings.uploads.max_file_bytes:
+                        raise InvalidState(
+                            f"{client_name!r} is larger than {self.settings.uploads.max_file_bytes} bytes"
+                        )
+                    out.write(chunk)
+            except BaseException:
+                Path(out.name).unlink(missing_ok=True)
+                raise
+        Path(out.name).rename(target)
+        with self._counts, writing(self.engine) as conn:
+            conn.execute(
+                update(Upload)
+                .where(Upload.id == upload_id)
+                .values(
+                    files_received=Upload.files_received + 1,
+                    updated_at=utcnow(),
+                    expires_at=utcnow() + self._lifetime(),
+                )
+            )
+        return name, size
+
+    def complete(self, upload_id: str) -> UploadInfo:
+        """Close the upload and import it in the background; the state says when it is done."""
+        with writing(self.engine) as conn:
+            changed = conn.execute(
+                update(Upload)
+                .where(Upload.id == upload_id, Upload.state == UploadState.UPLOADING)
+                .values(state=UploadState.IMPORTING, updated_at=utcnow())
+            ).rowcount
+        if not changed:
+            current = self.get(upload_id)
+            if current.state in (UploadState.IMPORTING, UploadState.IMPORTED):
+                return current  # completing twice is harmless
+            raise InvalidState(f"upload {upload_id} is {current.state}; it cannot be completed")
+        threading.Thread(
+            target=self._import, args=(upload_id,), name=f"upload-{upload_id[:8]}", daemon=True
+        ).start()
+        return self.get(upload_id)
+
+    def resume(self) -> int:
+        """At start: import again the uploads a stop interrupted (ingest is idempotent)."""
+        with reading(self.engine) as conn:
+            ids = list(conn.scalars(select(Upload.id).where(Upload.state == UploadState.IMPORTING)))
+        for upload_id in ids:
+            threading.Thread(target=self._import, args=(upload_id,), daemon=True).start()
+        return len(ids)
+
+    def expire(self) -> int:
+        """Expire open uploads nobody sent to for ``uploads.expire_after``; their files are removed."""
+        with writing(self.engine) as conn:
+            ids = list(
+                conn.scalars(
+                    select(Upload.id).where(
+                        Upload.state == UploadState.UPLOADING, Upload.expires_at < utcnow()
+                    )
+                )
+            )
+            if ids:
+                conn.execute(
+                    update(Upload)
+                    .where(Upload.id.in_(ids))
+                    .values(state=UploadState.EXPIRED, updated_at=utcnow())
+                )
+        for upload_id in ids:
+            shutil.rmtree(self.root / upload_id, ignore_errors=True)
+            LOGGER.info("upload %s expired; its files were removed", upload_id)
+        return len(ids)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def get(self, upload_id: str) -> UploadInfo:
+        """One upload.
+
+        Raises
+        ------
+        NotFound
+            For an unknown id.
+        """
+        with reading(self.engine) as conn:
+            found = self._rows(conn, Upload.id == upload_id)
+        if not found:
+            raise NotFound(f"no upload {upload_id!r}")
+        return found[0]
+
+    def all(self, project_ids: Sequence[int] | None = None) -> list[UploadInfo]:
+        """Uploads, newest first (of some projects only, when given)."""
+        with reading(self.engine) as conn:
+            return self._rows(conn, Upload.project_id.in_(project_ids) if project_ids is not None else None)
+
+    def project_id(self, upload_id: str) -> int:
+        """The project an upload goes to (for access checks)."""
+        with reading(self.engine) as conn:
+            found = conn.scalar(select(Upload.project_id).where(Upload.id == upload_id))
+        if found is None:
+            raise NotFound(f"no upload {upload_id!r}")
+        return int(found)
+
+    def files(self, upload_id: str) -> list[str]:
+        """Names of the files received and not yet imported."""
+        self.get(upload_id)
+        folder = self.root / upload_id
+        return (
+            sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+        )
+
+    def studies(self, upload_id: str) -> list[q.StudyInfo]:
+        """The study versions the upload's import handed to the flow."""
+        ids = set(self.get(upload_id).study_ids)
+        with reading(self.engine) as conn:
+            return [s for s in q.list_studies(conn, latest_only=False) if s.id in ids]
+
+    def _rows(self, conn: Any, where: Any) -> list[UploadInfo]:
+        query = (
+            select(Upload, Project.label)
+            .join(Project, Project.id == Upload.project_id)
+            .order_by(Upload.created_at.desc())
+        )
+        if where is not None:
+            query = query.where(where)
+        return [self._info(conn, row) for row in conn.execute(query).all()]
+
+    def _info(self, conn: Any, row: Any) -> UploadInfo:
+        study_ids = json.loads(row.study_ids)
+        uids = []
+        if study_ids:
+            uids = sorted(
+                {
+                    s.study_instance_uid
+                    for s in q.list_studies(conn, latest_only=False, detail=False)
+                    if s.id in set(study_ids)
+                }
+            )
+        return UploadInfo(
+            id=row.id,
+            project=row.label,
+            report_type=row.report_type,
+            force_reprocessing=bool(row.force_reprocessing),
+            state=row.state,
+            created_by=row.created_by,
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+            expires_at=as_utc(row.expires_at),
+            files_received=row.files_received,
+            instances_imported=row.instances_imported,
+            errors=[FileError(**e) for e in json.loads(row.errors)],
+            summary_errors=list(json.loads(row.summary_errors)),
+            study_instance_uids=uids,
+            study_ids=study_ids,
+        )
+
+    def _require(self, upload_id: str, state: str) -> None:
+        current = self.get(upload_id)
+        if current.state != state:
+            raise InvalidState(f"upload {upload_id} is {current.state}; files are taken only while uploading")
+
+    def _lifetime(self) -> timedelta:
+        return timedelta(seconds=self.settings.uploads.expire_after)
+
+    # -- the import ---------------------------------------------------------------------------------------
+
+    def _import(self, upload_id: str) -> None:
+        try:
+            self._run_import(upload_id)
+        except Exception as exc:
+            LOGGER.exception("import of upload %s failed", upload_id)
+            with writing(self.engine) as conn:
+                conn.execute(
+                    update(Upload)
+                    .where(Upload.id == upload_id)
+                    .values(
+                        state=UploadState.FAILED,
+                        summary_errors=json.dumps([f"import failed: {exc}"]),
+                        updated_at=utcnow(),
+                    )
+                )
+
+    def _run_import(self, upload_id: str) -> None:
+        upload = self.get(upload_id)
+        folder = self.root / upload_id
+        source = Source(
+            "upload",
+            f"{upload.created_by} upload {upload_id}",
+            called_ae=f"{self.settings.dimse.project_ae_prefix}{upload.project}",
+        )
+        errors: list[FileError] = []
+        sessions: dict[int, bool] = {}  # session id -> anything new stored
+        imported = 0
+        store = FileSystemBlobStore(self.settings.blob_root, fsync=self.settings.storage.fsync)
+        ingestor = Ingestor(self.settings, self.engine, store)
+        try:
+            for label, path in self._members(folder, errors):
+                try:
+                    result = ingestor.ingest_file(path, source)
+                except DicomflowError as exc:
+                    errors.append(FileError(label, exc.code, exc.message))
+                    continue
+                imported += 1
+                with reading(self.engine) as conn:
+                    session = q.session_of_acquisition(conn, result.acquisition_id)
+                sessions[session] = sessions.get(session, False) or result.outcome is not Outcome.DUPLICATE
+        finally:
+            ingestor.close()
+        study_ids = self._hand_over(upload, sessions)
+        summary = (
+            [] if imported else ["No DICOM files found" + (" (every file was refused)" if errors else "")]
+        )
+        with writing(self.engine) as conn:
+            conn.execute(
+                update(Upload)
+                .where(Upload.id == upload_id)
+                .values(
+                    state=UploadState.IMPORTED if imported else UploadState.FAILED,
+                    instances_imported=imported,
+                    errors=json.dumps([e.__dict__ for e in errors]),
+                    summary_errors=json.dumps(summary),
+                    study_ids=json.dumps(study_ids),
+                    updated_at=utcnow(),
+                )
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        LOGGER.info(
+            "upload %s imported: %d instances, %d refused, %d studies",
+            upload_id,
+            imported,
+            len(errors),
+            len(study_ids),
+        )
+
+    def _members(self, folder: Path, errors: list[FileError]) -> Iterator[tuple[str, Path]]:
+        """Every received file, zips opened safely (refusals recorded per member)."""
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            label = path.name.split("_", 1)[-1]
+            if not is_zip(path):
+                yield label, path
+                continue
+            with tempfile.TemporaryDirectory(dir=folder, prefix=".zip-") as target:
+                try:
+                    extracted = extract(path, Path(target), self.limits)
+                except ArchiveRefused as exc:
+                    errors.append(FileError(label, "invalid-archive", str(exc)))
+                    continue
+                errors.extend(
+                    FileError(f"{label}:{name}", "refused-archive-member", reason)
+                    for name, reason in extracted.refused
+                )
+                for name, member in extracted.files:
+                    yield f"{label}:{name}", member
+
+    def _hand_over(self, upload: UploadInfo, sessions: dict[int, bool]) -> list[int]:
+        """Each session's study enters the flow with the report type; unchanged finished ones are reused."""
+        names = [upload.report_type] if upload.report_type else []
+        study_ids: list[int] = []
+        fresh = []
+        for session_id, anything_new in sessions.items():
+            with reading(self.engine) as conn:
+                latest = q.latest_study(conn, session_id)
+            if (
+                latest is not None
+                and not anything_new
+                and not upload.force_reprocessing
+                and set(names) <= set(json.loads(latest.report_types))
+            ):
+                study_ids.append(latest.id)  # the same data again: its results stand
+            else:
+                fresh.append(session_id)
+        if fresh:
+            study_ids += self.flow.request(fresh, names, actor=upload.created_by, upload_id=upload.id)
+        return study_ids
+
+
+__all__ = ["FileError", "UploadInfo", "UploadState", "Uploads"]

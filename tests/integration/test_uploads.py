@@ -1,0 +1,193 @@
+"""Upload sessions through the native API (FastAPI's test client, real index, store and flow): files in
+parallel, zips opened safely, per-file errors, completion and import, expiry, and who may do what."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dicomflow.api import create_app
+from dicomflow.config import Settings
+from dicomflow.index import Role, create_project, create_token, create_user, grant
+from factories import make_study, to_bytes
+
+PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+class Api:
+    """A test client with one user per role in project ``A`` and an admin token."""
+
+    def __init__(self, client: TestClient, tokens: dict[str, str], data_dir: Path) -> None:
+        self.client = client
+        self.tokens = tokens
+        self.data_dir = data_dir
+
+    def h(self, who: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def start(self, project: str = "A", report_type: str | None = None, who: str = "admin") -> dict[str, Any]:
+        response = self.client.post(
+            "/api/v1/uploads", json={"project": project, "report_type": report_type}, headers=self.h(who)
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def put(self, upload_id: str, name: str, data: bytes, who: str = "admin") -> Any:
+        files = {"file": (name, data, "application/octet-stream")}
+        return self.client.put(f"/api/v1/uploads/{upload_id}/files", files=files, headers=self.h(who))
+
+    def complete_and_wait(self, upload_id: str) -> dict[str, Any]:
+        response = self.client.post(f"/api/v1/uploads/{upload_id}/complete", headers=self.h())
+        assert response.status_code == 202, response.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            upload = self.client.get(f"/api/v1/uploads/{upload_id}", headers=self.h()).json()
+            if upload["state"] not in ("uploading", "importing"):
+                return dict(upload)
+            time.sleep(0.05)
+        raise AssertionError(f"upload {upload_id} still importing")
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp_path / "data",
+            "storage": {"fsync": False},
+            "processing": {"plugins": [PLUGIN]},
+            "uploads": {"max_zip_ratio": 50.0},
+        }
+    )
+    app = create_app(settings)
+    engine = app.state.engine
+    a, _ = create_project(engine, "A"), create_project(engine, "B")
+    tokens = {}
+    for who, role in [("admin", Role.ADMIN), ("uploader", Role.UPLOADER), ("viewer", Role.VIEWER)]:
+        create_user(engine, f"{who}@example.org", "pw", Role.ADMIN if who == "admin" else Role.VIEWER)
+        tokens[who] = create_token(engine, f"{who}@example.org")
+        if who != "admin":
+            grant(engine, f"{who}@example.org", a.id, role)
+    with TestClient(app) as client:
+        yield Api(client, tokens, settings.data_dir)
+
+
+def test_files_in_parallel_are_imported_and_the_study_runs_its_report_type(api: Api) -> None:
+    study = make_study(series=2, instances=4)
+    upload = api.start(report_type="toy_count", who="uploader")
+    assert upload["state"] == "uploading" and upload["report_type"] == "toy_count"
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(
+            pool.map(lambda ds: api.put(upload["id"], "same-name.dcm", to_bytes(ds), "uploader"), study)
+        )
+    assert all(a.status_code == 200 for a in answers)
+    names = api.client.get(f"/api/v1/uploads/{upload['id']}/files", headers=api.h()).json()["files"]
+    assert len(names) == 8 and all(n.endswith("_same-name.dcm") for n in names)  # no collision
+
+    done = api.complete_and_wait(upload["id"])
+
+    assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 8, [])
+    assert done["study_instance_uids"] == [study[0].StudyInstanceUID]
+    (found,) = api.client.get(f"/api/v1/uploads/{upload['id']}/studies", headers=api.h()).json()
+    assert found["report_types"] == ["toy_count"] and found["upload_id"] == upload["id"]
+    assert found["stage"] == "Processing" and found["jobs"][0]["state"] == "queued"
+    assert api.client.get(f"/api/v1/uploads/{upload['id']}/files", headers=api.h()).json() == {"files": []}
+
+
+def _zip(members: list[tuple[str, bytes]], symlink: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo("link.dcm")
+            info.external_attr = 0o120777 << 16
+            archive.writestr(info, symlink)
+    return buffer.getvalue()
+
+
+def test_bad_input_is_refused_file_by_file_and_the_rest_imported(api: Api, tmp_path: Path) -> None:
+    good = make_study(series=1, instances=3)
+    truncated = to_bytes(make_study(series=1, instances=1)[0])[:-300]
+    archive = _zip(
+        [
+            ("ok/1.dcm", to_bytes(good[1])),
+            ("../../escape.dcm", to_bytes(good[2])),
+            ("/etc/absolute.dcm", to_bytes(good[2])),
+            ("inner.zip", _zip([("x.dcm", b"x")])),
+            ("bomb.bin", b"\0" * (30 * 1024 * 1024)),
+        ],
+        symlink="/etc/passwd",
+    )
+    upload = api.start()
+    for name, data in [
+        ("a.dcm", to_bytes(good[0])),
+        ("img.png", PNG),
+        ("cut.dcm", truncated),
+        ("s.zip", archive),
+    ]:
+        assert api.put(upload["id"], name, data).status_code == 200
+    assert api.put(upload["id"], "../../../../tmp/evil.dcm", to_bytes(good[2])).status_code == 200
+
+    done = api.complete_and_wait(upload["id"])
+
+    errors = {e["file"]: e for e in done["errors"]}
+    assert done["instances_imported"] == 3  # a.dcm, ok/1.dcm, and the file whose name tried to escape
+    assert errors["img.png"]["code"] == "invalid-instance"
+    assert errors["cut.dcm"]["code"] == "invalid-instance" and "truncated" in errors["cut.dcm"]["message"]
+    reasons = {name.split(":", 1)[1]: e["message"] for name, e in errors.items() if name.startswith("s.zip:")}
+    assert "absolute path" in reasons["/etc/absolute.dcm"]
+    assert "'..'" in reasons["../../escape.dcm"]
+    assert "symbolic link" in reasons["link.dcm"]
+    assert "nested zip" in reasons["inner.zip"]
+    assert "zip bomb" in reasons["bomb.bin"]
+    assert not (tmp_path / "escape.dcm").exists() and not Path("/tmp/evil.dcm").exists()
+    outside = [p for p in tmp_path.rglob("*") if api.data_dir not in p.parents and p != api.data_dir]
+    assert outside == []  # nothing written outside the data directory
+
+
+def test_an_upload_without_dicom_says_so(api: Api) -> None:
+    upload = api.start(report_type="toy_count")
+    api.put(upload["id"], "notes.txt", b"hello")
+    done = api.complete_and_wait(upload["id"])
+    assert done["state"] == "failed"
+    assert done["summary_errors"] == ["No DICOM files found (every file was refused)"]
+    assert done["errors"][0]["file"] == "notes.txt"
+
+
+def test_abandoned_uploads_expire_and_their_files_go(api: Api) -> None:
+    upload = api.start()
+    api.put(upload["id"], "a.dcm", to_bytes(make_study(series=1, instances=1)[0]))
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    uploads.settings = uploads.settings.with_overrides(**{"uploads.expire_after": 0.0})
+    api.put(upload["id"], "b.dcm", b"x")  # refreshes the expiry, now to "immediately"
+    time.sleep(0.01)
+    assert uploads.expire() == 1
+    assert api.client.get(f"/api/v1/uploads/{upload['id']}", headers=api.h()).json()["state"] == "expired"
+    assert not (api.data_dir / "uploads" / upload["id"]).exists()
+    late = api.put(upload["id"], "c.dcm", b"x")
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "invalid-state")
+
+
+def test_who_may_do_what(api: Api) -> None:
+    assert api.client.post("/api/v1/uploads", json={"project": "A"}).status_code == 401
+    refused = api.client.post("/api/v1/uploads", json={"project": "A"}, headers=api.h("viewer"))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+    hidden = api.client.post("/api/v1/uploads", json={"project": "B"}, headers=api.h("uploader"))
+    assert hidden.status_code == 404
+    assert [p["label"] for p in api.client.get("/api/v1/projects", headers=api.h("viewer")).json()] == ["A"]
+    upload_b = api.start(project="B")
+    assert api.client.get(f"/api/v1/uploads/{upload_b['id']}", headers=api.h("viewer")).status_code == 404
+    assert api.client.get("/api/v1/uploads", headers=api.h("viewer")).json() == []
+    unknown = api.client.post(
+        "/api/v1/uploads", json={"project": "A", "report_type": "nope"}, headers=api.h()
+    )
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "unknown-report-type")
