@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicomflow import __version__
-from dicomflow.api import _catalog, _instances, _processing, _uploads
+from dicomflow.api import _catalog, _instances, _processing, _uploads, icometrix
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine, migrate
@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(_instances.router, prefix=API_PREFIX, tags=["instances"])
     app.include_router(_processing.router, prefix=API_PREFIX, tags=["processing"])
     app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])
+    app.include_router(icometrix.router, tags=["icometrix-compatible"])
     return app
 
 

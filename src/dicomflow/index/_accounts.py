@@ -213,3 +213,9 @@ def project_roles(engine: Engine, user: UserInfo) -> dict[tuple[str, str], Role]
     )
     with reading(engine) as conn:
         return {(row.group_id, row.label): Role(row.role) for row in conn.execute(query)}
+
+
+def revoke_token(engine: Engine, token: str) -> None:
+    """Forget a token (a logout); unknown tokens are ignored."""
+    with writing(engine) as conn:
+        conn.execute(delete(Token).where(Token.token_sha256 == _token_digest(token)))
