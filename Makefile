@@ -8,6 +8,15 @@ DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl dicom3tools
 
 .PHONY: run test check lint format typecheck pytest system-deps clean bench
 
+# The published icometrix client, unmodified, in a virtualenv of its own (it declares no dependencies:
+# requests and pydantic 2 are what it imports). The compatibility tests run it against dicomflow.
+ICOMETRIX_VENV := .venv-icometrix
+ICOMETRIX_STAMP := $(ICOMETRIX_VENV)/.installed
+$(ICOMETRIX_STAMP):
+	$(PYTHON) -m venv $(ICOMETRIX_VENV)
+	$(ICOMETRIX_VENV)/bin/pip install -q icometrix-sdk==0.0.9 requests==2.34.2 urllib3==2.8.0 pydantic==2.14.3
+	touch $(ICOMETRIX_STAMP)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -39,11 +48,11 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	MYPYPATH=src:tests:tests/e2e:tests/integration $(BIN)/mypy --check-untyped-defs --explicit-package-bases tests
+	MYPYPATH=src:tests:tests/e2e:tests/integration $(BIN)/mypy --check-untyped-defs --explicit-package-bases --exclude tests/e2e/icometrix tests
 
 check: lint typecheck
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) $(ICOMETRIX_STAMP) system-deps
 	$(BIN)/pytest -q
 
 test: system-deps check pytest
@@ -53,4 +62,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) dicomflow-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ICOMETRIX_VENV) dicomflow-data .pytest_cache .mypy_cache .ruff_cache
