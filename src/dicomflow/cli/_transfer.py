@@ -7,7 +7,7 @@ import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,8 +18,6 @@ from rich.table import Table
 from dicomflow.cli._options import DataDir, load_settings
 from dicomflow.config import Settings
 
-_MAX_ZIP_BYTES = 64 << 30
-_MAX_ZIP_MEMBERS = 1_000_000
 console = Console(stderr=True)
 
 
@@ -42,22 +40,16 @@ def collected_files(paths: list[Path]) -> Iterator[list[Path]]:
 
 
 def extract_zip(archive: Path, target: Path) -> list[Path]:
-    """Extract regular members of ``archive`` into ``target``, refusing escapes and zip bombs."""
-    out: list[Path] = []
-    with zipfile.ZipFile(archive) as zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > _MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > _MAX_ZIP_BYTES:
-            raise typer.BadParameter(f"{archive}: too many members or too large when extracted")
-        for i, member in enumerate(members):
-            name = PurePosixPath(member.filename)
-            if name.is_absolute() or ".." in name.parts or (member.external_attr >> 28) == 0o12:
-                console.print(f"[yellow]skipped unsafe zip member {member.filename!r}")
-                continue
-            dest = target / f"{i:07d}_{name.name}"
-            with zf.open(member) as src, open(dest, "wb") as dst:
-                dst.write(src.read())
-            out.append(dest)
-    return out
+    """Extract the regular members of ``archive`` into ``target`` with the uploads' safe extraction."""
+    from dicomflow.uploads import ArchiveRefused, extract
+
+    try:
+        extracted = extract(archive, target)
+    except ArchiveRefused as exc:
+        raise typer.BadParameter(f"{archive}: {exc}") from exc
+    for name, reason in extracted.refused:
+        console.print(f"[yellow]skipped zip member {name!r}: {reason}")
+    return [path for _, path in extracted.files]
 
 
 def _progress() -> Progress:
