@@ -161,10 +161,19 @@ def _without_middle_slice() -> list[Dataset]:
     return [ds for ds in study if ds.InstanceNumber != 5]
 
 
+def _uneven_spacing() -> list[Dataset]:
+    study = make_study(series=1, instances=8)
+    for ds in study:  # 1 mm apart, but the last three shifted by 0.4 mm
+        if ds.InstanceNumber >= 6:
+            ds.ImagePositionPatient = [-4, -4, ds.InstanceNumber - 1 + 0.4]
+    return study
+
+
 @pytest.mark.parametrize(
     ("datasets", "code", "words"),
     [
         (_without_middle_slice, "missing-slice", "slice 5 of 9 missing"),
+        (_uneven_spacing, "uneven-spacing", "uneven slice spacing"),
         (lambda: make_study(series=1, instances=4, modality="PT"), "required-series-missing", "image"),
         (
             lambda: make_study(
@@ -174,7 +183,7 @@ def _without_middle_slice() -> list[Dataset]:
             "ImagePositionPatient missing in 3 of 3 instances",
         ),
     ],
-    ids=["missing-slice", "no-matching-series", "missing-geometry"],
+    ids=["missing-slice", "uneven-spacing", "no-matching-series", "missing-geometry"],
 )
 def test_a_failed_check_fails_the_study_with_its_finding_and_runs_nothing(
     install: Installation, datasets: Any, code: str, words: str
