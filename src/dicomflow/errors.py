@@ -15,9 +15,16 @@
      +-- PermissionDenied          forbidden             403
      +-- StorageError              storage-error         507  the blob store could not write or read
      +-- IndexUnavailable          index-error           503  the index could not commit
+     +-- InvalidRequest            validation-error      422  the API refused a request's body or parameters
+     +-- ServerUnreachable         server-unreachable    503  the SDK could not reach the server
+     +-- ImportFailed              import-failed         422  an upload ended failed or expired
+     +-- StudyFailed               study-failed          422  a study ended in stage Failed
+     +-- WaitTimeout               wait-timeout          504  an SDK wait ran out of time
 
 The API turns each into ``{"error": {"code", "message", "details"}}`` with its HTTP status; the DICOM
-receiver maps each to a C-STORE failure status (``dimse/_status.py``).
+receiver maps each to a C-STORE failure status (``dimse/_status.py``). The SDK (``dicomflow.client``) rebuilds
+the class from the ``code`` of an error body, so ``except NotFound`` works on both sides; the last four are
+raised by the SDK itself (its waits and its transport).
 """
 
 from __future__ import annotations
@@ -109,6 +116,56 @@ class IndexUnavailable(DicomflowError):
     code, http_status = "index-error", 503
 
 
+class InvalidRequest(DicomflowError):
+    """The API refused the request's body or parameters (its validation; the errors are in details)."""
+
+    code, http_status = "validation-error", 422
+
+
+class ServerUnreachable(DicomflowError):
+    """The SDK could not connect to the server, or the connection broke before an answer."""
+
+    code, http_status = "server-unreachable", 503
+
+
+class ImportFailed(DicomflowError):
+    """An upload ended in state failed or expired; details hold its ``errors`` and ``summary_errors``."""
+
+    code, http_status = "import-failed", 422
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The per-file errors of the upload (``file``, ``code``, ``message``)."""
+        return list(self.details.get("errors", []))
+
+    @property
+    def summary_errors(self) -> list[str]:
+        """Problems of the whole upload (``No DICOM files found``, …)."""
+        return list(self.details.get("summary_errors", []))
+
+
+class StudyFailed(DicomflowError):
+    """A study ended in stage Failed; details hold its ``reason`` and ``findings``."""
+
+    code, http_status = "study-failed", 422
+
+    @property
+    def reason(self) -> str:
+        """Why the study failed, as its stage history says."""
+        return str(self.details.get("reason", self.message))
+
+    @property
+    def findings(self) -> list[dict[str, Any]]:
+        """The findings of the study's checks (``code``, ``severity``, ``message``, …)."""
+        return list(self.details.get("findings", []))
+
+
+class WaitTimeout(DicomflowError):
+    """An SDK wait ran out of time; details say what it waited for and what it last saw."""
+
+    code, http_status = "wait-timeout", 504
+
+
 ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
     cls.code: cls
     for cls in (
@@ -125,5 +182,10 @@ ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
         PermissionDenied,
         StorageError,
         IndexUnavailable,
+        InvalidRequest,
+        ServerUnreachable,
+        ImportFailed,
+        StudyFailed,
+        WaitTimeout,
     )
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dicomflow.cli import _admin, _demo, _node, _processing, _serve, _transfer
+from dicomflow.cli import _admin, _demo, _node, _processing, _serve, _transfer, _upload
 
 app = typer.Typer(help="dicomflow: receive, index, place and process medical images.", no_args_is_help=True)
 app.command("serve")(_serve.serve)
@@ -13,6 +13,7 @@ _admin.register(app)
 _processing.register(app)
 app.command("demo-data")(_demo.demo_data)
 app.command("node")(_node.node)
+app.command("upload")(_upload.upload)
 
 
 def main() -> None:
