@@ -6,7 +6,6 @@ The caller learns of success only after the bytes are durable and the index row 
 
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import threading
@@ -158,7 +157,7 @@ class Ingestor:
         self, data: bytes | memoryview, source: Source, expected_uid: str | None, label: str
     ) -> IngestResult:
         def parse() -> InstanceHeader:
-            header = read_header(io.BytesIO(data), self._extra)
+            header = read_header(data, self._extra)
             if expected_uid is not None and header.sop_instance_uid != expected_uid:
                 raise InvalidInstance(
                     f"data set SOP Instance UID {header.sop_instance_uid!r} differs from the request's "
