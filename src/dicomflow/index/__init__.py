@@ -55,6 +55,7 @@ from dicomflow.index._queries import (
     study_blobs,
     writing,
 )
+from dicomflow.index._rows import StoredInstance, insert_event, insert_instance, instances_with_uid
 
 __all__ = [
     "Acquisition",
@@ -79,6 +80,7 @@ __all__ = [
     "Role",
     "SeriesInfo",
     "Session",
+    "StoredInstance",
     "SessionNode",
     "Subject",
     "SubjectNode",
@@ -95,8 +97,11 @@ __all__ = [
     "events",
     "hash_password",
     "hierarchy",
+    "insert_event",
+    "insert_instance",
     "instance",
     "instance_blob",
+    "instances_with_uid",
     "instances_of_series",
     "list_datasets",
     "list_projects",
