@@ -46,6 +46,8 @@ _PDV_HEADER = struct.Struct(">LBB")  # item length, presentation context ID, mes
 _ELEMENT = struct.Struct("<HHL")  # implicit VR little endian: group, element, length
 _C_STORE_RQ, _C_STORE_RSP, _NO_DATA_SET = 0x0001, 0x8001, 0x0101
 PREFIX_ROOM = 1024  # free bytes kept before each data set, so that file meta can be put in front of it
+_INITIAL_BUFFER = PREFIX_ROOM + (1 << 20)  # grows to the largest message of the association...
+_KEPT_BUFFER = 64 << 20  # ...up to this; a larger one is dropped after its message
 _COMMAND_KEYWORDS = {
     0x0000: "group_length",
     0x0002: "sop_class_uid",
@@ -104,7 +106,7 @@ class FastStore:
         self.dul = assoc.dul
         self.store = store
         self._original = self.dul._read_pdu_data
-        self._buffer = bytearray(PREFIX_ROOM + (1 << 20))
+        self._buffer = bytearray(_INITIAL_BUFFER)
         self._request: StoreRequest | None = None  # a C-STORE whose data set is being received
         self._header = bytearray(6)
 
@@ -169,6 +171,8 @@ class FastStore:
             if control & 2:
                 self._request = None
                 self._answer(request)
+                if len(self._buffer) > _KEPT_BUFFER:  # a huge instance: do not hold its memory for good
+                    self._buffer = bytearray(_INITIAL_BUFFER)
             return
         fragment = _read_bytes(sock, size)
         if control == 0x03 and self.assoc.dimse.message is None:
