@@ -220,3 +220,41 @@ def test_tools_needed_are_installed() -> None:
 
 def test_every_transfer_syntax_the_receiver_accepts_is_tested_here() -> None:
     assert set(TRANSFER_SYNTAXES) == set(ACCEPTED_SYNTAXES)
+
+
+def test_small_pdus_are_reassembled(server: DicomflowServer, tmp_path: Path) -> None:
+    """4 KiB PDUs: every data set arrives in about a hundred fragments (the fast path's buffer grows too)."""
+    study = make_study(series=1, instances=2)
+    for ds in study:
+        ds.Rows = ds.Columns = 512
+        ds.PixelData = bytes(range(256)) * 2048  # 512 x 512 x 2 bytes
+    paths = write_files(study, tmp_path)
+    storescu(server.dimse_port, paths, "--max-send-pdu", "4096")
+    for path in paths:
+        assert_stored_as_sent(server, path, ExplicitVRLittleEndian)
+
+
+def test_echo_and_store_share_an_association(server: DicomflowServer, tmp_path: Path) -> None:
+    """C-ECHO (left to pynetdicom) between C-STOREs (received in the DUL thread) on one association."""
+    from pynetdicom import AE
+
+    first, second = make_conflicting_pair()
+    ae = AE(ae_title="MIXED")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", server.dimse_port, ae_title="DICOMFLOW")
+    try:
+        assert assoc.is_established
+        statuses = [
+            int(assoc.send_c_echo().Status),
+            int(assoc.send_c_store(first).Status),
+            int(assoc.send_c_echo().Status),
+        ]
+        refused = assoc.send_c_store(second)
+        statuses.append(int(assoc.send_c_echo().Status))
+    finally:
+        assoc.release()
+
+    assert statuses == [SUCCESS, SUCCESS, SUCCESS, SUCCESS]
+    assert int(refused.Status) == DUPLICATE_SOP_INSTANCE
+    assert str(refused.ErrorComment).startswith("different content already stored")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import IO, Any
@@ -19,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from dicomflow.dicom._scan import Unsupported, scan
 from dicomflow.dicom._uid import check_uid
 from dicomflow.errors import InvalidInstance
 
@@ -96,14 +98,19 @@ _INT_KEYWORDS = {
 
 
 def read_header(
-    source: str | os.PathLike[str] | IO[bytes], extra_keywords: Iterable[str] = ()
+    source: str | os.PathLike[str] | IO[bytes] | bytes | bytearray | memoryview,
+    extra_keywords: Iterable[str] = (),
 ) -> InstanceHeader:
     """Parse the header of a DICOM Part 10 file, stopping before the pixel data.
+
+    Files in memory (bytes, ``BytesIO``) in little endian, not deflated, with a preamble are scanned by
+    :func:`_scan` (about 15 times faster than pydicom, same result); anything else goes through pydicom.
 
     Parameters
     ----------
     source
-        Path or binary file object positioned at the start of the file (preamble or ``DICM``).
+        Path, binary file object positioned at the start of the file (preamble or ``DICM``), or the bytes
+        of the whole file.
     extra_keywords
         Further DICOM keywords whose values are returned in ``InstanceHeader.extra``.
 
@@ -115,6 +122,11 @@ def read_header(
     """
     extra_keywords = tuple(extra_keywords)
     try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return _read_buffer(memoryview(source), extra_keywords)
+        if isinstance(source, io.BytesIO):
+            with source.getbuffer() as buffer:
+                return _read_buffer(buffer[source.tell() :], extra_keywords)
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as handle:
                 return _read(handle, extra_keywords)
@@ -123,7 +135,9 @@ def read_header(
         raise
     except InvalidDicomError as exc:
         raise InvalidInstance(f"not a DICOM file: {exc}") from exc
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
+    except (
+        EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError, struct.error
+    ) as exc:  # fmt: skip
         raise InvalidInstance(f"cannot parse the DICOM header: {exc}") from exc
     except zlib.error as exc:
         raise InvalidInstance(f"the deflated data set is truncated or corrupt: {exc}") from exc
@@ -218,22 +232,60 @@ def _wanted(extra_keywords: tuple[str, ...]) -> list[BaseTag]:
 def header_from_dataset(ds: Dataset, extra_keywords: Iterable[str] = ()) -> InstanceHeader:
     """Build an :class:`InstanceHeader` from a parsed dataset (file meta optional)."""
     meta = getattr(ds, "file_meta", None)
-    values: dict[str, Any] = {
-        "sop_instance_uid": check_uid(_text(ds, "SOPInstanceUID"), "SOP Instance UID"),
-        "sop_class_uid": check_uid(_text(ds, "SOPClassUID"), "SOP Class UID"),
-        "study_instance_uid": check_uid(_text(ds, "StudyInstanceUID"), "Study Instance UID"),
-        "series_instance_uid": check_uid(_text(ds, "SeriesInstanceUID"), "Series Instance UID"),
-        "transfer_syntax_uid": _text(meta, "TransferSyntaxUID") if meta else "",
-        "patient_name": _text(ds, "PatientName"),
-        "image_type": tuple(_values(ds, "ImageType")),
-        "image_position_patient": _floats(ds, "ImagePositionPatient"),
-        "image_orientation_patient": _floats(ds, "ImageOrientationPatient"),
-        "slice_location": _float(ds, "SliceLocation"),
-        "extra": {kw: _text(ds, kw) for kw in extra_keywords},
+    transfer_syntax = _text(_values(meta, "TransferSyntaxUID")) if meta else ""
+    return _header(lambda keyword: _values(ds, keyword), transfer_syntax, extra_keywords)
+
+
+def _read_buffer(data: memoryview, extra_keywords: tuple[str, ...]) -> InstanceHeader:
+    """The header of a whole file in memory: scanned directly when possible, else through pydicom."""
+    try:
+        transfer_syntax, raw = scan(data, _wanted_ints(extra_keywords))
+        encoding = _DIRECT_ENCODINGS.get(_charset_name(raw.get(int(_CHARSET))))
+        if encoding is None:
+            raise Unsupported
+    except Unsupported:
+        return _read(io.BytesIO(data), extra_keywords)
+    return _header(lambda keyword: _raw_values(raw, keyword, encoding), transfer_syntax, extra_keywords)
+
+
+def _header(
+    values: Callable[[str], list[str]], transfer_syntax: str, extra_keywords: Iterable[str]
+) -> InstanceHeader:
+    fields: dict[str, Any] = {
+        "sop_instance_uid": check_uid(_text(values("SOPInstanceUID")), "SOP Instance UID"),
+        "sop_class_uid": check_uid(_text(values("SOPClassUID")), "SOP Class UID"),
+        "study_instance_uid": check_uid(_text(values("StudyInstanceUID")), "Study Instance UID"),
+        "series_instance_uid": check_uid(_text(values("SeriesInstanceUID")), "Series Instance UID"),
+        "transfer_syntax_uid": transfer_syntax,
+        "patient_name": _text(values("PatientName")),
+        "image_type": tuple(values("ImageType")),
+        "image_position_patient": _floats(values("ImagePositionPatient")),
+        "image_orientation_patient": _floats(values("ImageOrientationPatient")),
+        "slice_location": _float(values("SliceLocation")),
+        "extra": {kw: _text(values(kw)) for kw in extra_keywords},
     }
-    values.update({name: _text(ds, kw) for name, kw in _STRING_KEYWORDS.items()})
-    values.update({name: _int(ds, kw) for name, kw in _INT_KEYWORDS.items()})
-    return InstanceHeader(**values)
+    fields.update({name: _text(values(kw)) for name, kw in _STRING_KEYWORDS.items()})
+    fields.update({name: _int(values(kw)) for name, kw in _INT_KEYWORDS.items()})
+    return InstanceHeader(**fields)
+
+
+@lru_cache(maxsize=16)
+def _wanted_ints(extra_keywords: tuple[str, ...]) -> frozenset[int]:
+    return frozenset(int(tag) for tag in _wanted(extra_keywords))
+
+
+def _charset_name(raw: bytes | None) -> str:
+    return "" if raw is None else raw.decode("ascii", "replace").strip(" \x00")
+
+
+def _raw_values(raw: dict[int, bytes], keyword: str, encoding: str) -> list[str]:
+    """As :func:`_values` does for a raw element, from the scanner's raw values."""
+    tag = _tag(keyword)
+    value = None if tag is None else raw.get(int(tag))
+    if not value:
+        return []
+    text = value.decode(encoding, "replace")
+    return [v.strip(" \x00") for v in text.split("\\")] if text.strip(" \x00") else []
 
 
 @lru_cache(maxsize=512)
@@ -285,28 +337,26 @@ def _direct_encoding(ds: Dataset) -> str | None:
     return _DIRECT_ENCODINGS.get(name.strip(" \x00"))
 
 
-def _text(ds: Dataset | None, keyword: str) -> str:
-    return "\\".join(_values(ds, keyword)).strip()
+def _text(values: list[str]) -> str:
+    return "\\".join(values).strip()
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
-    values = _values(ds, keyword)
+def _int(values: list[str]) -> int | None:
     try:
         return int(float(values[0])) if values and values[0] else None
     except (ValueError, OverflowError):
         return None
 
 
-def _float(ds: Dataset, keyword: str) -> float | None:
-    values = _values(ds, keyword)
+def _float(values: list[str]) -> float | None:
     try:
         return float(values[0]) if values and values[0] else None
     except ValueError:
         return None
 
 
-def _floats(ds: Dataset, keyword: str) -> tuple[float, ...]:
+def _floats(values: list[str]) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in _values(ds, keyword))
+        return tuple(float(v) for v in values)
     except ValueError:
         return ()

@@ -5,12 +5,17 @@ reactor, each sleeping a fixed 1 ms whenever a pass found nothing to do. On a bu
 twice: up to a millisecond of latency at each hand-over (a C-STORE crosses two), and thousands of
 wake-ups per second per association that burn the CPU other associations need.
 
-Here those idle sleeps become waits for the very event the thread is polling for, with the same 1 ms
-as an upper bound (so every timer and flag pynetdicom checks is still seen in time):
+Here those idle sleeps become waits for the very event the thread is polling for:
 
 - the DUL thread waits in ``select`` on its socket and on a wake-up socket that is written whenever a
   primitive is queued for it to send;
-- the DIMSE reactor waits on the condition of its message queue, notified when a message is complete.
+- the association's reactor waits on the condition of its DIMSE message queue, notified when a message is
+  complete and when the DUL hands it a primitive (a release or abort request from the peer).
+
+A wait lasts at most ``_IDLE_WAIT`` (20 ms): what no event announces (pynetdicom's kill flags, the ARTIM
+and idle timers, whose timeouts are seconds) is seen that late at worst. With C-STOREs received in the DUL
+thread (``_pdata.py``) the association's reactor has nothing to do while a sender streams, and waking it
+every millisecond cost each association about a thousand wake-ups per second.
 
 Only the 1 ms idle sleep of these two threads is replaced; every other sleep passes through.
 """
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 _IDLE_POLL = 0.001  # the sleep pynetdicom's reactors take when idle
+_IDLE_WAIT = 0.02  # the longest an idle reactor waits for its event (see the module docstring)
 
 
 class ReactorClock:
@@ -69,33 +75,46 @@ class _WakingQueue(queue.Queue[Any]):
             self._wake.send(b"\x00")
 
 
+class _NotifyingQueue(queue.Queue[Any]):
+    """The DUL's queue to the association: every ``put`` also wakes the association's reactor."""
+
+    def __init__(self, messages: queue.Queue[Any]) -> None:
+        super().__init__()
+        self._messages = messages
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        with self._messages.not_empty:
+            self._messages.not_empty.notify_all()
+
+
 def make_event_driven(clock: ReactorClock, assoc: Any) -> None:
     """Register event-driven waits for the two reactor threads of ``assoc`` (call on EVT_CONN_OPEN)."""
     dul = assoc.dul
+    messages = assoc.dimse.msg_queue
+    dul.to_user_queue = _NotifyingQueue(messages)
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)
     dul.to_provider_queue = _WakingQueue(wake_w)
     assoc._dicomflow_wakeup = (wake_r, wake_w)
 
-    def dul_wait(timeout: float) -> None:
+    def dul_wait(_timeout: float) -> None:
         transport = dul.socket
         watched = [wake_r] if transport is None or transport.socket is None else [transport.socket, wake_r]
         try:
-            ready, _, _ = select.select(watched, [], [], timeout)
+            ready, _, _ = select.select(watched, [], [], _IDLE_WAIT)
         except (OSError, ValueError):  # the socket closed under us: plain sleep, pynetdicom notices
-            time.sleep(timeout)
+            time.sleep(_IDLE_POLL)
             return
         if wake_r in ready:
             with contextlib.suppress(OSError):
                 wake_r.recv(4096)
 
-    messages = assoc.dimse.msg_queue
-
-    def dimse_wait(timeout: float) -> None:
+    def dimse_wait(_timeout: float) -> None:
         with messages.not_empty:
-            if not messages.queue:
-                messages.not_empty.wait(timeout)
+            if not messages.queue and not dul.to_user_queue.queue:
+                messages.not_empty.wait(_IDLE_WAIT)
 
     clock.register(dul, dul_wait)
     clock.register(assoc, dimse_wait)

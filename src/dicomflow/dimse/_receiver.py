@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -37,6 +38,7 @@ from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _reactor
 from dicomflow.dimse import _status as status
+from dicomflow.dimse._pdata import FastStore, StoreRequest
 from dicomflow.dimse._setup import reactor_clock
 from dicomflow.errors import DicomflowError, InvalidInstance, UnknownProject
 from dicomflow.index import reading
@@ -129,10 +131,13 @@ class Receiver:
         return server
 
     def on_connection(self, event: Any) -> None:
-        """Make this association's reactors wait for events instead of polling (see ``_reactor.py``)."""
+        """Make this association's reactors wait for events instead of polling (see ``_reactor.py``), and
+        receive C-STORE requests in its DUL thread (see ``_pdata.py``)."""
         clock = reactor_clock()
         if clock is not None:
             _reactor.make_event_driven(clock, event.assoc)
+        assoc = event.assoc
+        FastStore(assoc, lambda request: self.on_fast_store(assoc, request)).install()
 
     def on_requested(self, event: Any) -> None:
         """Reject, at association time, a called AE that is neither ours nor names an existing project."""
@@ -144,7 +149,7 @@ class Receiver:
         if project is not None and self._project_exists(project):
             return
         error = UnknownProject(f"called AE title not recognised: {called!r} names no existing project")
-        source = Source("dimse", _actor(event), _calling_ae(event), called)
+        source = Source("dimse", _actor(event.assoc), _calling_ae(event.assoc), called)
         self.ingestor.record_rejection(source, "", error)
         event.assoc.acse.send_reject(
             status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, status.REASON_CALLED_AE_NOT_RECOGNISED
@@ -157,20 +162,37 @@ class Receiver:
 
     def on_store(self, event: Any) -> int | Dataset:
         """Store one instance; success is returned only once it is durable and indexed."""
-        calling_ae = _calling_ae(event)
-        called_ae = str(event.assoc.requestor.primitive.called_ae_title).strip()
-        source = Source("dimse", _actor(event), calling_ae=calling_ae, called_ae=called_ae)
         command = event.request
-        sop_instance_uid = str(command.AffectedSOPInstanceUID)
+        return self._store(
+            event.assoc,
+            str(command.AffectedSOPClassUID),
+            str(command.AffectedSOPInstanceUID),
+            str(event.context.transfer_syntax),
+            lambda meta: meta + command.DataSet.getvalue(),
+        )
+
+    def on_fast_store(self, assoc: Any, request: StoreRequest) -> tuple[int, str | None]:
+        """:meth:`on_store` for a request received by ``_pdata.FastStore``: status and error comment."""
+        uids = (request.sop_class_uid, request.sop_instance_uid, request.transfer_syntax_uid)
+        outcome = self._store(assoc, *uids, request.part10)
+        if isinstance(outcome, int):
+            return outcome, None
+        return int(outcome.Status), str(outcome.ErrorComment)
+
+    def _store(
+        self,
+        assoc: Any,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        part10: Callable[[bytes], bytes | memoryview],
+    ) -> int | Dataset:
+        calling_ae = _calling_ae(assoc)
+        called_ae = str(assoc.requestor.primitive.called_ae_title).strip()
+        source = Source("dimse", _actor(assoc), calling_ae=calling_ae, called_ae=called_ae)
         try:
-            meta = encode_file_meta(
-                str(command.AffectedSOPClassUID),
-                sop_instance_uid,
-                str(event.context.transfer_syntax),
-                calling_ae,
-            )
-            data = meta + command.DataSet.getvalue()
-            self.ingestor.ingest_bytes([data], source, expected_sop_instance_uid=sop_instance_uid)
+            meta = encode_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid, calling_ae)
+            self.ingestor.ingest_bytes([part10(meta)], source, expected_sop_instance_uid=sop_instance_uid)
         except UnicodeEncodeError:
             error = InvalidInstance("the C-STORE request names a SOP Class or Instance UID that is not ASCII")
             self.ingestor.record_rejection(source, sop_instance_uid[:64], error)
@@ -183,13 +205,13 @@ class Receiver:
         return status.SUCCESS
 
 
-def _calling_ae(event: Any) -> str:
+def _calling_ae(assoc: Any) -> str:
     # from the A-ASSOCIATE-RQ itself: requestor.ae_title is only filled in after negotiation
-    return str(event.assoc.requestor.primitive.calling_ae_title).strip()
+    return str(assoc.requestor.primitive.calling_ae_title).strip()
 
 
-def _actor(event: Any) -> str:
-    return f"{_calling_ae(event)}@{event.assoc.requestor.address}"
+def _actor(assoc: Any) -> str:
+    return f"{_calling_ae(assoc)}@{assoc.requestor.address}"
 
 
 class _SharedSocketServer(ThreadedAssociationServer):

@@ -60,6 +60,7 @@ from dicomflow.index._queries import (
     study_blobs,
     writing,
 )
+from dicomflow.index._rows import StoredInstance, insert_event, insert_instance, instances_with_uid
 
 __all__ = [
     "Acquisition",
@@ -85,6 +86,7 @@ __all__ = [
     "Role",
     "SeriesInfo",
     "Session",
+    "StoredInstance",
     "SessionNode",
     "Study",
     "Subject",
@@ -104,8 +106,11 @@ __all__ = [
     "grant",
     "hash_password",
     "hierarchy",
+    "insert_event",
+    "insert_instance",
     "instance",
     "instance_blob",
+    "instances_with_uid",
     "instances_of_series",
     "list_datasets",
     "list_projects",

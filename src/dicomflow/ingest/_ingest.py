@@ -6,7 +6,6 @@ The caller learns of success only after the bytes are durable and the index row 
 
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import threading
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dicomflow.config import DuplicatePolicy, Settings
@@ -29,19 +28,13 @@ from dicomflow.errors import (
     InvalidInstance,
     StorageError,
 )
-from dicomflow.index import Instance, WriteLock, utcnow
+from dicomflow.index import Instance, WriteLock, insert_instance, instances_with_uid, utcnow
 from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
 from dicomflow.placement import PlacementConfig, acquisition_uid, dataset_from_calling_ae
 from dicomflow.storage import BlobStore, StagedBlob
 
 LOGGER = logging.getLogger(__name__)
 _CACHE_SIZE = 2048
-
-# Statements of the per-instance path, built once so that SQLAlchemy compiles them once.
-_SELECT_PREVIOUS = select(Instance.id, Instance.sha256, Instance.blob_key, Instance.acquisition_id).where(
-    Instance.sop_instance_uid == bindparam("uid")
-)
-_INSERT_INSTANCE = insert(Instance)
 
 
 class Outcome(StrEnum):
@@ -158,7 +151,7 @@ class Ingestor:
         self, data: bytes | memoryview, source: Source, expected_uid: str | None, label: str
     ) -> IngestResult:
         def parse() -> InstanceHeader:
-            header = read_header(io.BytesIO(data), self._extra)
+            header = read_header(data, self._extra)
             if expected_uid is not None and header.sop_instance_uid != expected_uid:
                 raise InvalidInstance(
                     f"data set SOP Instance UID {header.sop_instance_uid!r} differs from the request's "
@@ -263,7 +256,7 @@ class Ingestor:
         self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         uid = header.sop_instance_uid
-        previous = conn.execute(_SELECT_PREVIOUS, {"uid": uid}).all()
+        previous = instances_with_uid(conn, uid)
         same = next((row for row in previous if row.sha256 == staged.sha256), None)
         if same is not None:
             reason = "identical instance received again; no second copy kept"
@@ -272,7 +265,7 @@ class Ingestor:
             return IngestResult(Outcome.DUPLICATE, uid, same.blob_key, same.acquisition_id), []
         outcome = self._duplicate_outcome(uid, bool(previous))
         acquisition_id = self._acquisition_id(conn, header, source)
-        conn.execute(_INSERT_INSTANCE, self._row(header, staged, key, acquisition_id, source))
+        insert_instance(conn, self._row(header, staged, key, acquisition_id, source))
         replaced = []
         if outcome is Outcome.OVERWRITTEN:
             conn.execute(delete(Instance).where(Instance.id.in_([row.id for row in previous])))

@@ -11,11 +11,11 @@ from dicomflow.index import (
     Acquisition,
     Dataset,
     DatasetSeries,
-    Event,
     Group,
     Project,
     Session,
     Subject,
+    insert_event,
     utcnow,
 )
 from dicomflow.placement import Placement, PlacementConfig, place, project_from_called_ae
@@ -165,9 +165,6 @@ def _acquisition(
     return acquisition_id
 
 
-_INSERT_EVENT = insert(Event)
-
-
 def record_event(
     conn: Connection, kind: str, actor: str, object_uid: str, reason: str, outcome: str = "ok"
 ) -> None:
@@ -180,4 +177,4 @@ def record_event(
         "outcome": outcome,
         "reason": reason,
     }
-    conn.execute(_INSERT_EVENT, row)
+    insert_event(conn, row)
