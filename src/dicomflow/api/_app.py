@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         janitor.start()
         yield
         stop.set()
+        uploads.close()
         app.state.flow.close()
         engine.dispose()
 

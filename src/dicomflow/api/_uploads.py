@@ -51,9 +51,7 @@ class FileList(BaseModel):
 
 def _checked(request: Request, engine: IndexEngine, caller: Caller, upload_id: str, action: str) -> Uploads:
     uploads = _uploads(request)
-    project_id = uploads.project_id(upload_id)
-    with reading(engine) as conn:
-        group, label = q.project_ref(conn, project_id)
+    _, group, label = uploads.project(upload_id)
     try:
         caller.check(group, label, UPLOAD if action != "read" else READ, f"{action} uploads")
     except NotFound:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +33,8 @@ from dicomflow.uploads._names import stored_name
 
 LOGGER = logging.getLogger(__name__)
 CHUNK = 1 << 20
+RECEIVED = ".received"  # one stored name per line, appended as files arrive
+JOURNAL = ".journal"  # one JSON line per file or zip member: what it became
 
 
 class UploadState:
@@ -82,7 +86,10 @@ class Uploads:
         self.flow = flow
         self.root = settings.data_dir.resolve() / "uploads"
         self.root.mkdir(parents=True, exist_ok=True)
-        self._counts = threading.Lock()
+        self._lock = threading.Lock()
+        self._shared: Ingestor | None = None
+        self._sources = _Sources(settings, engine)
+        self._projects: dict[str, tuple[int, str, str]] = {}
         u = settings.uploads
         self.limits = ZipLimits(u.max_zip_members, u.max_zip_bytes, u.max_file_bytes, u.max_zip_ratio)
 
@@ -118,35 +125,82 @@ class Uploads:
         return self.get(upload_id)
 
     def receive(self, upload_id: str, client_name: str, stream: IO[bytes]) -> tuple[str, int]:
-        """Store one file of an open upload under a fresh safe name; returns the name and size."""
+        """Store one file of an open upload under a fresh safe name and ingest it (zips: every member).
+
+        The outcome of each file is appended to the upload's journal; nothing is written to the index
+        but the instances themselves, so parallel sends do not queue on one row. Returns name and size.
+        """
         self._require(upload_id, UploadState.UPLOADING)
+        folder = self.root / upload_id
         name = stored_name(client_name)
-        target = self.root / upload_id / name
+        size = self._store(folder, name, client_name, stream)
+        _append(folder / RECEIVED, name)
+        label = name.split("_", 1)[-1]
+        try:
+            lines = [
+                refusal or self._ingest_one(member_label, path, upload_id)
+                for member_label, path, refusal in self._open(folder / name, label)
+            ]
+        finally:
+            (folder / name).unlink(missing_ok=True)  # the bytes are in the blob store now (or refused)
+        _append(folder / JOURNAL, *lines)
+        return name, size
+
+    def _store(self, folder: Path, name: str, client_name: str, stream: IO[bytes]) -> int:
         size = 0
-        with tempfile.NamedTemporaryFile(dir=self.root / upload_id, prefix=".part-", delete=False) as out:
+        limit = self.settings.uploads.max_file_bytes
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".part-", delete=False) as out:
             try:
                 while chunk := stream.read(CHUNK):
                     size += len(chunk)
-                    if size > self.settings.uploads.max_file_bytes:
-                        raise InvalidState(
-                            f"{client_name!r} is larger than {self.settings.uploads.max_file_bytes} bytes"
-                        )
+                    if size > limit:
+                        raise InvalidState(f"{client_name!r} is larger than {limit} bytes")
                     out.write(chunk)
             except BaseException:
                 Path(out.name).unlink(missing_ok=True)
                 raise
-        Path(out.name).rename(target)
-        with self._counts, writing(self.engine) as conn:
-            conn.execute(
-                update(Upload)
-                .where(Upload.id == upload_id)
-                .values(
-                    files_received=Upload.files_received + 1,
-                    updated_at=utcnow(),
-                    expires_at=utcnow() + self._lifetime(),
-                )
-            )
-        return name, size
+        Path(out.name).rename(folder / name)
+        return size
+
+    def _ingest_one(self, label: str, path: Path, upload_id: str) -> str:
+        """Ingest one file; the journal line saying what became of it."""
+        try:
+            result = self._ingestor().ingest_file(path, self._sources[upload_id])
+        except DicomflowError as exc:
+            return _line(label, exc.code, exc.message)
+        new = result.outcome is not Outcome.DUPLICATE
+        return json.dumps({"file": label, "acquisition_id": result.acquisition_id, "new": new})
+
+    def _open(self, path: Path, label: str) -> Iterator[tuple[str, Path, str]]:
+        """(label, file, "") for the file itself or each member of a zip; refused members come with the
+        journal line saying why instead."""
+        if not is_zip(path):
+            yield label, path, ""
+            return
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".zip-") as target:
+            try:
+                extracted = extract(path, Path(target), self.limits)
+            except ArchiveRefused as exc:
+                yield label, path, _line(label, "invalid-archive", str(exc))
+                return
+            for name, reason in extracted.refused:
+                yield f"{label}:{name}", path, _line(f"{label}:{name}", "refused-archive-member", reason)
+            for name, member in extracted.files:
+                yield f"{label}:{name}", member, ""
+
+    def _ingestor(self) -> Ingestor:
+        with self._lock:
+            if self._shared is None:
+                store = FileSystemBlobStore(self.settings.blob_root, fsync=self.settings.storage.fsync)
+                self._shared = Ingestor(self.settings, self.engine, store)
+            return self._shared
+
+    def close(self) -> None:
+        """Close the ingest (its blob store syncs what is pending)."""
+        with self._lock:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
 
     def complete(self, upload_id: str) -> UploadInfo:
         """Close the upload and import it in the background; the state says when it is done."""
@@ -175,15 +229,16 @@ class Uploads:
         return len(ids)
 
     def expire(self) -> int:
-        """Expire open uploads nobody sent to for ``uploads.expire_after``; their files are removed."""
+        """Expire open uploads nobody sent to for ``uploads.expire_after``; their temp files are removed.
+
+        Instances already ingested from an expired upload stay stored and indexed (nothing received is
+        lost), but never enter processing: only a completed upload hands its studies over.
+        """
+        cutoff = time.time() - self.settings.uploads.expire_after
+        with reading(self.engine) as conn:
+            open_ids = list(conn.scalars(select(Upload.id).where(Upload.state == UploadState.UPLOADING)))
+        ids = [u for u in open_ids if self._last_activity(u) < cutoff]
         with writing(self.engine) as conn:
-            ids = list(
-                conn.scalars(
-                    select(Upload.id).where(
-                        Upload.state == UploadState.UPLOADING, Upload.expires_at < utcnow()
-                    )
-                )
-            )
             if ids:
                 conn.execute(
                     update(Upload)
@@ -216,21 +271,30 @@ class Uploads:
         with reading(self.engine) as conn:
             return self._rows(conn, Upload.project_id.in_(project_ids) if project_ids is not None else None)
 
+    def project(self, upload_id: str) -> tuple[int, str, str]:
+        """(id, group, label) of the project an upload goes to, for access checks (it never changes)."""
+        known = self._projects.get(upload_id)
+        if known is None:
+            with reading(self.engine) as conn:
+                row = conn.execute(
+                    select(Project.id, Project.group_id, Project.label)
+                    .join(Upload, Upload.project_id == Project.id)
+                    .where(Upload.id == upload_id)
+                ).first()
+            if row is None:
+                raise NotFound(f"no upload {upload_id!r}")
+            known = self._projects[upload_id] = (int(row.id), str(row.group_id), str(row.label))
+        return known
+
     def project_id(self, upload_id: str) -> int:
-        """The project an upload goes to (for access checks)."""
-        with reading(self.engine) as conn:
-            found = conn.scalar(select(Upload.project_id).where(Upload.id == upload_id))
-        if found is None:
-            raise NotFound(f"no upload {upload_id!r}")
-        return int(found)
+        """The id of the project an upload goes to."""
+        return self.project(upload_id)[0]
 
     def files(self, upload_id: str) -> list[str]:
-        """Names of the files received and not yet imported."""
-        self.get(upload_id)
-        folder = self.root / upload_id
-        return (
-            sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
-        )
+        """Names of the files received by an upload still open (empty once it is completed)."""
+        if self.get(upload_id).state != UploadState.UPLOADING:
+            return []
+        return sorted(_read_lines(self.root / upload_id / RECEIVED))
 
     def studies(self, upload_id: str) -> list[q.StudyInfo]:
         """The study versions the upload's import handed to the flow."""
@@ -268,19 +332,40 @@ class Uploads:
             created_by=row.created_by,
             created_at=as_utc(row.created_at),
             updated_at=as_utc(row.updated_at),
-            expires_at=as_utc(row.expires_at),
-            files_received=row.files_received,
-            instances_imported=row.instances_imported,
+            expires_at=self._expiry(row),
+            files_received=row.files_received
+            if row.state != UploadState.UPLOADING
+            else self._count(row.id, RECEIVED),
+            instances_imported=row.instances_imported
+            if row.state != UploadState.UPLOADING
+            else self._count(row.id, JOURNAL, '"acquisition_id"'),
             errors=[FileError(**e) for e in json.loads(row.errors)],
             summary_errors=list(json.loads(row.summary_errors)),
             study_instance_uids=uids,
             study_ids=study_ids,
         )
 
+    def _count(self, upload_id: str, log: str, containing: str = "") -> int:
+        return sum(1 for line in _read_lines(self.root / upload_id / log) if containing in line)
+
     def _require(self, upload_id: str, state: str) -> None:
-        current = self.get(upload_id)
-        if current.state != state:
-            raise InvalidState(f"upload {upload_id} is {current.state}; files are taken only while uploading")
+        with reading(self.engine) as conn:
+            current = conn.scalar(select(Upload.state).where(Upload.id == upload_id))
+        if current is None:
+            raise NotFound(f"no upload {upload_id!r}")
+        if current != state:
+            raise InvalidState(f"upload {upload_id} is {current}; files are taken only while uploading")
+
+    def _expiry(self, row: Any) -> datetime:
+        if row.state != UploadState.UPLOADING:
+            return as_utc(row.expires_at)
+        last = self._last_activity(row.id)
+        return datetime.fromtimestamp(last, UTC) + self._lifetime() if last else as_utc(row.expires_at)
+
+    def _last_activity(self, upload_id: str) -> float:
+        folder = self.root / upload_id
+        marks = [p.stat().st_mtime for p in (folder, folder / RECEIVED) if p.exists()]
+        return max(marks, default=0.0)
 
     def _lifetime(self) -> timedelta:
         return timedelta(seconds=self.settings.uploads.expire_after)
@@ -304,31 +389,24 @@ class Uploads:
                 )
 
     def _run_import(self, upload_id: str) -> None:
+        """Completion: read the journal of what every file became, hand the studies over, close."""
         upload = self.get(upload_id)
         folder = self.root / upload_id
-        source = Source(
-            "upload",
-            f"{upload.created_by} upload {upload_id}",
-            called_ae=f"{self.settings.dimse.project_ae_prefix}{upload.project}",
-        )
+        deadline = time.monotonic() + 60
+        while any(folder.glob(".part-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a send still being written when the client completed
         errors: list[FileError] = []
         sessions: dict[int, bool] = {}  # session id -> anything new stored
         imported = 0
-        store = FileSystemBlobStore(self.settings.blob_root, fsync=self.settings.storage.fsync)
-        ingestor = Ingestor(self.settings, self.engine, store)
-        try:
-            for label, path in self._members(folder, errors):
-                try:
-                    result = ingestor.ingest_file(path, source)
-                except DicomflowError as exc:
-                    errors.append(FileError(label, exc.code, exc.message))
-                    continue
-                imported += 1
-                with reading(self.engine) as conn:
-                    session = q.session_of_acquisition(conn, result.acquisition_id)
-                sessions[session] = sessions.get(session, False) or result.outcome is not Outcome.DUPLICATE
-        finally:
-            ingestor.close()
+        for entry in _read_lines(folder / JOURNAL):
+            record = json.loads(entry)
+            if "acquisition_id" not in record:
+                errors.append(FileError(record["file"], record["code"], record["message"]))
+                continue
+            imported += 1
+            with reading(self.engine) as conn:
+                session = q.session_of_acquisition(conn, record["acquisition_id"])
+            sessions[session] = sessions.get(session, False) or record["new"]
         study_ids = self._hand_over(upload, sessions)
         summary = (
             [] if imported else ["No DICOM files found" + (" (every file was refused)" if errors else "")]
@@ -339,6 +417,7 @@ class Uploads:
                 .where(Upload.id == upload_id)
                 .values(
                     state=UploadState.IMPORTED if imported else UploadState.FAILED,
+                    files_received=len(_read_lines(folder / RECEIVED)),
                     instances_imported=imported,
                     errors=json.dumps([e.__dict__ for e in errors]),
                     summary_errors=json.dumps(summary),
@@ -354,26 +433,6 @@ class Uploads:
             len(errors),
             len(study_ids),
         )
-
-    def _members(self, folder: Path, errors: list[FileError]) -> Iterator[tuple[str, Path]]:
-        """Every received file, zips opened safely (refusals recorded per member)."""
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            label = path.name.split("_", 1)[-1]
-            if not is_zip(path):
-                yield label, path
-                continue
-            with tempfile.TemporaryDirectory(dir=folder, prefix=".zip-") as target:
-                try:
-                    extracted = extract(path, Path(target), self.limits)
-                except ArchiveRefused as exc:
-                    errors.append(FileError(label, "invalid-archive", str(exc)))
-                    continue
-                errors.extend(
-                    FileError(f"{label}:{name}", "refused-archive-member", reason)
-                    for name, reason in extracted.refused
-                )
-                for name, member in extracted.files:
-                    yield f"{label}:{name}", member
 
     def _hand_over(self, upload: UploadInfo, sessions: dict[int, bool]) -> list[int]:
         """Each session's study enters the flow with the report type; unchanged finished ones are reused."""
@@ -395,6 +454,47 @@ class Uploads:
         if fresh:
             study_ids += self.flow.request(fresh, names, actor=upload.created_by, upload_id=upload.id)
         return study_ids
+
+
+class _Sources:
+    """The ingest source of each upload (who and into which project), looked up once."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._known: dict[str, Source] = {}
+
+    def __getitem__(self, upload_id: str) -> Source:
+        if upload_id not in self._known:
+            with reading(self.engine) as conn:
+                row = conn.execute(
+                    select(Upload.created_by, Project.label)
+                    .join(Project, Project.id == Upload.project_id)
+                    .where(Upload.id == upload_id)
+                ).one()
+            prefix = self.settings.dimse.project_ae_prefix
+            self._known[upload_id] = Source(
+                "upload", f"{row.created_by} upload {upload_id}", called_ae=f"{prefix}{row.label}"
+            )
+        return self._known[upload_id]
+
+
+def _append(path: Path, *lines: str) -> None:
+    """Append whole lines at once (O_APPEND: parallel writers never interleave within a line)."""
+    if lines:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, "".join(line + "\n" for line in lines).encode())
+        finally:
+            os.close(fd)
+
+
+def _read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _line(label: str, code: str, message: str) -> str:
+    return json.dumps({"file": label, "code": code, "message": message})
 
 
 __all__ = ["FileError", "UploadInfo", "UploadState", "Uploads"]
