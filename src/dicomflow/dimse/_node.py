@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _status as status
-from dicomflow.dimse._receiver import Receiver, _actor, _calling_ae
+from dicomflow.dimse._receiver import Receiver, _actor
 from dicomflow.errors import InvalidInstance
 from dicomflow.ingest import Ingestor, Source
 
@@ -74,40 +74,48 @@ class NodeReceiver(Receiver):
     def on_requested(self, event: Any) -> None:
         """Any called AE is the node (it has one purpose)."""
 
-    def on_store(self, event: Any) -> int | Dataset:
-        """Refuse what no input accepts; store the rest through the ingest, into the node's project."""
-        command = event.request
-        calling_ae = _calling_ae(event)
-        prefix = self.settings.project_ae_prefix
-        source = Source("dimse", _actor(event), calling_ae=calling_ae, called_ae=f"{prefix}{self.project}")
-        uid = str(command.AffectedSOPInstanceUID)
+    def source(self, assoc: Any) -> Source:
+        """As the receiver's, but everything goes to the node's project whatever the called AE."""
+        own = super().source(assoc)
+        return Source(
+            "dimse",
+            own.actor,
+            calling_ae=own.calling_ae,
+            called_ae=f"{self.settings.project_ae_prefix}{self.project}",
+        )
+
+    def _store(
+        self,
+        assoc: Any,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        part10: Callable[[bytes], bytes | memoryview],
+    ) -> int | Dataset:
+        """Refuse what no input accepts; store the rest through the receiver's path, into the project."""
+        source = self.source(assoc)
         try:
             meta = encode_file_meta(
-                str(command.AffectedSOPClassUID), uid, str(event.context.transfer_syntax), calling_ae
+                sop_class_uid, sop_instance_uid, transfer_syntax_uid, source.calling_ae or ""
             )
-            data = meta + command.DataSet.getvalue()
+            data = part10(meta)
             header = dcmread(io.BytesIO(data), stop_before_pixels=True)
         except Exception:
             error = InvalidInstance("the data set cannot be parsed")
-            self.ingestor.record_rejection(source, uid[:64], error)
+            self.ingestor.record_rejection(source, sop_instance_uid[:64], error)
             return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
         refusal = self.accepts(header)
         if refusal is not None:
-            self.ingestor.record_rejection(source, uid[:64], InvalidInstance(refusal))
-            LOGGER.info("refused %s from %s: %s", uid, source.actor, refusal)
+            self.ingestor.record_rejection(source, sop_instance_uid[:64], InvalidInstance(refusal))
+            LOGGER.info("refused %s from %s: %s", sop_instance_uid, source.actor, refusal)
             return status.status_dataset(self.reject_status, refusal)
-        try:
-            self.ingestor.ingest_bytes([data], source, expected_sop_instance_uid=uid)
-        except Exception as exc:
-            from dicomflow.errors import DicomflowError
-
-            if isinstance(exc, DicomflowError):
-                return status.status_dataset(status.status_for(exc), exc.message)
-            LOGGER.exception("C-STORE from %s failed", source.actor)
-            return status.status_dataset(status.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
-        with self._lock:
-            self._touched.setdefault(event.assoc, set()).add(str(header.get("StudyInstanceUID", "")))
-        return status.SUCCESS
+        outcome = super()._store(
+            assoc, sop_class_uid, sop_instance_uid, transfer_syntax_uid, lambda _meta: data
+        )
+        if outcome == status.SUCCESS:
+            with self._lock:
+                self._touched.setdefault(assoc, set()).add(str(header.get("StudyInstanceUID", "")))
+        return outcome
 
     def _released(self, event: Any) -> None:
         with self._lock:
@@ -116,7 +124,7 @@ class NodeReceiver(Receiver):
             try:
                 self.on_released(touched)
             except Exception:
-                LOGGER.exception("processing after the release of %s failed", _actor(event))
+                LOGGER.exception("processing after the release of %s failed", _actor(event.assoc))
 
     def _aborted(self, event: Any) -> None:
         with self._lock:
@@ -124,6 +132,6 @@ class NodeReceiver(Receiver):
         if touched:
             LOGGER.warning(
                 "association from %s aborted: %d study(ies) wait for a complete send",
-                _actor(event),
+                _actor(event.assoc),
                 len(touched),
             )

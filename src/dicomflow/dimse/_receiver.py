@@ -179,6 +179,11 @@ class Receiver:
             return outcome, None
         return int(outcome.Status), str(outcome.ErrorComment)
 
+    def source(self, assoc: Any) -> Source:
+        """Who sends on this association, and to which called AE (the project route)."""
+        called_ae = str(assoc.requestor.primitive.called_ae_title).strip()
+        return Source("dimse", _actor(assoc), calling_ae=_calling_ae(assoc), called_ae=called_ae)
+
     def _store(
         self,
         assoc: Any,
@@ -187,11 +192,11 @@ class Receiver:
         transfer_syntax_uid: str,
         part10: Callable[[bytes], bytes | memoryview],
     ) -> int | Dataset:
-        calling_ae = _calling_ae(assoc)
-        called_ae = str(assoc.requestor.primitive.called_ae_title).strip()
-        source = Source("dimse", _actor(assoc), calling_ae=calling_ae, called_ae=called_ae)
+        source = self.source(assoc)
         try:
-            meta = encode_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid, calling_ae)
+            meta = encode_file_meta(
+                sop_class_uid, sop_instance_uid, transfer_syntax_uid, source.calling_ae or ""
+            )
             self.ingestor.ingest_bytes([part10(meta)], source, expected_sop_instance_uid=sop_instance_uid)
         except UnicodeEncodeError:
             error = InvalidInstance("the C-STORE request names a SOP Class or Instance UID that is not ASCII")
