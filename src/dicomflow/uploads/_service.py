@@ -313,6 +313,7 @@ class Uploads:
         return [self._info(conn, row) for row in conn.execute(query).all()]
 
     def _info(self, conn: Any, row: Any) -> UploadInfo:
+        open_ = row.state in (UploadState.UPLOADING, UploadState.IMPORTING)  # counts live in the journal
         study_ids = json.loads(row.study_ids)
         uids = []
         if study_ids:
@@ -333,12 +334,10 @@ class Uploads:
             created_at=as_utc(row.created_at),
             updated_at=as_utc(row.updated_at),
             expires_at=self._expiry(row),
-            files_received=row.files_received
-            if row.state != UploadState.UPLOADING
-            else self._count(row.id, RECEIVED),
-            instances_imported=row.instances_imported
-            if row.state != UploadState.UPLOADING
-            else self._count(row.id, JOURNAL, '"acquisition_id"'),
+            files_received=self._count(row.id, RECEIVED) if open_ else row.files_received,
+            instances_imported=self._count(row.id, JOURNAL, '"acquisition_id"')
+            if open_
+            else row.instances_imported,
             errors=[FileError(**e) for e in json.loads(row.errors)],
             summary_errors=list(json.loads(row.summary_errors)),
             study_instance_uids=uids,
