@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -35,6 +35,7 @@ LOGGER = logging.getLogger(__name__)
 CHUNK = 1 << 20
 RECEIVED = ".received"  # one stored name per line, appended as files arrive
 JOURNAL = ".journal"  # one JSON line per file or zip member: what it became
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class UploadState:
@@ -133,9 +134,15 @@ class Uploads:
         self._require(upload_id, UploadState.UPLOADING)
         folder = self.root / upload_id
         name = stored_name(client_name)
-        size = self._store(folder, name, client_name, stream)
-        _append(folder / RECEIVED, name)
         label = name.split("_", 1)[-1]
+        head = stream.read(4)
+        if head not in ZIP_MAGIC:  # one instance: straight from the request to the ingest, no temp file
+            data = head + self._read_bounded(stream, client_name)
+            _append(folder / RECEIVED, name)
+            _append(folder / JOURNAL, self._ingest_bytes(label, data, upload_id))
+            return name, len(data)
+        size = self._store(folder, name, client_name, _Prefixed(head, stream))
+        _append(folder / RECEIVED, name)
         try:
             lines = [
                 refusal or self._ingest_one(member_label, path, upload_id)
@@ -146,7 +153,7 @@ class Uploads:
         _append(folder / JOURNAL, *lines)
         return name, size
 
-    def _store(self, folder: Path, name: str, client_name: str, stream: IO[bytes]) -> int:
+    def _store(self, folder: Path, name: str, client_name: str, stream: _Readable) -> int:
         size = 0
         limit = self.settings.uploads.max_file_bytes
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".part-", delete=False) as out:
@@ -161,6 +168,22 @@ class Uploads:
                 raise
         Path(out.name).rename(folder / name)
         return size
+
+    def _read_bounded(self, stream: IO[bytes], client_name: str) -> bytes:
+        limit = self.settings.uploads.max_file_bytes
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidState(f"{client_name!r} is larger than {limit} bytes")
+        return data
+
+    def _ingest_bytes(self, label: str, data: bytes, upload_id: str) -> str:
+        """Ingest one instance given as bytes; the journal line saying what became of it."""
+        try:
+            result = self._ingestor().ingest_bytes([data], self._sources[upload_id])
+        except DicomflowError as exc:
+            return _line(label, exc.code, exc.message)
+        new = result.outcome is not Outcome.DUPLICATE
+        return json.dumps({"file": label, "acquisition_id": result.acquisition_id, "new": new})
 
     def _ingest_one(self, label: str, path: Path, upload_id: str) -> str:
         """Ingest one file; the journal line saying what became of it."""
@@ -453,6 +476,24 @@ class Uploads:
         if fresh:
             study_ids += self.flow.request(fresh, names, actor=upload.created_by, upload_id=upload.id)
         return study_ids
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Prefixed:
+    """A stream whose first bytes were already read."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self.head = head
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            head, self.head = self.head, b""
+            return head + self.stream.read(max(0, size - len(head)) if size >= 0 else -1)
+        return self.stream.read(size)
 
 
 class _Sources:
