@@ -127,6 +127,10 @@ def _session(engine: Engine, subject_row: Any, study_id: str) -> Any:
     return row
 
 
+def _row_ids(project: Any, subject: Any, session: Any) -> dict[str, int]:
+    return {"project": project.id, "subject": subject.id, "session": session.id}
+
+
 def _study_entity(engine: Engine, session_row: Any, project_id: int) -> dict[str, Any]:
     with reading(engine) as conn:
         modalities = list(
@@ -244,7 +248,7 @@ def list_series(
 ) -> dict[str, Any]:
     """Series of a study with every field the client requires (tags read from one instance each)."""
     project, subject, session = _study_rows(engine, who, project_id, patient_id, study_id)
-    ids = {"project": project.id, "subject": subject.id, "session": session.id}
+    ids = _row_ids(project, subject, session)
     store = request.app.state.store
     items = []
     with reading(engine) as conn:
@@ -281,7 +285,7 @@ def list_customer_results(
 ) -> dict[str, Any]:
     """One customer result per succeeded job of the study."""
     project, subject, session = _study_rows(engine, who, project_id, patient_id, study_id)
-    ids = {"project": project.id, "subject": subject.id, "session": session.id}
+    ids = _row_ids(project, subject, session)
     uri = m.study_uri(project.id, subject.id, session.id)
     items = [
         m.customer_result(j, ids, uri)
@@ -307,7 +311,7 @@ def list_pipeline_results(
 ) -> dict[str, Any]:
     """One pipeline result per succeeded job, with the measurements of its results.json."""
     project, subject, session = _study_rows(engine, who, project_id, patient_id, study_id)
-    ids = {"project": project.id, "subject": subject.id, "session": session.id}
+    ids = _row_ids(project, subject, session)
     uri = m.study_uri(project.id, subject.id, session.id)
     data_dir = request.app.state.settings.data_dir
     items = []
