@@ -65,6 +65,13 @@ class Server:
             env=env,
             start_new_session=True,
         )
+        try:
+            self._setup()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _setup(self) -> None:
         self._wait_ready()
         self.cli("users", "create", "bench@example.org", "--password", "x", "--role", "admin")
         token = self.cli("tokens", "create", "--user", "bench@example.org").strip()

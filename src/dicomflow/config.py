@@ -56,6 +56,7 @@ class HttpSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, description="TCP port of the HTTP API.")
+    workers: int = Field(0, description="HTTP processes sharing the port (0 = one per CPU core, at least 2).")
 
 
 class IndexSettings(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +10,7 @@ from fastapi import FastAPI
 
 from dicomflow import __version__
 from dicomflow.api import _catalog, _instances, _processing, _uploads, icometrix
+from dicomflow.api._server import run_upload_janitor
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine, migrate
@@ -23,7 +23,7 @@ API_PREFIX = "/api/v1"
 """Prefix of the native routes."""
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     """Build the HTTP API.
 
     The index engine (migrated to the newest schema) and the blob store are created here, once, and kept
@@ -33,6 +33,9 @@ def create_app(settings: Settings) -> FastAPI:
     ----------
     settings
         The installation's settings.
+    supervised
+        One of several HTTP processes of ``dicomflow serve``: the supervisor, not the app, resumes
+        interrupted upload imports and expires abandoned uploads.
 
     Returns
     -------
@@ -46,14 +49,12 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         uploads: Uploads = app.state.uploads
-        resumed = uploads.resume()
-        if resumed:
-            logging.getLogger("dicomflow").warning("resuming the import of %d upload(s)", resumed)
         stop = threading.Event()
-        janitor = threading.Thread(
-            target=_sweep, args=(uploads, settings, stop), name="upload-janitor", daemon=True
-        )
-        janitor.start()
+        if not supervised:
+            janitor = threading.Thread(
+                target=run_upload_janitor, args=(uploads, settings, stop), name="upload-janitor", daemon=True
+            )
+            janitor.start()
         yield
         stop.set()
         uploads.close()
@@ -76,15 +77,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])
     app.include_router(icometrix.router, tags=["icometrix-compatible"])
     return app
-
-
-def _sweep(uploads: Uploads, settings: Settings, stop: threading.Event) -> None:
-    """Expire abandoned uploads now and then, until the app stops."""
-    while not stop.wait(settings.uploads.sweep_interval):
-        try:
-            uploads.expire()
-        except Exception:
-            logging.getLogger("dicomflow").exception("expiring abandoned uploads failed")
 
 
 def health() -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from types import FrameType
 from typing import Annotated
 
@@ -22,13 +23,12 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Receiving processes (default: 2 per core).")] = None,
 ) -> None:
     """Run the DICOM receiver and the HTTP API until interrupted."""
-    import uvicorn
-
-    from dicomflow.api import create_app
+    from dicomflow.api._server import http_worker_count, listen_http, run_http_worker, run_upload_janitor
     from dicomflow.dimse import ReceiverPool, listen, open_ingestor, worker_count
     from dicomflow.index import create_index_engine, migrate
     from dicomflow.ingest import recover_store
     from dicomflow.jobs import ProcessingEngine
+    from dicomflow.uploads import Uploads
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(
@@ -56,29 +56,42 @@ def serve(
             report.removed,
         )
     pool = ReceiverPool(settings, listen(settings))
+    http = ReceiverPool(
+        settings,
+        listen_http(settings),
+        target=run_http_worker,
+        count=http_worker_count(settings),
+        name="http",
+    )
     pool.start()  # fork before any thread of ours starts
+    http.start()
     processing = ProcessingEngine(settings, create_index_engine(settings.index_url))
     processing.start()
+    uploads = Uploads(settings, processing.engine, processing.flow)
+    stop = threading.Event()
+    janitor = threading.Thread(target=run_upload_janitor, args=(uploads, settings, stop), daemon=True)
+    janitor.start()
     logging.getLogger("dicomflow").info(
-        "DICOM receiver %s on %s:%d (%d processes), HTTP API on http://%s:%d, data in %s",
+        "DICOM receiver %s on %s:%d (%d processes), HTTP API on http://%s:%d (%d processes), data in %s",
         settings.dimse.ae_title,
         settings.dimse.host,
         settings.dimse.port,
         worker_count(settings),
         settings.http.host,
         settings.http.port,
+        http_worker_count(settings),
         settings.data_dir.resolve(),
     )
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: end with SystemExit
-    # so that the receivers are stopped too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     try:
-        uvicorn.run(
-            create_app(settings), host=settings.http.host, port=settings.http.port, log_level="warning"
-        )
+        while True:
+            signal.pause()
     finally:
+        stop.set()
+        http.stop()
         processing.stop()
+        uploads.close()
         pool.stop()
 
 

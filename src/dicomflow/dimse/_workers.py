@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -46,7 +47,7 @@ def listen(settings: Settings) -> socket.socket:
 
 
 class ReceiverPool:
-    """Runs and supervises the receiving processes.
+    """Runs and supervises the receiving processes (or, with ``target``, any workers on a shared socket).
 
     Parameters
     ----------
@@ -56,9 +57,20 @@ class ReceiverPool:
         The bound, listening socket (see :func:`listen`).
     """
 
-    def __init__(self, settings: Settings, listening: socket.socket) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        listening: socket.socket,
+        *,
+        target: Callable[[Settings, socket.socket], None] | None = None,
+        count: int | None = None,
+        name: str = "dimse",
+    ) -> None:
         self.settings = settings
         self.listening = listening
+        self.target = target or run_worker
+        self.count = count or worker_count(settings)
+        self.name = name
         self._context = multiprocessing.get_context("fork")
         self._processes: list[BaseProcess] = []
         self._stopping = threading.Event()
@@ -66,8 +78,8 @@ class ReceiverPool:
 
     def start(self) -> None:
         """Fork the workers (call before starting other threads) and watch them."""
-        self._processes = [self._spawn(i) for i in range(worker_count(self.settings))]
-        self._monitor = threading.Thread(target=self._watch, name="dimse-supervisor", daemon=True)
+        self._processes = [self._spawn(i) for i in range(self.count)]
+        self._monitor = threading.Thread(target=self._watch, name=f"{self.name}-supervisor", daemon=True)
         self._monitor.start()
 
     def stop(self) -> None:
@@ -86,9 +98,9 @@ class ReceiverPool:
 
     def _spawn(self, index: int) -> BaseProcess:
         process = self._context.Process(
-            target=run_worker,
+            target=self.target,
             args=(self.settings, self.listening),
-            name=f"dicomflow-dimse-{index}",
+            name=f"dicomflow-{self.name}-{index}",
             daemon=True,
         )
         process.start()
@@ -105,7 +117,7 @@ class ReceiverPool:
                     self._processes[i] = self._spawn(i)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to send us SIGTERM when the supervisor dies, even by SIGKILL (no orphan receivers)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -121,7 +133,7 @@ def run_worker(settings: Settings, listening: socket.socket) -> None:
     from dicomflow.dimse._receiver import Receiver
     from dicomflow.dimse._setup import configure, open_ingestor
 
-    _die_with_parent()
+    die_with_parent()
     stop = threading.Event()
 
     def _on_term(_signum: int, _frame: FrameType | None) -> None:
