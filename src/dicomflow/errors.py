@@ -16,6 +16,7 @@
      +-- StorageError              storage-error         507  the blob store could not write or read
      +-- IndexUnavailable          index-error           503  the index could not commit
      +-- InvalidRequest            validation-error      422  the API refused a request's body or parameters
+     +-- TooLarge                  too-large             413  a file sent is larger than the settings allow
      +-- ServerUnreachable         server-unreachable    503  the SDK could not reach the server
      +-- ImportFailed              import-failed         422  an upload ended failed or expired
      +-- StudyFailed               study-failed          422  a study ended in stage Failed
@@ -120,6 +121,12 @@ class InvalidRequest(DicomflowError):
     """The API refused the request's body or parameters (its validation; the errors are in details)."""
 
     code, http_status = "validation-error", 422
+
+
+class TooLarge(DicomflowError):
+    """A file (or zip) sent in one request is larger than ``uploads.max_file_bytes``."""
+
+    code, http_status = "too-large", 413
 
 
 class ServerUnreachable(DicomflowError):

@@ -251,10 +251,13 @@ def test_request_shapes_of_an_upload(tmp_path: Path) -> None:
         "force_reprocessing": False,
     }
     assert {r.headers["Authorization"] for r in recorder.requests} == {"Bearer T0KEN"}
-    assert [(r.method, r.url.path) for r in puts] == [("PUT", "/api/v1/uploads/u-1/files")] * 2
-    assert all(r.headers["Content-Type"].startswith("multipart/form-data") for r in puts)
+    assert sorted((r.method, r.url.raw_path) for r in puts) == [
+        ("PUT", b"/api/v1/uploads/u-1/files/a%2Fx.dcm"),  # the label, one path segment
+        ("PUT", b"/api/v1/uploads/u-1/files/b.zip"),
+    ]
+    assert all(r.headers["Content-Type"] == "application/octet-stream" for r in puts)
+    assert sorted((r.read(), r.headers["Content-Length"]) for r in puts) == [(b"first", "5"), (b"second", "6")]
     bodies = b"".join(r.content for r in puts)
-    assert b'name="file"; filename="a/x.dcm"' in bodies and b'name="file"; filename="b.zip"' in bodies
     assert b"hidden folder" not in bodies
     assert sorted(sent) == [("b.zip", 6), ("x.dcm", 5)]
     assert (complete.method, complete.url.path) == ("POST", "/api/v1/uploads/u-1/complete")

@@ -45,6 +45,12 @@ class Api:
         files = {"file": (name, data, "application/octet-stream")}
         return self.client.put(f"/api/v1/uploads/{upload_id}/files", files=files, headers=self.h(who))
 
+    def put_raw(self, upload_id: str, name: str, data: bytes, who: str = "admin") -> Any:
+        url = f"/api/v1/uploads/{upload_id}/files/{name}"
+        return self.client.put(
+            url, content=data, headers={**self.h(who), "Content-Type": "application/dicom"}
+        )
+
     def complete_and_wait(self, upload_id: str) -> dict[str, Any]:
         response = self.client.post(f"/api/v1/uploads/{upload_id}/complete", headers=self.h())
         assert response.status_code == 202, response.text
@@ -152,6 +158,28 @@ def test_bad_input_is_refused_file_by_file_and_the_rest_imported(api: Api, tmp_p
     assert not (tmp_path / "escape.dcm").exists() and not Path("/tmp/evil.dcm").exists()
     outside = [p for p in tmp_path.rglob("*") if api.data_dir not in p.parents and p != api.data_dir]
     assert outside == []  # nothing written outside the data directory
+
+
+def test_a_file_sent_as_the_request_body_is_imported_like_a_part(api: Api) -> None:
+    study = make_study(series=1, instances=3)
+    upload = api.start(who="uploader")
+    first = api.put_raw(upload["id"], "one.dcm", to_bytes(study[0]), "uploader")
+    assert first.status_code == 200, first.text
+    (received,) = first.json()["received"]
+    assert received["name"].endswith("_one.dcm") and received["size"] == len(to_bytes(study[0]))
+    zipped = api.put_raw(
+        upload["id"], "rest.zip", _zip([(f"{i}.dcm", to_bytes(ds)) for i, ds in enumerate(study[1:])])
+    )
+    assert zipped.status_code == 200, zipped.text
+    assert api.put_raw(upload["id"], "x.dcm", to_bytes(study[0]), "viewer").status_code == 403
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    uploads.settings = uploads.settings.with_overrides(**{"uploads.max_file_bytes": 100})
+    big = api.put_raw(upload["id"], "big.dcm", to_bytes(study[0]))
+    assert (big.status_code, big.json()["error"]["code"]) == (413, "too-large")
+
+    done = api.complete_and_wait(upload["id"])
+
+    assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 3, [])
 
 
 def test_an_upload_without_dicom_says_so(api: Api) -> None:

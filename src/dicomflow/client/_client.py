@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -393,9 +394,13 @@ class Client:
 
     # -- helpers ------------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            response = self._http.request(method, self.api_url + path, headers=self._headers, **kwargs)
+            response = self._http.request(
+                method, self.api_url + path, headers={**self._headers, **(headers or {})}, **kwargs
+            )
         except httpx.TransportError as exc:
             raise ServerUnreachable(
                 f"no answer from {self.api_url} to {method} {path}: {exc}", {"url": self.api_url}
@@ -427,8 +432,15 @@ class Client:
         for attempt in range(1, _SEND_ATTEMPTS + 1):
             try:
                 with path.open("rb") as stream:
-                    files = {"file": (name, stream, "application/octet-stream")}
-                    response = self._request("PUT", f"/uploads/{upload_id}/files", files=files)
+                    response = self._request(
+                        "PUT",
+                        f"/uploads/{upload_id}/files/{quote(name, safe='')}",
+                        content=stream,  # streamed in chunks, never read whole
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Length": str(os.fstat(stream.fileno()).st_size),
+                        },
+                    )
                 break
             except ServerUnreachable:
                 if attempt == _SEND_ATTEMPTS:

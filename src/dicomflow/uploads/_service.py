@@ -22,7 +22,7 @@ from typing import IO, Any, Protocol
 from sqlalchemy import Engine, insert, select, update
 
 from dicomflow.config import Settings
-from dicomflow.errors import DicomflowError, InvalidState, NotFound
+from dicomflow.errors import DicomflowError, InvalidState, NotFound, TooLarge
 from dicomflow.index import Project, Upload, reading, utcnow, writing
 from dicomflow.index import _processing as q
 from dicomflow.index._queries import as_utc
@@ -161,7 +161,7 @@ class Uploads:
                 while chunk := stream.read(CHUNK):
                     size += len(chunk)
                     if size > limit:
-                        raise InvalidState(f"{client_name!r} is larger than {limit} bytes")
+                        raise TooLarge(f"{client_name!r} is larger than {limit} bytes")
                     out.write(chunk)
             except BaseException:
                 Path(out.name).unlink(missing_ok=True)
@@ -173,7 +173,7 @@ class Uploads:
         limit = self.settings.uploads.max_file_bytes
         data = stream.read(limit + 1)
         if len(data) > limit:
-            raise InvalidState(f"{client_name!r} is larger than {limit} bytes")
+            raise TooLarge(f"{client_name!r} is larger than {limit} bytes")
         return data
 
     def _ingest_bytes(self, label: str, data: bytes, upload_id: str) -> str:
