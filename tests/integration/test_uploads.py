@@ -62,6 +62,16 @@ class Api:
             time.sleep(0.05)
         raise AssertionError(f"upload {upload_id} still importing")
 
+    def wait_for_checks(self, upload_id: str) -> dict[str, Any]:
+        """The upload's one study, once it has left Importing."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            (study,) = self.client.get(f"/api/v1/uploads/{upload_id}/studies", headers=self.h()).json()
+            if study["stage"] != "Importing":
+                return dict(study)
+            time.sleep(0.05)
+        raise AssertionError(f"the study of upload {upload_id} is still importing")
+
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
@@ -102,7 +112,7 @@ def test_files_in_parallel_are_imported_and_the_study_runs_its_report_type(api: 
 
     assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 8, [])
     assert done["study_instance_uids"] == [study[0].StudyInstanceUID]
-    (found,) = api.client.get(f"/api/v1/uploads/{upload['id']}/studies", headers=api.h()).json()
+    found = api.wait_for_checks(upload["id"])  # the import is over; the checks follow
     assert found["report_types"] == ["toy_count"] and found["upload_id"] == upload["id"]
     assert found["stage"] == "Processing" and found["jobs"][0]["state"] == "queued"
     assert api.client.get(f"/api/v1/uploads/{upload['id']}/files", headers=api.h()).json() == {"files": []}
@@ -180,6 +190,25 @@ def test_a_file_sent_as_the_request_body_is_imported_like_a_part(api: Api) -> No
     done = api.complete_and_wait(upload["id"])
 
     assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 3, [])
+
+
+def test_studies_a_stop_left_unchecked_are_checked_at_the_next_start(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    upload = api.start(report_type="toy_count")
+    for ds in make_study(series=1, instances=2):
+        api.put(upload["id"], "x.dcm", to_bytes(ds))
+    with monkeypatch.context() as stopped:
+        stopped.setattr(uploads.flow, "promote", lambda study_id: None)  # the stop came before the checks
+        done = api.complete_and_wait(upload["id"])
+    assert done["state"] == "imported"
+    (study,) = api.client.get(f"/api/v1/uploads/{upload['id']}/studies", headers=api.h()).json()
+    assert study["stage"] == "Importing"
+
+    uploads.resume()
+
+    assert api.wait_for_checks(upload["id"])["stage"] == "Processing"
 
 
 def test_an_upload_without_dicom_says_so(api: Api) -> None:

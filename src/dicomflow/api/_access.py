@@ -67,8 +67,8 @@ class Access:
             )
 
 
-def current_access(user: CurrentUser, engine: IndexEngine) -> Access:
-    """The caller's :class:`Access`."""
+async def current_access(user: CurrentUser, engine: IndexEngine) -> Access:
+    """The caller's :class:`Access` (on the event loop, as the other identity dependencies)."""
     return Access(user, project_roles(engine, user))
 
 

@@ -71,10 +71,10 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     app.state.uploads = Uploads(settings, engine, app.state.flow)
     install_error_handlers(app)
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
+    app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])  # first: matched per file sent
     app.include_router(_catalog.router, prefix=API_PREFIX, tags=["catalogue"])
     app.include_router(_instances.router, prefix=API_PREFIX, tags=["instances"])
     app.include_router(_processing.router, prefix=API_PREFIX, tags=["processing"])
-    app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])
     app.include_router(icometrix.router, tags=["icometrix-compatible"])
     return app
 

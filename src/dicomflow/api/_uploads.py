@@ -111,12 +111,12 @@ async def put_file(
     caller: Caller,
 ) -> ReceivedFiles:
     """The cheapest way to send: the body is the file, as Orthanc's ``POST /instances`` takes it."""
-    uploads = await run_in_threadpool(_checked, request, engine, caller, upload_id, "send")
+    uploads = _checked(request, engine, caller, upload_id, "send")  # cached after an upload's first file
     limit = uploads.settings.uploads.max_file_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"{name!r} is larger than {limit} bytes")
-    with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=uploads.root / upload_id) as body:
+    with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=str(uploads.root / upload_id)) as body:
         size = 0
         async for chunk in request.stream():
             size += len(chunk)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from dicomflow.errors import AlreadyExists, NotFound
@@ -27,6 +27,18 @@ _N, _R, _P = 2**14, 8, 1
 _SALT_BYTES = 16
 _HASH_BYTES = 32
 _MAX_EMAIL = 255
+
+# Looked up on every request: built once (building a select costs more than running it).
+_USER_OF_TOKEN = (
+    select(User.id, User.email, User.role, User.created_at)
+    .join(Token, Token.user_id == User.id)
+    .where(Token.token_sha256 == bindparam("digest"))
+)
+_ROLES_OF_USER = (
+    select(Project.group_id, Project.label, Membership.role)
+    .join(Membership, Membership.project_id == Project.id)
+    .where(Membership.user_id == bindparam("user_id"))
+)
 
 
 class Role(StrEnum):
@@ -145,13 +157,8 @@ def create_token(engine: Engine, email: str) -> str:
 
 def user_for_token(engine: Engine, token: str) -> UserInfo | None:
     """The user a bearer token belongs to, or ``None`` for an unknown token."""
-    query = (
-        select(User.id, User.email, User.role, User.created_at)
-        .join(Token, Token.user_id == User.id)
-        .where(Token.token_sha256 == _token_digest(token))
-    )
     with reading(engine) as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_USER_OF_TOKEN, {"digest": _token_digest(token)}).first()
     return None if row is None else UserInfo(row.id, row.email, Role(row.role), as_utc(row.created_at))
 
 
@@ -206,13 +213,9 @@ def project_roles(engine: Engine, user: UserInfo) -> dict[tuple[str, str], Role]
     """(group, project label) → the user's role there; None for admins, who may do anything anywhere."""
     if user.role is Role.ADMIN:
         return None
-    query = (
-        select(Project.group_id, Project.label, Membership.role)
-        .join(Membership, Membership.project_id == Project.id)
-        .where(Membership.user_id == user.id)
-    )
     with reading(engine) as conn:
-        return {(row.group_id, row.label): Role(row.role) for row in conn.execute(query)}
+        rows = conn.execute(_ROLES_OF_USER, {"user_id": user.id})
+        return {(row.group_id, row.label): Role(row.role) for row in rows}
 
 
 def revoke_token(engine: Engine, token: str) -> None:

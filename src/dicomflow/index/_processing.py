@@ -31,6 +31,7 @@ from dicomflow.index._models import (
     StageChange,
     Study,
     Subject,
+    Upload,
     utcnow,
 )
 
@@ -363,6 +364,17 @@ def studies_ready(conn: Connection, settled_before: datetime) -> list[Any]:
                 Study.last_instance_at < settled_before,
             )
         ).all()
+    )
+
+
+def uploaded_studies_unchecked(conn: Connection, upload_states: Sequence[str]) -> list[int]:
+    """Studies still importing whose upload is in one of ``upload_states`` (a stop came before the checks)."""
+    return list(
+        conn.scalars(
+            select(Study.id)
+            .join(Upload, Upload.id == Study.upload_id)
+            .where(Study.stage == Stage.IMPORTING.value, Upload.state.in_(upload_states))
+        )
     )
 
 

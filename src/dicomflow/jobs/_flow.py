@@ -107,8 +107,13 @@ class Flow:
         actor: str,
         upload_id: str | None = None,
         scope: str = "session",
+        promote: bool = True,
     ) -> list[int]:
-        """Open (or reuse) a study version per session with ``report_types`` requested, ready at once."""
+        """Open (or reuse) a study version per session with ``report_types`` requested, ready at once.
+
+        With ``promote=False`` the studies stay in Importing: the caller runs :meth:`promote` on each (an
+        upload does, once its own state says imported).
+        """
         for name in report_types:
             self.registry.get(name)  # unknown names fail here, before anything is written
         study_ids = []
@@ -142,7 +147,7 @@ class Flow:
                         scope=scope,
                     )
                 )
-        for study_id in study_ids:
+        for study_id in study_ids if promote else ():
             self.promote(study_id)
         return study_ids
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
 from dicomflow.config import Settings
 from dicomflow.errors import DicomflowError, InvalidState, NotFound, TooLarge
@@ -36,6 +36,7 @@ CHUNK = 1 << 20
 RECEIVED = ".received"  # one stored name per line, appended as files arrive
 JOURNAL = ".journal"  # one JSON line per file or zip member: what it became
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_STATE = select(Upload.state).where(Upload.id == bindparam("upload_id"))  # checked per file: built once
 
 
 class UploadState:
@@ -244,11 +245,14 @@ class Uploads:
         return self.get(upload_id)
 
     def resume(self) -> int:
-        """At start: import again the uploads a stop interrupted (ingest is idempotent)."""
+        """At start: import again the uploads a stop interrupted (ingest is idempotent), and check the
+        studies of imported uploads that a stop left unchecked."""
         with reading(self.engine) as conn:
             ids = list(conn.scalars(select(Upload.id).where(Upload.state == UploadState.IMPORTING)))
+            unchecked = q.uploaded_studies_unchecked(conn, [UploadState.IMPORTED])
         for upload_id in ids:
             threading.Thread(target=self._import, args=(upload_id,), daemon=True).start()
+        self._promote(unchecked)
         return len(ids)
 
     def expire(self) -> int:
@@ -372,7 +376,7 @@ class Uploads:
 
     def _require(self, upload_id: str, state: str) -> None:
         with reading(self.engine) as conn:
-            current = conn.scalar(select(Upload.state).where(Upload.id == upload_id))
+            current = conn.scalar(_STATE, {"upload_id": upload_id})
         if current is None:
             raise NotFound(f"no upload {upload_id!r}")
         if current != state:
@@ -420,16 +424,20 @@ class Uploads:
         errors: list[FileError] = []
         sessions: dict[int, bool] = {}  # session id -> anything new stored
         imported = 0
-        for entry in _read_lines(folder / JOURNAL):
-            record = json.loads(entry)
-            if "acquisition_id" not in record:
-                errors.append(FileError(record["file"], record["code"], record["message"]))
-                continue
-            imported += 1
-            with reading(self.engine) as conn:
-                session = q.session_of_acquisition(conn, record["acquisition_id"])
-            sessions[session] = sessions.get(session, False) or record["new"]
-        study_ids = self._hand_over(upload, sessions)
+        session_of: dict[int, int] = {}  # acquisition id -> session id
+        with reading(self.engine) as conn:
+            for entry in _read_lines(folder / JOURNAL):
+                record = json.loads(entry)
+                if "acquisition_id" not in record:
+                    errors.append(FileError(record["file"], record["code"], record["message"]))
+                    continue
+                imported += 1
+                acquisition = record["acquisition_id"]
+                if acquisition not in session_of:
+                    session_of[acquisition] = q.session_of_acquisition(conn, acquisition)
+                session = session_of[acquisition]
+                sessions[session] = sessions.get(session, False) or record["new"]
+        study_ids, fresh = self._hand_over(upload, sessions)
         summary = (
             [] if imported else ["No DICOM files found" + (" (every file was refused)" if errors else "")]
         )
@@ -455,9 +463,20 @@ class Uploads:
             len(errors),
             len(study_ids),
         )
+        self._promote(fresh)  # the import is over; each study's checks are the flow's next step
 
-    def _hand_over(self, upload: UploadInfo, sessions: dict[int, bool]) -> list[int]:
-        """Each session's study enters the flow with the report type; unchanged finished ones are reused."""
+    def _promote(self, study_ids: Sequence[int]) -> None:
+        for study_id in study_ids:
+            try:
+                self.flow.promote(study_id)
+            except Exception:  # the upload stays imported; the next start checks the study again
+                LOGGER.exception("checks of study %d failed to run", study_id)
+
+    def _hand_over(self, upload: UploadInfo, sessions: dict[int, bool]) -> tuple[list[int], list[int]]:
+        """Each session's study enters the flow with the report type; unchanged finished ones are reused.
+
+        Returns the upload's studies and, of them, those opened now (still to be checked and started).
+        """
         names = [upload.report_type] if upload.report_type else []
         study_ids: list[int] = []
         fresh = []
@@ -473,9 +492,12 @@ class Uploads:
                 study_ids.append(latest.id)  # the same data again: its results stand
             else:
                 fresh.append(session_id)
+        opened = []
         if fresh:
-            study_ids += self.flow.request(fresh, names, actor=upload.created_by, upload_id=upload.id)
-        return study_ids
+            opened = self.flow.request(
+                fresh, names, actor=upload.created_by, upload_id=upload.id, promote=False
+            )
+        return study_ids + opened, opened
 
 
 class _Readable(Protocol):

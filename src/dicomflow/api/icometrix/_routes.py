@@ -66,7 +66,7 @@ def password_session(body: PasswordLogin, response: Response, engine: IndexEngin
     return _open_session(engine, user.email, response)
 
 
-def caller(request: Request, engine: IndexEngine) -> Access:
+async def caller(request: Request, engine: IndexEngine) -> Access:
     """The user of the session cookie (401 without one)."""
     token = request.cookies.get(COOKIE)
     user = user_for_token(engine, token) if token else None
