@@ -256,7 +256,10 @@ def test_request_shapes_of_an_upload(tmp_path: Path) -> None:
         ("PUT", b"/api/v1/uploads/u-1/files/b.zip"),
     ]
     assert all(r.headers["Content-Type"] == "application/octet-stream" for r in puts)
-    assert sorted((r.read(), r.headers["Content-Length"]) for r in puts) == [(b"first", "5"), (b"second", "6")]
+    assert sorted((r.read(), r.headers["Content-Length"]) for r in puts) == [
+        (b"first", "5"),
+        (b"second", "6"),
+    ]
     bodies = b"".join(r.content for r in puts)
     assert b"hidden folder" not in bodies
     assert sorted(sent) == [("b.zip", 6), ("x.dcm", 5)]
