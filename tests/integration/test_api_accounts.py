@@ -10,6 +10,7 @@ import pytest
 from conftest_api import api_settings
 from sqlalchemy import Engine, select
 
+from dicomflow.api._deps import Identities
 from dicomflow.errors import AlreadyExists, NotFound
 from dicomflow.index import Token, User, create_index_engine, migrate
 from dicomflow.index._accounts import (
@@ -20,6 +21,7 @@ from dicomflow.index._accounts import (
     create_token,
     create_user,
     hash_password,
+    revoke_token,
     user_for_token,
 )
 
@@ -100,3 +102,18 @@ def test_tokens_are_random_and_all_valid(engine: Engine) -> None:
 def test_token_for_an_unknown_user_is_not_found(engine: Engine) -> None:
     with pytest.raises(NotFound, match="nobody@example.org"):
         create_token(engine, "nobody@example.org")
+
+
+def test_identities_remember_known_tokens_briefly_and_forget_revoked_ones(engine: Engine) -> None:
+    create_user(engine, "ann@example.org", "pw", Role.VIEWER)
+    token = create_token(engine, "ann@example.org")
+    identities, uncached = Identities(engine), Identities(engine, ttl=0.0)
+    assert identities.user("not-a-token") is None
+    assert identities.user(token) == uncached.user(token) and identities.user(token) is not None
+
+    revoke_token(engine, token)
+
+    assert uncached.user(token) is None  # the index says so at once
+    assert identities.user(token) is not None  # another process's revocation: known for up to ttl
+    identities.forget(token)  # a revocation in this process
+    assert identities.user(token) is None

@@ -8,10 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from dicomflow.config import DuplicatePolicy, Settings
-from dicomflow.dimse import open_ingestor
 from dicomflow.errors import DuplicateConflict
 from dicomflow.index import Event, Instance, migrate
-from dicomflow.ingest import Ingestor, Outcome, Source
+from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
 from factories import make_conflicting_pair, to_bytes
 
 SOURCE = Source("import", "test")

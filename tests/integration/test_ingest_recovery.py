@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from dicomflow.config import DuplicatePolicy, Settings
-from dicomflow.dimse import open_ingestor
 from dicomflow.index import WriteLock, migrate
-from dicomflow.ingest import Ingestor, Source, recover_store
+from dicomflow.ingest import Ingestor, Source, open_ingestor, recover_store
 from dicomflow.storage import FileSystemBlobStore
 from factories import DataDir, make_conflicting_pair, make_instance, to_bytes
 

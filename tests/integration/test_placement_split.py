@@ -7,9 +7,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dicomflow.config import Settings
-from dicomflow.dimse import open_ingestor
 from dicomflow.index import Acquisition, Instance, migrate
-from dicomflow.ingest import Source
+from dicomflow.ingest import Source, open_ingestor
 from factories import make_instance, to_bytes
 
 SOURCE = Source("import", "test")

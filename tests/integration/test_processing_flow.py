@@ -14,11 +14,10 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from dicomflow.config import Settings
-from dicomflow.dimse import open_ingestor
 from dicomflow.errors import InvalidState, UnknownReportType
 from dicomflow.index import Acquisition, Instance, Project, create_project, migrate, reading, writing
 from dicomflow.index import _processing as q
-from dicomflow.ingest import Source
+from dicomflow.ingest import Source, open_ingestor
 from dicomflow.jobs import ProcessingEngine, job_workdir
 from factories import make_study, to_bytes
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from dicomflow import __version__
 from dicomflow.api import _catalog, _instances, _processing, _uploads, icometrix
+from dicomflow.api._deps import Identities
 from dicomflow.api._server import run_upload_janitor
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     app = FastAPI(title="dicomflow", version=__version__, docs_url="/docs", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.identities = Identities(engine)
     app.state.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
     processing = settings.processing
     registry = load_report_types(processing.plugins, processing.aliases, processing.options)

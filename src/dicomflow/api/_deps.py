@@ -6,6 +6,7 @@ costs more than the work (an attribute read, one indexed lookup in the index); t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -38,8 +39,49 @@ IndexEngine = Annotated[Engine, Depends(get_engine)]
 BlobStore = Annotated[FileSystemBlobStore, Depends(get_store)]
 
 
+class Identities:
+    """The users of tokens, each remembered for ``ttl`` seconds by the process that looked it up.
+
+    A client sending many files asks with the same token many times a second; one lookup in the index
+    costs more than the rest of the request's bookkeeping. Unknown tokens are never remembered (a token
+    just created works at once); a token revoked here is forgotten here at once, and by the other API
+    processes within ``ttl``.
+    """
+
+    def __init__(self, engine: Engine, ttl: float = 2.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._known: dict[str, tuple[UserInfo, float]] = {}
+
+    def user(self, token: str) -> UserInfo | None:
+        """The user of ``token``, or ``None`` for an unknown token."""
+        now = time.monotonic()
+        known = self._known.get(token)
+        if known is not None and known[1] > now:
+            return known[0]
+        user = user_for_token(self.engine, token)
+        if user is None:
+            self._known.pop(token, None)
+        else:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[token] = (user, now + self.ttl)
+        return user
+
+    def forget(self, token: str) -> None:
+        """Stop knowing ``token`` (it was revoked)."""
+        self._known.pop(token, None)
+
+
+async def get_identities(request: Request) -> Identities:
+    """The identities kept by ``create_app``."""
+    identities: Identities = request.app.state.identities
+    return identities
+
+
 async def current_user(
-    engine: IndexEngine, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    identities: Annotated[Identities, Depends(get_identities)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> UserInfo:
     """The user of the request's bearer token.
 
@@ -50,7 +92,7 @@ async def current_user(
     """
     if credentials is None:
         raise AuthenticationRequired("this request needs an 'Authorization: Bearer <token>' header")
-    user = user_for_token(engine, credentials.credentials)
+    user = identities.user(credentials.credentials)
     if user is None:
         raise AuthenticationRequired("the bearer token is not valid")
     return user

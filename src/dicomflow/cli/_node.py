@@ -43,11 +43,11 @@ def node(
 ) -> None:
     """Run one report type as a DICOM SCP with durable jobs: store what its inputs accept, refuse the rest
     with REJECT_STATUS, process a group when an association is released and every input has its series."""
-    from dicomflow.dimse import configure, listen, open_ingestor
+    from dicomflow.dimse import configure, listen
     from dicomflow.dimse._node import NodeReceiver
     from dicomflow.errors import AlreadyExists
     from dicomflow.index import create_project, migrate
-    from dicomflow.ingest import recover_store
+    from dicomflow.ingest import open_ingestor, recover_store
     from dicomflow.jobs import ProcessingEngine
     from dicomflow.pipelines import load_report_types, report_types_from
 

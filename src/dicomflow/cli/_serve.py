@@ -24,9 +24,9 @@ def serve(
 ) -> None:
     """Run the DICOM receiver and the HTTP API until interrupted."""
     from dicomflow.api._server import http_worker_count, listen_http, run_http_worker, run_upload_janitor
-    from dicomflow.dimse import ReceiverPool, listen, open_ingestor, worker_count
+    from dicomflow.dimse import ReceiverPool, listen, worker_count
     from dicomflow.index import create_index_engine, migrate
-    from dicomflow.ingest import recover_store
+    from dicomflow.ingest import open_ingestor, recover_store
     from dicomflow.jobs import ProcessingEngine
     from dicomflow.uploads import Uploads
 

@@ -130,10 +130,9 @@ def import_(
     With ``--report-type`` the imported studies go through the whole flow here (checks, jobs, results) and
     the command waits until each is Finished, Failed or waiting in QualityControl.
     """
-    from dicomflow.dimse import open_ingestor
     from dicomflow.errors import DicomflowError
     from dicomflow.index import migrate, reading
-    from dicomflow.ingest import Source
+    from dicomflow.ingest import Source, open_ingestor
     from dicomflow.ingest._placing import find_project
 
     settings = load_settings(data_dir)

@@ -36,6 +36,7 @@ _T = TypeVar("_T")
 _M = TypeVar("_M", bound=BaseModel)
 _SEND_ATTEMPTS = 3  # a file whose request broke off is sent again (the server keeps identical copies once)
 _CHUNK = 1 << 20
+_IN_ONE_WRITE = 64 << 20
 
 
 class Client:
@@ -432,14 +433,13 @@ class Client:
         for attempt in range(1, _SEND_ATTEMPTS + 1):
             try:
                 with path.open("rb") as stream:
+                    size = os.fstat(stream.fileno()).st_size
                     response = self._request(
                         "PUT",
                         f"/uploads/{upload_id}/files/{quote(name, safe='')}",
-                        content=stream,  # streamed in chunks, never read whole
-                        headers={
-                            "Content-Type": "application/octet-stream",
-                            "Content-Length": str(os.fstat(stream.fileno()).st_size),
-                        },
+                        # a DICOM file goes in one write; a big zip is streamed, never read whole
+                        content=stream.read() if size <= _IN_ONE_WRITE else stream,
+                        headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
                     )
                 break
             except ServerUnreachable:

@@ -2,7 +2,7 @@
 
 from dicomflow.dimse._receiver import TRANSFER_SYNTAXES, Receiver
 from dicomflow.dimse._scu import Outgoing, SendReport, describe, send
-from dicomflow.dimse._setup import configure, open_ingestor
+from dicomflow.dimse._setup import configure
 from dicomflow.dimse._workers import ReceiverPool, listen, worker_count
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "configure",
     "describe",
     "listen",
-    "open_ingestor",
     "send",
     "worker_count",
 ]

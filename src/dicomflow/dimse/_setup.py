@@ -14,9 +14,6 @@ from pynetdicom import _config as pynetdicom_config
 
 from dicomflow.config import Settings
 from dicomflow.dimse._reactor import ReactorClock
-from dicomflow.index import create_index_engine
-from dicomflow.ingest import Ingestor
-from dicomflow.storage import FileSystemBlobStore
 
 
 def _prefer_requestor_order(negotiate: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,10 +61,3 @@ def configure(settings: Settings) -> None:
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE  # file meta of pynetdicom
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-
-
-def open_ingestor(settings: Settings) -> Ingestor:
-    """Engine, blob store and ingestor of one process."""
-    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
-    store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
-    return Ingestor(settings, engine, store)

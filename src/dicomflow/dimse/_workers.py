@@ -131,7 +131,8 @@ def die_with_parent() -> None:
 def run_worker(settings: Settings, listening: socket.socket) -> None:
     """Body of one receiving process: build its own engine and ingestor, serve until SIGTERM."""
     from dicomflow.dimse._receiver import Receiver
-    from dicomflow.dimse._setup import configure, open_ingestor
+    from dicomflow.dimse._setup import configure
+    from dicomflow.ingest import open_ingestor
 
     die_with_parent()
     stop = threading.Event()

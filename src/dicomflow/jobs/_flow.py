@@ -26,7 +26,7 @@ from dicomflow.errors import InvalidState
 from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
 from dicomflow.index import _processing as q
 from dicomflow.index import reading, utcnow, writing
-from dicomflow.ingest import Ingestor, Source
+from dicomflow.ingest import Ingestor, Source, open_ingestor
 from dicomflow.jobs._execute import ERROR_FILE, FINDINGS_FILE
 from dicomflow.pipelines import Manifest, ReportTypes, read_series, select, survey
 from dicomflow.storage import FileSystemBlobStore
@@ -56,8 +56,7 @@ class Flow:
 
     def _ingest(self) -> Ingestor:
         if self._ingestor is None:
-            own_store = FileSystemBlobStore(self.settings.blob_root, fsync=self.settings.storage.fsync)
-            self._ingestor = Ingestor(self.settings, self.engine, own_store)
+            self._ingestor = open_ingestor(self.settings)
         return self._ingestor
 
     # -- arrivals -----------------------------------------------------------------------------------------

@@ -26,8 +26,7 @@ from dicomflow.errors import DicomflowError, InvalidState, NotFound, TooLarge
 from dicomflow.index import Project, Upload, reading, utcnow, writing
 from dicomflow.index import _processing as q
 from dicomflow.index._queries import as_utc
-from dicomflow.ingest import Ingestor, Outcome, Source
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
 from dicomflow.uploads._archive import ArchiveRefused, ZipLimits, extract, is_zip
 from dicomflow.uploads._names import stored_name
 
@@ -35,6 +34,7 @@ LOGGER = logging.getLogger(__name__)
 CHUNK = 1 << 20
 RECEIVED = ".received"  # one stored name per line, appended as files arrive
 JOURNAL = ".journal"  # one JSON line per file or zip member: what it became
+COMPLETED = ".completed"  # present once completion began: no more files
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _STATE = select(Upload.state).where(Upload.id == bindparam("upload_id"))  # checked per file: built once
 
@@ -132,8 +132,7 @@ class Uploads:
         The outcome of each file is appended to the upload's journal; nothing is written to the index
         but the instances themselves, so parallel sends do not queue on one row. Returns name and size.
         """
-        self._require(upload_id, UploadState.UPLOADING)
-        folder = self.root / upload_id
+        folder = self._open_folder(upload_id)
         name = stored_name(client_name)
         label = name.split("_", 1)[-1]
         head = stream.read(4)
@@ -215,8 +214,7 @@ class Uploads:
     def _ingestor(self) -> Ingestor:
         with self._lock:
             if self._shared is None:
-                store = FileSystemBlobStore(self.settings.blob_root, fsync=self.settings.storage.fsync)
-                self._shared = Ingestor(self.settings, self.engine, store)
+                self._shared = open_ingestor(self.settings)  # its own engine: commits synced in batches
             return self._shared
 
     def close(self) -> None:
@@ -228,6 +226,9 @@ class Uploads:
 
     def complete(self, upload_id: str) -> UploadInfo:
         """Close the upload and import it in the background; the state says when it is done."""
+        folder = self.root / str(_uuid(upload_id))
+        if folder.is_dir():
+            (folder / COMPLETED).touch()  # from now on sends are refused (see _open_folder)
         with writing(self.engine) as conn:
             changed = conn.execute(
                 update(Upload)
@@ -373,6 +374,18 @@ class Uploads:
 
     def _count(self, upload_id: str, log: str, containing: str = "") -> int:
         return sum(1 for line in _read_lines(self.root / upload_id / log) if containing in line)
+
+    def _open_folder(self, upload_id: str) -> Path:
+        """The folder of an upload that takes files; raises the specific error otherwise.
+
+        Checked per file, so the common case costs two ``stat`` calls: the folder exists while the upload
+        is open or importing, and completion marks it (:data:`COMPLETED`) before the state changes.
+        """
+        folder = self.root / str(_uuid(upload_id))
+        if folder.is_dir() and not (folder / COMPLETED).exists():
+            return folder
+        self._require(upload_id, UploadState.UPLOADING)  # NotFound, or InvalidState naming the state
+        raise InvalidState(f"upload {upload_id} is being completed; files are taken only while uploading")
 
     def _require(self, upload_id: str, state: str) -> None:
         with reading(self.engine) as conn:
@@ -549,6 +562,13 @@ def _append(path: Path, *lines: str) -> None:
             os.write(fd, "".join(line + "\n" for line in lines).encode())
         finally:
             os.close(fd)
+
+
+def _uuid(upload_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(upload_id)
+    except ValueError:
+        raise NotFound(f"no upload {upload_id!r}") from None
 
 
 def _read_lines(path: Path) -> list[str]:

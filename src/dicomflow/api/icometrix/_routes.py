@@ -13,7 +13,7 @@ from pydicom import dcmread
 from sqlalchemy import Engine, func, select
 
 from dicomflow.api._access import READ, UPLOAD, Access
-from dicomflow.api._deps import IndexEngine
+from dicomflow.api._deps import Identities, IndexEngine, get_identities
 from dicomflow.api.icometrix import _model as m
 from dicomflow.errors import AuthenticationRequired, NotFound
 from dicomflow.index import Acquisition, Instance, Project, Session, Study, Subject, reading
@@ -66,10 +66,12 @@ def password_session(body: PasswordLogin, response: Response, engine: IndexEngin
     return _open_session(engine, user.email, response)
 
 
-async def caller(request: Request, engine: IndexEngine) -> Access:
+async def caller(
+    request: Request, engine: IndexEngine, identities: Annotated[Identities, Depends(get_identities)]
+) -> Access:
     """The user of the session cookie (401 without one)."""
     token = request.cookies.get(COOKIE)
-    user = user_for_token(engine, token) if token else None
+    user = identities.user(token) if token else None
     if user is None:
         raise AuthenticationRequired("log in first: POST /authentication-service/api/v1/token-sessions")
     return Access(user, project_roles(engine, user))
@@ -82,6 +84,7 @@ Caller = Annotated[Access, Depends(caller)]
 def logout(request: Request, response: Response, engine: IndexEngine, who: Caller) -> dict[str, Any]:
     """End the session: its token is revoked and the cookie cleared."""
     revoke_token(engine, request.cookies[COOKIE])
+    request.app.state.identities.forget(request.cookies[COOKIE])
     response.delete_cookie(COOKIE, path="/")
     return {"status": "ok"}
 

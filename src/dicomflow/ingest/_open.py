@@ -1,0 +1,20 @@
+"""The ingest stack of one process: its own index engine (with the ingest's synchronous setting) and store."""
+
+from __future__ import annotations
+
+from dicomflow.config import Settings
+from dicomflow.index import create_index_engine
+from dicomflow.ingest._ingest import Ingestor
+from dicomflow.storage import FileSystemBlobStore
+
+
+def open_ingestor(settings: Settings) -> Ingestor:
+    """Engine, blob store and ingestor of one process (every receive path opens its ingest this way).
+
+    The engine is the ingestor's own: with ``index.sqlite_synchronous = NORMAL`` its commits are made
+    durable in batches by the blob store (one WAL fsync per batch), not one fsync per commit as on the
+    API's engine. :meth:`Ingestor.close` disposes of it.
+    """
+    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
+    store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+    return Ingestor(settings, engine, store)
