@@ -154,6 +154,14 @@ class UploadSettings(BaseModel):
     max_zip_members: int = Field(100_000, description="Most files one zip may hold.")
     max_zip_bytes: int = Field(20 * 1024**3, description="Most bytes one zip may expand to.")
     max_zip_ratio: float = Field(200.0, description="Highest compression ratio of a zip member (bombs).")
+    ingest_threads: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Files each HTTP process ingests at once: a few overlap the disk's waits, more only contend "
+            "for the GIL (the API runs one process per core)."
+        ),
+    )
 
 
 class Settings(BaseSettings):

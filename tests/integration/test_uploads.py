@@ -192,6 +192,26 @@ def test_a_file_sent_as_the_request_body_is_imported_like_a_part(api: Api) -> No
     assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 3, [])
 
 
+def test_the_upload_lane_checks_as_the_api_does(api: Api) -> None:
+    upload = api.start()
+    url = f"/api/v1/uploads/{upload['id']}/files/a.dcm"
+    data = to_bytes(make_study(series=1, instances=1)[0])
+
+    anonymous = api.client.put(url, content=data)
+    assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (401, "unauthorized")
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    forged = api.client.put(url, content=data, headers={"Authorization": "Bearer nope"})
+    assert forged.status_code == 401
+    unknown = api.put_raw("7d7c1e0e-6f55-4d8e-9a55-000000000000", "a.dcm", data)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not-found")
+    assert api.put_raw("../../etc", "a.dcm", data).status_code == 404
+    assert api.put_raw(upload["id"], "a.dcm", data, "viewer").json()["error"]["code"] == "forbidden"
+    assert api.put_raw(upload["id"], "a.dcm", data).status_code == 200
+    api.complete_and_wait(upload["id"])
+    late = api.put_raw(upload["id"], "b.dcm", data)
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "invalid-state")
+
+
 def test_studies_a_stop_left_unchecked_are_checked_at_the_next_start(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

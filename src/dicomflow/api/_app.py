@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from dicomflow import __version__
 from dicomflow.api import _catalog, _instances, _processing, _uploads, icometrix
 from dicomflow.api._deps import Identities
+from dicomflow.api._fastlane import UploadFastLane
 from dicomflow.api._server import run_upload_janitor
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     app.state.flow = Flow(settings, engine, app.state.store, registry)
     app.state.uploads = Uploads(settings, engine, app.state.flow)
     install_error_handlers(app)
+    app.add_middleware(UploadFastLane, fastapi_app=app)  # PUT .../files/{name}: the hot path of uploads
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
     app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])  # first: matched per file sent
     app.include_router(_catalog.router, prefix=API_PREFIX, tags=["catalogue"])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy import Engine
 
-from dicomflow.api._access import READ, UPLOAD, Caller
+from dicomflow.api._access import READ, UPLOAD, Access, Caller
 from dicomflow.api._deps import IndexEngine, current_user
 from dicomflow.errors import NotFound, TooLarge
 from dicomflow.index import _processing as q
@@ -18,6 +21,15 @@ from dicomflow.uploads import UploadInfo, Uploads
 
 router = APIRouter(dependencies=[Depends(current_user)])
 IN_MEMORY = 64 << 20  # a raw body larger than this is spooled to disk while it arrives
+
+
+def _ingest_limiter(request: Request) -> anyio.CapacityLimiter:
+    """Bounds the files this process ingests at once (``uploads.ingest_threads``)."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "ingest_limiter", None)
+    if limiter is None:
+        threads = _uploads(request).settings.uploads.ingest_threads
+        limiter = request.app.state.ingest_limiter = anyio.CapacityLimiter(threads)
+    return limiter
 
 
 def _uploads(request: Request) -> Uploads:
@@ -52,7 +64,7 @@ class FileList(BaseModel):
     files: list[str]
 
 
-def _checked(request: Request, engine: IndexEngine, caller: Caller, upload_id: str, action: str) -> Uploads:
+def _checked(request: Request, engine: Engine, caller: Access, upload_id: str, action: str) -> Uploads:
     uploads = _uploads(request)
     _, group, label = uploads.project(upload_id)
     try:
@@ -93,6 +105,7 @@ def put_files(
 @router.put(
     "/uploads/{upload_id}/files/{name:path}",
     summary="Send one file as the request body (DICOM or a zip; no multipart)",
+    response_model=ReceivedFiles,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -109,9 +122,17 @@ async def put_file(
     request: Request,
     engine: IndexEngine,
     caller: Caller,
-) -> ReceivedFiles:
-    """The cheapest way to send: the body is the file, as Orthanc's ``POST /instances`` takes it."""
-    uploads = _checked(request, engine, caller, upload_id, "send")  # cached after an upload's first file
+) -> Response:
+    """The cheapest way to send: the body is the file, as Orthanc's ``POST /instances`` takes it.
+
+    The app answers this route through :class:`~dicomflow.api._fastlane.UploadFastLane` (the same checks
+    and :func:`receive_body`, without FastAPI's routing and dependency resolution); this route documents it.
+    """
+    return await receive_body(request, _checked(request, engine, caller, upload_id, "send"), upload_id, name)
+
+
+async def receive_body(request: Request, uploads: Uploads, upload_id: str, name: str) -> Response:
+    """Take the request body as one file of an upload the caller may send to; answer ``ReceivedFiles``."""
     limit = uploads.settings.uploads.max_file_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -124,8 +145,11 @@ async def put_file(
                 raise TooLarge(f"{name!r} is larger than {limit} bytes")
             body.write(chunk)
         body.seek(0)
-        stored, size = await run_in_threadpool(uploads.receive, upload_id, name, body)
-    return ReceivedFiles(received=[Received(name=stored, size=size)])
+        stored, size = await anyio.to_thread.run_sync(
+            uploads.receive, upload_id, name, body, limiter=_ingest_limiter(request)
+        )
+    answer = {"received": [{"name": stored, "size": size}]}  # ReceivedFiles, without a model per file
+    return Response(json.dumps(answer), media_type="application/json")
 
 
 @router.post("/uploads/{upload_id}/complete", status_code=202, summary="Complete an upload; import starts")

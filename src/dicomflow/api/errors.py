@@ -61,6 +61,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _dicomflow_error(_request: Request, exc: DicomflowError) -> JSONResponse:
+    return dicomflow_error_response(exc)
+
+
+def dicomflow_error_response(exc: DicomflowError) -> JSONResponse:
+    """The response of a :class:`DicomflowError` (its status, code, message and details)."""
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationRequired) else None
     if exc.http_status >= 500:
         _log.error("%s: %s", exc.code, exc.message, exc_info=exc)
