@@ -12,7 +12,7 @@ import pytest
 from conftest_api import ApiContext, Seeded, TestClient, api_settings, running_api
 
 from dicomflow.api import create_app
-from dicomflow.index._accounts import Role
+from dicomflow.index._accounts import Role, create_token, create_user
 
 
 @pytest.fixture
@@ -180,14 +180,17 @@ def test_session_zip_holds_the_whole_study(api: ApiContext) -> None:
 def test_events_newest_first_with_filters(api: ApiContext) -> None:
     seeded: Seeded = api.seeded
     url = "/api/v1/events"
-    every = api.client.get(url, headers=api.headers()).json()
+    every = api.client.get(url, headers=api.headers(Role.ADMIN)).json()
     assert [e["kind"] for e in every] == ["stored", "placed", "placed"]
     assert set(every[0]) == {"id", "at", "kind", "actor", "object_uid", "outcome", "reason"}
-    assert len(api.client.get(url, params={"limit": 2}, headers=api.headers()).json()) == 2
-    placed = api.client.get(url, params={"kind": "placed"}, headers=api.headers()).json()
+    assert len(api.client.get(url, params={"limit": 2}, headers=api.headers(Role.ADMIN)).json()) == 2
+    placed = api.client.get(url, params={"kind": "placed"}, headers=api.headers(Role.ADMIN)).json()
     assert {e["object_uid"] for e in placed} == {seeded.study_a, seeded.study_b}
-    about_b = api.client.get(url, params={"object_uid": seeded.study_b}, headers=api.headers()).json()
+    admin = api.headers(Role.ADMIN)
+    about_b = api.client.get(url, params={"object_uid": seeded.study_b}, headers=admin).json()
     assert [e["reason"] for e in about_b] == [f"placed {seeded.study_b}"]
+    refused = api.client.get(url, headers=api.headers(Role.VIEWER))  # the audit log is the admins'
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
 
 
 def test_datasets_list_their_series(api: ApiContext) -> None:
@@ -197,3 +200,11 @@ def test_datasets_list_their_series(api: ApiContext) -> None:
     assert member["series_instance_uid"] == api.seeded.series["A1"]
     assert member["study_instance_uid"] == api.seeded.study_a
     assert member["instance_count"] == 3
+    assert (member["group"], member["project"]) == ("neuro", "Brain")
+
+
+def test_datasets_show_only_series_of_the_callers_projects(api: ApiContext) -> None:
+    engine = api.client.app.state.engine  # type: ignore[attr-defined]
+    create_user(engine, "outsider@example.org", "pw", Role.VIEWER)  # a member of no project
+    token = create_token(engine, "outsider@example.org")
+    assert api.client.get("/api/v1/datasets", headers={"Authorization": f"Bearer {token}"}).json() == []

@@ -73,17 +73,23 @@ def get_hierarchy(engine: IndexEngine, caller: Caller) -> list[GroupNode]:
 
 
 @router.get("/datasets", summary="List datasets with their series")
-def get_datasets(engine: IndexEngine) -> list[DatasetInfo]:
-    """All datasets by name."""
-    return list_datasets(engine)
+def get_datasets(engine: IndexEngine, caller: Caller) -> list[DatasetInfo]:
+    """Datasets by name, each with its series in the caller's projects (datasets with none are left out)."""
+    found = list_datasets(engine)
+    if caller.roles is None:
+        return found
+    shown = [replace(d, series=tuple(caller.visible(d.series))) for d in found]
+    return [d for d in shown if d.series]
 
 
-@router.get("/events", summary="The event log, newest first")
+@router.get("/events", summary="The event log, newest first (admins only)")
 def get_events(
     engine: IndexEngine,
+    _admin: AdminUser,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many events.")] = 100,
     kind: Annotated[str | None, Query(description="Only events of this kind, e.g. 'placed'.")] = None,
     object_uid: Annotated[str | None, Query(description="Only events about this UID.")] = None,
 ) -> list[EventInfo]:
-    """Who did what, when, to which object, and why."""
+    """Who did what, when, to which object, and why: the installation's audit log (refused associations and
+    files name no project), so only installation admins read it."""
     return events(engine, limit, kind=kind, object_uid=object_uid)

@@ -196,6 +196,8 @@ class EventInfo:
 class DatasetSeriesInfo:
     """A series that is a member of a dataset."""
 
+    group: str
+    project: str
     series_instance_uid: str
     study_instance_uid: str
     acquisition_uid: str
@@ -732,6 +734,8 @@ def _dataset_series_rows() -> _Query:
     return (
         select(
             DatasetSeries.dataset_id,
+            Project.group_id.label("group"),
+            Project.label.label("project"),
             Acquisition.series_instance_uid,
             Session.study_instance_uid,
             Acquisition.acquisition_uid,
@@ -742,6 +746,7 @@ def _dataset_series_rows() -> _Query:
         )
         .join(Acquisition, Acquisition.id == DatasetSeries.acquisition_id)
         .join(Session, Session.id == Acquisition.session_id)
+        .join(Project, Project.id == Session.project_id)
         .outerjoin(totals, totals.c.acquisition_id == Acquisition.id)
         .order_by(Session.study_instance_uid, Acquisition.series_instance_uid, Acquisition.acquisition_uid)
     )
