@@ -171,16 +171,23 @@ def test_bad_input_is_refused_file_by_file_and_the_rest_imported(api: Api, tmp_p
 
 
 def test_a_file_sent_as_the_request_body_is_imported_like_a_part(api: Api) -> None:
-    study = make_study(series=1, instances=3)
+    study = make_study(series=1, instances=4)
     upload = api.start(who="uploader")
     first = api.put_raw(upload["id"], "one.dcm", to_bytes(study[0]), "uploader")
     assert first.status_code == 200, first.text
     (received,) = first.json()["received"]
     assert received["name"].endswith("_one.dcm") and received["size"] == len(to_bytes(study[0]))
     zipped = api.put_raw(
-        upload["id"], "rest.zip", _zip([(f"{i}.dcm", to_bytes(ds)) for i, ds in enumerate(study[1:])])
+        upload["id"], "rest.zip", _zip([(f"{i}.dcm", to_bytes(ds)) for i, ds in enumerate(study[1:3])])
     )
     assert zipped.status_code == 200, zipped.text
+    data = to_bytes(study[3])
+    chunks = (data[i : i + 1000] for i in range(0, len(data), 1000))  # no length given: spooled
+    headers = {**api.h("uploader"), "Content-Type": "application/dicom"}
+    streamed = api.client.put(
+        f"/api/v1/uploads/{upload['id']}/files/last.dcm", content=chunks, headers=headers
+    )
+    assert (streamed.status_code, streamed.json()["received"][0]["size"]) == (200, len(data))
     assert api.put_raw(upload["id"], "x.dcm", to_bytes(study[0]), "viewer").status_code == 403
     uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
     uploads.settings = uploads.settings.with_overrides(**{"uploads.max_file_bytes": 100})
@@ -189,7 +196,7 @@ def test_a_file_sent_as_the_request_body_is_imported_like_a_part(api: Api) -> No
 
     done = api.complete_and_wait(upload["id"])
 
-    assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 3, [])
+    assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 4, [])
 
 
 def test_the_upload_lane_checks_as_the_api_does(api: Api) -> None:

@@ -137,17 +137,24 @@ async def receive_body(request: Request, uploads: Uploads, upload_id: str, name:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"{name!r} is larger than {limit} bytes")
-    with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=str(uploads.root / upload_id)) as body:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"{name!r} is larger than {limit} bytes")
-            body.write(chunk)
-        body.seek(0)
+    limiter = _ingest_limiter(request)
+    if declared.isdigit() and int(declared) <= IN_MEMORY:  # the common case: one instance, kept in memory
+        data = await request.body()
         stored, size = await anyio.to_thread.run_sync(
-            uploads.receive, upload_id, name, body, limiter=_ingest_limiter(request)
+            uploads.receive_bytes, upload_id, name, data, limiter=limiter
         )
+    else:  # a big zip, or a body of unknown length: spooled to disk as it arrives
+        with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=str(uploads.root / upload_id)) as body:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"{name!r} is larger than {limit} bytes")
+                body.write(chunk)
+            body.seek(0)
+            stored, size = await anyio.to_thread.run_sync(
+                uploads.receive, upload_id, name, body, limiter=limiter
+            )
     answer = {"received": [{"name": stored, "size": size}]}  # ReceivedFiles, without a model per file
     return Response(json.dumps(answer), media_type="application/json")
 

@@ -5,6 +5,7 @@ type. Abandoned uploads expire and their files are removed; an import cut short 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -132,15 +133,12 @@ class Uploads:
         The outcome of each file is appended to the upload's journal; nothing is written to the index
         but the instances themselves, so parallel sends do not queue on one row. Returns name and size.
         """
+        head = stream.read(4)
+        if head not in ZIP_MAGIC:  # one instance: straight from the request to the ingest, no temp file
+            return self.receive_bytes(upload_id, client_name, head + self._read_bounded(stream, client_name))
         folder = self._open_folder(upload_id)
         name = stored_name(client_name)
         label = name.split("_", 1)[-1]
-        head = stream.read(4)
-        if head not in ZIP_MAGIC:  # one instance: straight from the request to the ingest, no temp file
-            data = head + self._read_bounded(stream, client_name)
-            _append(folder / RECEIVED, name)
-            _append(folder / JOURNAL, self._ingest_bytes(label, data, upload_id))
-            return name, len(data)
         size = self._store(folder, name, client_name, _Prefixed(head, stream))
         _append(folder / RECEIVED, name)
         try:
@@ -152,6 +150,16 @@ class Uploads:
             (folder / name).unlink(missing_ok=True)  # the bytes are in the blob store now (or refused)
         _append(folder / JOURNAL, *lines)
         return name, size
+
+    def receive_bytes(self, upload_id: str, client_name: str, data: bytes) -> tuple[str, int]:
+        """:meth:`receive` of a file already in memory (one instance is ingested from it without a copy)."""
+        if data[:4] in ZIP_MAGIC:
+            return self.receive(upload_id, client_name, io.BytesIO(data))
+        folder = self._open_folder(upload_id)
+        name = stored_name(client_name)
+        _append(folder / RECEIVED, name)
+        _append(folder / JOURNAL, self._ingest_bytes(name.split("_", 1)[-1], data, upload_id))
+        return name, len(data)
 
     def _store(self, folder: Path, name: str, client_name: str, stream: _Readable) -> int:
         size = 0
