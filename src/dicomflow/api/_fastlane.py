@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomflow.api._access import Access
 from dicomflow.api._deps import Identities
-from dicomflow.api._uploads import _checked, receive_body
+from dicomflow.api._uploads import checked_uploads, receive_body
 from dicomflow.api.errors import dicomflow_error_response, error_response
 from dicomflow.errors import AuthenticationRequired, DicomflowError
 from dicomflow.index import project_roles
@@ -43,7 +43,7 @@ class UploadFastLane:
         request = Request(scope, receive)
         try:
             caller = self._caller(request)
-            uploads = _checked(request, self.state.engine, caller, match["upload_id"], "send")
+            uploads = checked_uploads(request, self.state.engine, caller, match["upload_id"], "send")
             response = await receive_body(request, uploads, match["upload_id"], match["name"])
         except DicomflowError as exc:
             response = dicomflow_error_response(exc)

@@ -64,7 +64,8 @@ class FileList(BaseModel):
     files: list[str]
 
 
-def _checked(request: Request, engine: Engine, caller: Access, upload_id: str, action: str) -> Uploads:
+def checked_uploads(request: Request, engine: Engine, caller: Access, upload_id: str, action: str) -> Uploads:
+    """The upload service, once the caller may ``action`` the upload (404 for an upload it may not see)."""
     uploads = _uploads(request)
     _, group, label = uploads.project(upload_id)
     try:
@@ -94,7 +95,7 @@ def put_files(
     file: Annotated[list[UploadFile], File(description="One or more files or zips.")],
 ) -> ReceivedFiles:
     """Store the parts under fresh safe names; the client's file names are labels, never paths."""
-    uploads = _checked(request, engine, caller, upload_id, "send")
+    uploads = checked_uploads(request, engine, caller, upload_id, "send")
     received = []
     for part in file:
         name, size = uploads.receive(upload_id, part.filename or "file", part.file)
@@ -128,7 +129,8 @@ async def put_file(
     The app answers this route through :class:`~dicomflow.api._fastlane.UploadFastLane` (the same checks
     and :func:`receive_body`, without FastAPI's routing and dependency resolution); this route documents it.
     """
-    return await receive_body(request, _checked(request, engine, caller, upload_id, "send"), upload_id, name)
+    uploads = checked_uploads(request, engine, caller, upload_id, "send")
+    return await receive_body(request, uploads, upload_id, name)
 
 
 async def receive_body(request: Request, uploads: Uploads, upload_id: str, name: str) -> Response:
@@ -162,7 +164,7 @@ async def receive_body(request: Request, uploads: Uploads, upload_id: str, name:
 @router.post("/uploads/{upload_id}/complete", status_code=202, summary="Complete an upload; import starts")
 def post_complete(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
     """The import runs in the background; poll ``GET /uploads/{id}`` for its state."""
-    return _checked(request, engine, caller, upload_id, "complete").complete(upload_id)
+    return checked_uploads(request, engine, caller, upload_id, "complete").complete(upload_id)
 
 
 @router.get("/uploads", summary="Uploads, newest first")
@@ -185,13 +187,13 @@ def get_uploads(
 @router.get("/uploads/{upload_id}", summary="One upload: state, counts, per-file errors, studies")
 def get_upload(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
     """``state`` is uploading, importing, imported, failed or expired."""
-    return _checked(request, engine, caller, upload_id, "read").get(upload_id)
+    return checked_uploads(request, engine, caller, upload_id, "read").get(upload_id)
 
 
 @router.get("/uploads/{upload_id}/files", summary="Files received and not yet imported")
 def get_upload_files(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> FileList:
     """Stored names (a fresh UUID and the sanitised client name); empty once imported."""
-    return FileList(files=_checked(request, engine, caller, upload_id, "read").files(upload_id))
+    return FileList(files=checked_uploads(request, engine, caller, upload_id, "read").files(upload_id))
 
 
 @router.get("/uploads/{upload_id}/studies", summary="Studies the upload's import found")
@@ -199,4 +201,4 @@ def get_upload_studies(
     upload_id: str, request: Request, engine: IndexEngine, caller: Caller
 ) -> list[q.StudyInfo]:
     """Each study version handed to the processing flow, with stage and jobs."""
-    return _checked(request, engine, caller, upload_id, "read").studies(upload_id)
+    return checked_uploads(request, engine, caller, upload_id, "read").studies(upload_id)
