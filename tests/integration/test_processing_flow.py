@@ -240,6 +240,16 @@ def test_a_project_rule_runs_on_settled_dicom_arrivals_and_new_data_opens_a_vers
     assert json.loads(install.results(second)["results.json"].read_text())["measurements"]["instances"] == 4
 
 
+def test_instances_of_an_import_that_runs_the_flow_itself_are_left_to_it(install: Installation) -> None:
+    datasets = make_study(series=1, instances=2)
+    sessions = install.ingest(datasets, Source("import-flow", "cli", called_ae="kp-proj"))
+
+    assert install.flow.track() == 0  # a server's tracker opens no version of its own meanwhile
+    (study_id,) = install.flow.request(sessions, ["toy_count"], actor="cli import")
+    (done,) = install.processing.run_until_settled([study_id], timeout=120)
+    assert (done.stage, done.version) == ("Finished", 1)
+
+
 def test_derived_series_are_filed_in_the_study_without_opening_a_version(tmp_path: Path) -> None:
     install = _make(tmp_path, nodes={"archive": {"host": "127.0.0.1", "port": 9, "ae_title": "NOWHERE"}})
     try:

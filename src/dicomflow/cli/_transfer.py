@@ -145,7 +145,7 @@ def import_(
             if find_project(conn, project) is None:
                 raise typer.BadParameter(f"no project named {project!r}", param_hint="--project")
     source = Source(
-        "import",
+        "import-flow" if report_type else "import",  # with report types, this command starts the flow itself
         "cli",
         calling_ae=f"{prefix}{dataset}" if dataset else None,
         called_ae=f"{prefix}{project}" if project else None,

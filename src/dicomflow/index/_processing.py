@@ -37,6 +37,7 @@ from dicomflow.index._models import (
 
 PIPELINE_SOURCE = "pipeline:"  # instances a job filed back; they never open a new study version
 UPLOAD_SOURCE = "upload:"  # instances of an HTTP upload, handed to the flow when the upload is complete
+IMPORT_FLOW_SOURCE = "import-flow:"  # of `dicomflow import --report-type`, handed over by the command itself
 
 
 # -- value objects ------------------------------------------------------------------------------------------
@@ -171,8 +172,8 @@ def arrivals(conn: Connection, after_id: int, limit: int = 5000) -> tuple[list[A
     ).all()
     by_session: dict[int, Arrival] = {}
     for row in rows:
-        if row.source.startswith((PIPELINE_SOURCE, UPLOAD_SOURCE)):
-            continue  # a job's outputs never open a version; an upload hands its studies over itself
+        if row.source.startswith((PIPELINE_SOURCE, UPLOAD_SOURCE, IMPORT_FLOW_SOURCE)):
+            continue  # a job's outputs never open a version; uploads and flow imports hand theirs over
         by_session[row.session_id] = Arrival(
             row.session_id, row.id, _utc(row.received_at) or utcnow(), row.blob_key
         )
