@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends
+from sqlalchemy import Engine
 
 from dicomflow.api._deps import CurrentUser, IndexEngine
 from dicomflow.errors import NotFound, PermissionDenied
@@ -36,6 +37,11 @@ class Access:
     def __init__(self, user: UserInfo, roles: dict[tuple[str, str], Role] | None) -> None:
         self.user = user
         self.roles = roles  # None: an installation admin
+
+    @classmethod
+    def of(cls, user: UserInfo, engine: Engine) -> Access:
+        """The rights of ``user``, read from the index (admins: everything, without a read)."""
+        return cls(user, project_roles(engine, user))
 
     def sees(self, group: str, project: str) -> bool:
         """Whether the project is visible to the caller."""
@@ -69,7 +75,7 @@ class Access:
 
 async def current_access(user: CurrentUser, engine: IndexEngine) -> Access:
     """The caller's :class:`Access` (on the event loop, as the other identity dependencies)."""
-    return Access(user, project_roles(engine, user))
+    return Access.of(user, engine)
 
 
 Caller = Annotated[Access, Depends(current_access)]

@@ -6,6 +6,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from dicomflow import __version__
@@ -72,6 +73,9 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     registry = load_report_types(processing.plugins, processing.aliases, processing.options)
     app.state.flow = Flow(settings, engine, app.state.store, registry)
     app.state.uploads = Uploads(settings, engine, app.state.flow)
+    app.state.ingest_limiter = anyio.CapacityLimiter(
+        settings.uploads.ingest_threads
+    )  # files ingested at once
     install_error_handlers(app)
     app.add_middleware(UploadFastLane, fastapi_app=app)  # PUT .../files/{name}: the hot path of uploads
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])

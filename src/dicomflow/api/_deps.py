@@ -90,9 +90,20 @@ async def current_user(
     AuthenticationRequired
         No ``Authorization: Bearer`` header, or an unknown token.
     """
-    if credentials is None:
+    return bearer_user(identities, credentials.credentials if credentials else None)
+
+
+def bearer_user(identities: Identities, token: str | None) -> UserInfo:
+    """The user of a bearer token (``None``: the request had no ``Authorization: Bearer`` header).
+
+    Raises
+    ------
+    AuthenticationRequired
+        No token, or an unknown one.
+    """
+    if not token:
         raise AuthenticationRequired("this request needs an 'Authorization: Bearer <token>' header")
-    user = identities.user(credentials.credentials)
+    user = identities.user(token)
     if user is None:
         raise AuthenticationRequired("the bearer token is not valid")
     return user

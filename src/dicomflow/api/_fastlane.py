@@ -2,10 +2,9 @@
 
 A client sending a study sends one request per file, hundreds a second; FastAPI's route matching, dependency
 resolution and response handling cost about as much CPU as storing and indexing the file itself. This ASGI
-middleware answers that one route directly, with the same checks in the same order (bearer token, the
-caller's role in the upload's project, the upload's state, size limit), the same code after them
-(:func:`~dicomflow.api._uploads.receive_body`) and the same error shape. The FastAPI route of the same path
-stays: it documents the request in OpenAPI. Everything else goes to the app unchanged.
+middleware matches that one route itself, resolves the caller as the dependencies do (:func:`bearer_user`,
+:meth:`Access.of`) and calls the route's own function (:func:`~dicomflow.api._uploads.put_file`); errors get
+the API's one shape. Everything else goes to the app unchanged.
 """
 
 from __future__ import annotations
@@ -14,15 +13,15 @@ import logging
 import re
 from typing import Any
 
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomflow.api._access import Access
-from dicomflow.api._deps import Identities
-from dicomflow.api._uploads import checked_uploads, receive_body
+from dicomflow.api._deps import bearer_user
+from dicomflow.api._uploads import put_file
 from dicomflow.api.errors import dicomflow_error_response, error_response
-from dicomflow.errors import AuthenticationRequired, DicomflowError
-from dicomflow.index import project_roles
+from dicomflow.errors import DicomflowError
 
 LOGGER = logging.getLogger(__name__)
 _ROUTE = re.compile(r"/api/v1/uploads/(?P<upload_id>[^/]+)/files/(?P<name>.+)")
@@ -42,22 +41,13 @@ class UploadFastLane:
             return
         request = Request(scope, receive)
         try:
-            caller = self._caller(request)
-            uploads = checked_uploads(request, self.state.engine, caller, match["upload_id"], "send")
-            response = await receive_body(request, uploads, match["upload_id"], match["name"])
+            scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+            user = bearer_user(self.state.identities, token if scheme.lower() == "bearer" else None)
+            caller = Access.of(user, self.state.engine)
+            response = await put_file(match["upload_id"], match["name"], request, caller)
         except DicomflowError as exc:
             response = dicomflow_error_response(exc)
         except Exception:
             LOGGER.exception("PUT %s failed", scope["path"])
             response = error_response(500, "internal-error", "the server failed; its log says why")
         await response(scope, receive, send)
-
-    def _caller(self, request: Request) -> Access:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthenticationRequired("this request needs an 'Authorization: Bearer <token>' header")
-        identities: Identities = self.state.identities
-        user = identities.user(token.strip())
-        if user is None:
-            raise AuthenticationRequired("the bearer token is not valid")
-        return Access(user, project_roles(self.state.engine, user))

@@ -10,7 +10,6 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine
 
 from dicomflow.api._access import READ, UPLOAD, Access, Caller
 from dicomflow.api._deps import IndexEngine, current_user
@@ -21,15 +20,6 @@ from dicomflow.uploads import UploadInfo, Uploads
 
 router = APIRouter(dependencies=[Depends(current_user)])
 IN_MEMORY = 64 << 20  # a raw body larger than this is spooled to disk while it arrives
-
-
-def _ingest_limiter(request: Request) -> anyio.CapacityLimiter:
-    """Bounds the files this process ingests at once (``uploads.ingest_threads``)."""
-    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "ingest_limiter", None)
-    if limiter is None:
-        threads = _uploads(request).settings.uploads.ingest_threads
-        limiter = request.app.state.ingest_limiter = anyio.CapacityLimiter(threads)
-    return limiter
 
 
 def _uploads(request: Request) -> Uploads:
@@ -64,7 +54,7 @@ class FileList(BaseModel):
     files: list[str]
 
 
-def checked_uploads(request: Request, engine: Engine, caller: Access, upload_id: str, action: str) -> Uploads:
+def checked_uploads(request: Request, caller: Access, upload_id: str, action: str) -> Uploads:
     """The upload service, once the caller may ``action`` the upload (404 for an upload it may not see)."""
     uploads = _uploads(request)
     _, group, label = uploads.project(upload_id)
@@ -90,12 +80,11 @@ def post_upload(body: UploadStart, request: Request, engine: IndexEngine, caller
 def put_files(
     upload_id: str,
     request: Request,
-    engine: IndexEngine,
     caller: Caller,
     file: Annotated[list[UploadFile], File(description="One or more files or zips.")],
 ) -> ReceivedFiles:
     """Store the parts under fresh safe names; the client's file names are labels, never paths."""
-    uploads = checked_uploads(request, engine, caller, upload_id, "send")
+    uploads = checked_uploads(request, caller, upload_id, "send")
     received = []
     for part in file:
         name, size = uploads.receive(upload_id, part.filename or "file", part.file)
@@ -121,26 +110,20 @@ async def put_file(
     upload_id: str,
     name: Annotated[str, Path(description="The file's label (never used as a path on the server).")],
     request: Request,
-    engine: IndexEngine,
     caller: Caller,
 ) -> Response:
     """The cheapest way to send: the body is the file, as Orthanc's ``POST /instances`` takes it.
 
-    The app answers this route through :class:`~dicomflow.api._fastlane.UploadFastLane` (the same checks
-    and :func:`receive_body`, without FastAPI's routing and dependency resolution); this route documents it.
+    :class:`~dicomflow.api._fastlane.UploadFastLane` calls this function itself, with the caller it resolved
+    without FastAPI's routing and dependency resolution (the hot path of an upload).
     """
-    uploads = checked_uploads(request, engine, caller, upload_id, "send")
-    return await receive_body(request, uploads, upload_id, name)
-
-
-async def receive_body(request: Request, uploads: Uploads, upload_id: str, name: str) -> Response:
-    """Take the request body as one file of an upload the caller may send to; answer ``ReceivedFiles``."""
+    uploads = checked_uploads(request, caller, upload_id, "send")
     limit = uploads.settings.uploads.max_file_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = int(request.headers["content-length"]) if "content-length" in request.headers else None
+    if declared is not None and declared > limit:
         raise TooLarge(f"{name!r} is larger than {limit} bytes")
-    limiter = _ingest_limiter(request)
-    if declared.isdigit() and int(declared) <= IN_MEMORY:  # the common case: one instance, kept in memory
+    limiter: anyio.CapacityLimiter = request.app.state.ingest_limiter
+    if declared is not None and declared <= IN_MEMORY:  # the common case: one instance, kept in memory
         data = await request.body()
         stored, size = await anyio.to_thread.run_sync(
             uploads.receive_bytes, upload_id, name, data, limiter=limiter
@@ -162,9 +145,9 @@ async def receive_body(request: Request, uploads: Uploads, upload_id: str, name:
 
 
 @router.post("/uploads/{upload_id}/complete", status_code=202, summary="Complete an upload; import starts")
-def post_complete(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
+def post_complete(upload_id: str, request: Request, caller: Caller) -> UploadInfo:
     """The import runs in the background; poll ``GET /uploads/{id}`` for its state."""
-    return checked_uploads(request, engine, caller, upload_id, "complete").complete(upload_id)
+    return checked_uploads(request, caller, upload_id, "complete").complete(upload_id)
 
 
 @router.get("/uploads", summary="Uploads, newest first")
@@ -185,20 +168,18 @@ def get_uploads(
 
 
 @router.get("/uploads/{upload_id}", summary="One upload: state, counts, per-file errors, studies")
-def get_upload(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
+def get_upload(upload_id: str, request: Request, caller: Caller) -> UploadInfo:
     """``state`` is uploading, importing, imported, failed or expired."""
-    return checked_uploads(request, engine, caller, upload_id, "read").get(upload_id)
+    return checked_uploads(request, caller, upload_id, "read").get(upload_id)
 
 
 @router.get("/uploads/{upload_id}/files", summary="Files received and not yet imported")
-def get_upload_files(upload_id: str, request: Request, engine: IndexEngine, caller: Caller) -> FileList:
+def get_upload_files(upload_id: str, request: Request, caller: Caller) -> FileList:
     """Stored names (a fresh UUID and the sanitised client name); empty once imported."""
-    return FileList(files=checked_uploads(request, engine, caller, upload_id, "read").files(upload_id))
+    return FileList(files=checked_uploads(request, caller, upload_id, "read").files(upload_id))
 
 
 @router.get("/uploads/{upload_id}/studies", summary="Studies the upload's import found")
-def get_upload_studies(
-    upload_id: str, request: Request, engine: IndexEngine, caller: Caller
-) -> list[q.StudyInfo]:
+def get_upload_studies(upload_id: str, request: Request, caller: Caller) -> list[q.StudyInfo]:
     """Each study version handed to the processing flow, with stage and jobs."""
-    return checked_uploads(request, engine, caller, upload_id, "read").studies(upload_id)
+    return checked_uploads(request, caller, upload_id, "read").studies(upload_id)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from dicomflow.config import Settings
 from dicomflow.errors import DicomflowError, InvalidState, NotFound, TooLarge
@@ -37,7 +37,6 @@ RECEIVED = ".received"  # one stored name per line, appended as files arrive
 JOURNAL = ".journal"  # one JSON line per file or zip member: what it became
 COMPLETED = ".completed"  # present once completion began: no more files
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_STATE = select(Upload.state).where(Upload.id == bindparam("upload_id"))  # checked per file: built once
 
 
 class UploadState:
@@ -397,7 +396,7 @@ class Uploads:
 
     def _require(self, upload_id: str, state: str) -> None:
         with reading(self.engine) as conn:
-            current = conn.scalar(_STATE, {"upload_id": upload_id})
+            current = conn.scalar(select(Upload.state).where(Upload.id == upload_id))
         if current is None:
             raise NotFound(f"no upload {upload_id!r}")
         if current != state:

@@ -18,7 +18,7 @@ from dicomflow.api.icometrix import _model as m
 from dicomflow.errors import AuthenticationRequired, NotFound
 from dicomflow.index import Acquisition, Instance, Project, Session, Study, Subject, reading
 from dicomflow.index import _processing as q
-from dicomflow.index._accounts import authenticate, create_token, project_roles, revoke_token, user_for_token
+from dicomflow.index._accounts import authenticate, create_token, revoke_token, user_for_token
 from dicomflow.jobs import Flow
 from dicomflow.uploads import Uploads
 
@@ -74,7 +74,7 @@ async def caller(
     user = identities.user(token) if token else None
     if user is None:
         raise AuthenticationRequired("log in first: POST /authentication-service/api/v1/token-sessions")
-    return Access(user, project_roles(engine, user))
+    return Access.of(user, engine)
 
 
 Caller = Annotated[Access, Depends(caller)]
