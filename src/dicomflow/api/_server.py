@@ -65,6 +65,12 @@ class _BalancedServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, listening: socket.socket) -> None:
         super().__init__(config)
         self.listening = listening
+        self._handing = 0  # accepted here, not yet among uvicorn's connections
+        self._handing_lock = threading.Lock()
+
+    def _busy(self) -> int:
+        with self._handing_lock:
+            return len(self.server_state.connections) + self._handing
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listener of uvicorn's own
@@ -84,7 +90,7 @@ class _BalancedServer(uvicorn.Server):
         while not self.should_exit:
             if not select.select([self.listening], [], [], 0.5)[0]:
                 continue
-            busy = len(self.server_state.connections)
+            busy = self._busy()
             if busy:
                 time.sleep(min(0.002 * busy, 0.05))  # idler siblings first
             try:
@@ -98,14 +104,18 @@ class _BalancedServer(uvicorn.Server):
                 continue
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            asyncio.run_coroutine_threadsafe(_serve_connection(loop, protocol, conn), loop)
+            with self._handing_lock:
+                self._handing += 1
+            asyncio.run_coroutine_threadsafe(self._hand_over(loop, protocol, conn), loop)
 
-
-async def _serve_connection(loop: asyncio.AbstractEventLoop, protocol: Any, conn: socket.socket) -> None:
-    try:
-        await loop.connect_accepted_socket(protocol, conn)
-    except OSError:
-        conn.close()  # the peer went away before we got to it
+    async def _hand_over(self, loop: asyncio.AbstractEventLoop, protocol: Any, conn: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(protocol, conn)  # now among uvicorn's connections
+        except OSError:
+            conn.close()  # the peer went away before we got to it
+        finally:
+            with self._handing_lock:
+                self._handing -= 1
 
 
 def run_upload_janitor(uploads: Uploads, settings: Settings, stop: threading.Event) -> None:
