@@ -57,6 +57,28 @@ class HttpSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, description="TCP port of the HTTP API.")
     workers: int = Field(0, description="HTTP processes sharing the port (0 = one per CPU core, at least 2).")
+    session_idle_timeout: float = Field(
+        1800.0,
+        gt=0,
+        description="Seconds a cookie session (icometrix API login) may go unused before it ends.",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed password logins of one account before it is locked for a while."
+    )
+    login_max_failures_per_address: int = Field(
+        20,
+        ge=1,
+        description="Failed password logins from one client address (any accounts) before it is locked.",
+    )
+    login_lockout: float = Field(
+        1.0, gt=0, description="Seconds of the first lockout; each further failure doubles it."
+    )
+    login_lockout_max: float = Field(
+        900.0, gt=0, description="Longest lockout after failed logins, in seconds."
+    )
+    login_failure_window: float = Field(
+        86400.0, gt=0, description="Seconds after the last failed login when the failures are forgotten."
+    )
 
 
 class IndexSettings(BaseModel):

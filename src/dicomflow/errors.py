@@ -12,6 +12,10 @@
      +-- NotFound                  not-found             404
      +-- AlreadyExists             already-exists        409
      +-- AuthenticationRequired    unauthorized          401
+     |    +-- TokenExpired         token-expired         401  the token's expiry has passed
+     |    +-- TokenRevoked         token-revoked         401  ``dicomflow tokens revoke`` or a logout
+     |    +-- SessionExpired       session-expired       401  a cookie session idle for too long
+     |    +-- AccountDisabled      account-disabled      401  ``dicomflow users disable``
      +-- PermissionDenied          forbidden             403
      +-- StorageError              storage-error         507  the blob store could not write or read
      +-- IndexUnavailable          index-error           503  the index could not commit
@@ -21,6 +25,7 @@
      +-- ImportFailed              import-failed         422  an upload ended failed or expired
      +-- StudyFailed               study-failed          422  a study ended in stage Failed
      +-- WaitTimeout               wait-timeout          504  an SDK wait ran out of time
+     +-- TooManyAttempts           too-many-attempts     429  logins throttled after failures (Retry-After)
 
 The API turns each into ``{"error": {"code", "message", "details"}}`` with its HTTP status; the DICOM
 receiver maps each to a C-STORE failure status (``dimse/_status.py``). The SDK (``dicomflow.client``) rebuilds
@@ -99,6 +104,30 @@ class AuthenticationRequired(DicomflowError):
     code, http_status = "unauthorized", 401
 
 
+class TokenExpired(AuthenticationRequired):
+    """The bearer token (or session) is past its expiry."""
+
+    code = "token-expired"
+
+
+class TokenRevoked(AuthenticationRequired):
+    """The bearer token was revoked (``dicomflow tokens revoke``) or its session logged out."""
+
+    code = "token-revoked"
+
+
+class SessionExpired(AuthenticationRequired):
+    """The cookie session was not used for longer than ``http.session_idle_timeout``."""
+
+    code = "session-expired"
+
+
+class AccountDisabled(AuthenticationRequired):
+    """The user was disabled (``dicomflow users disable``): no login, token or session works."""
+
+    code = "account-disabled"
+
+
 class PermissionDenied(DicomflowError):
     """The caller is authenticated but may not do this."""
 
@@ -173,6 +202,12 @@ class WaitTimeout(DicomflowError):
     code, http_status = "wait-timeout", 504
 
 
+class TooManyAttempts(DicomflowError):
+    """Logins are throttled after failed attempts; ``details["retry_after"]`` says in how many seconds."""
+
+    code, http_status = "too-many-attempts", 429
+
+
 ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
     cls.code: cls
     for cls in (
@@ -186,6 +221,10 @@ ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
         NotFound,
         AlreadyExists,
         AuthenticationRequired,
+        TokenExpired,
+        TokenRevoked,
+        SessionExpired,
+        AccountDisabled,
         PermissionDenied,
         StorageError,
         IndexUnavailable,
@@ -194,5 +233,6 @@ ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
         ImportFailed,
         StudyFailed,
         WaitTimeout,
+        TooManyAttempts,
     )
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from typer.testing import CliRunner, Result
 from dicomflow.api import create_app
 from dicomflow.cli._admin import human_size, register
 from dicomflow.index import create_index_engine, migrate
-from dicomflow.index._accounts import Role, create_token, create_user
+from dicomflow.index._accounts import Role, create_token, create_user, list_tokens
 from dicomflow.storage import FileSystemBlobStore
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -186,3 +187,87 @@ def test_commands_work_while_the_api_is_serving(app: typer.Typer, tmp_path: Path
         listed = client.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"}).json()
         assert [(p["group"], p["label"]) for p in listed] == [("ops", "Live")]
         assert "Live" in invoke(app, tmp_path, "ls")
+
+
+# -- tokens list|revoke, --expires-in, users disable|enable --------------------------------------------
+
+
+def _user_and_tokens(app: typer.Typer, data_dir: Path, *extra: str) -> list[str]:
+    invoke(app, data_dir, "users", "create", "tok@example.org", "--password", "pw", "--role", "admin")
+    return [invoke(app, data_dir, "tokens", "create", "--user", "tok@example.org", *extra).strip()]
+
+
+def _api_status(data_dir: Path, token: str) -> tuple[int, str]:
+    with TestClient(create_app(api_settings(data_dir))) as client:
+        response = client.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
+    return response.status_code, response.json()["error"]["code"] if response.status_code >= 400 else ""
+
+
+def test_tokens_list_shows_each_token_without_its_secret(app: typer.Typer, tmp_path: Path) -> None:
+    [forever] = _user_and_tokens(app, tmp_path)
+    expiring = invoke(app, tmp_path, "tokens", "create", "--user", "tok@example.org", "--expires-in", "30d")
+    expiring = expiring.strip()
+    listing = invoke(app, tmp_path, "tokens", "list")
+    assert forever not in listing and expiring.strip() not in listing
+    lines = [line for line in listing.splitlines() if "tok@example.org" in line]
+    assert len(lines) == 2
+    assert re.search(rf"\b1\b.*{re.escape(forever[:6])}.*tok@example.org.*never.*never", lines[0])
+    in_30_days = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%d")
+    assert re.search(rf"\b2\b.*{re.escape(expiring[:6])}.*{in_30_days}", lines[1])
+    assert "id" in listing and "last used" in listing and "expires" in listing
+
+
+def test_tokens_revoke_by_id_refuses_the_token_at_once(app: typer.Typer, tmp_path: Path) -> None:
+    [token] = _user_and_tokens(app, tmp_path)
+    assert _api_status(tmp_path, token) == (200, "")
+    assert "revoked token 1 (" in invoke(app, tmp_path, "tokens", "revoke", "1")
+    assert _api_status(tmp_path, token) == (401, "token-revoked")
+    assert "tok@example.org" not in invoke(app, tmp_path, "tokens", "list")
+    assert re.search(r"\b1\b.*revoked", invoke(app, tmp_path, "tokens", "list", "--all"))
+
+
+def test_tokens_revoke_accepts_the_token_itself(app: typer.Typer, tmp_path: Path) -> None:
+    [token] = _user_and_tokens(app, tmp_path)
+    assert "revoked token 1" in invoke(app, tmp_path, "tokens", "revoke", token)
+    assert _api_status(tmp_path, token) == (401, "token-revoked")
+
+
+@pytest.mark.parametrize("ref", ["7", "not-a-token"])
+def test_tokens_revoke_of_an_unknown_token_fails(app: typer.Typer, tmp_path: Path, ref: str) -> None:
+    _user_and_tokens(app, tmp_path)
+    result = run(app, tmp_path, "tokens", "revoke", ref)
+    assert result.exit_code == 1 and "no token" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("15m", 900), ("12h", 43_200), ("30d", 2_592_000), ("45", 45)]
+)
+def test_tokens_create_expires_in_takes_s_m_h_d(
+    app: typer.Typer, tmp_path: Path, text: str, seconds: int
+) -> None:
+    before = datetime.now(UTC)
+    _user_and_tokens(app, tmp_path, "--expires-in", text)
+    engine = create_index_engine(api_settings(tmp_path).index_url)
+    try:
+        [info] = list_tokens(engine)
+    finally:
+        engine.dispose()
+    assert info.expires_at is not None
+    assert timedelta(seconds=seconds - 1) < info.expires_at - before < timedelta(seconds=seconds + 60)
+
+
+@pytest.mark.parametrize("text", ["30w", "", "-1d", "0s", "d"])
+def test_tokens_create_refuses_a_bad_expiry(app: typer.Typer, tmp_path: Path, text: str) -> None:
+    invoke(app, tmp_path, "users", "create", "tok@example.org", "--password", "pw")
+    result = run(app, tmp_path, "tokens", "create", "--user", "tok@example.org", "--expires-in", text)
+    assert result.exit_code == 2 and result.stdout == ""
+
+
+def test_users_disable_and_enable(app: typer.Typer, tmp_path: Path) -> None:
+    [token] = _user_and_tokens(app, tmp_path)
+    assert "disabled user tok@example.org" in invoke(app, tmp_path, "users", "disable", "tok@example.org")
+    assert _api_status(tmp_path, token) == (401, "account-disabled")
+    assert "enabled user tok@example.org" in invoke(app, tmp_path, "users", "enable", "TOK@example.org")
+    assert _api_status(tmp_path, token) == (200, "")
+    result = run(app, tmp_path, "users", "disable", "ghost@example.org")
+    assert result.exit_code == 1 and "ghost@example.org" in result.stderr

@@ -2,28 +2,50 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest_api import api_settings
-from sqlalchemy import Engine, select
+from argon2 import PasswordHasher
+from conftest_api import TestClient, api_settings
+from sqlalchemy import Engine, select, update
 
-from dicomflow.api._deps import Identities
-from dicomflow.errors import AlreadyExists, NotFound
-from dicomflow.index import Token, User, create_index_engine, migrate
+from dicomflow.api import create_app
+from dicomflow.api._deps import Identities, bearer_user
+from dicomflow.client import Client
+from dicomflow.errors import (
+    AccountDisabled,
+    AlreadyExists,
+    AuthenticationRequired,
+    NotFound,
+    TokenExpired,
+    TokenRevoked,
+    TooManyAttempts,
+)
+from dicomflow.index import Token, User, _accounts, create_index_engine, migrate
 from dicomflow.index._accounts import (
+    Refusal,
     Role,
+    TokenKind,
     UserInfo,
     authenticate,
     check_password,
+    check_token,
     create_token,
     create_user,
     hash_password,
+    list_tokens,
+    needs_rehash,
     revoke_token,
+    revoke_token_ref,
+    set_user_disabled,
     user_for_token,
 )
+from dicomflow.index._logins import LoginPolicy, login
 
 
 @pytest.fixture
@@ -36,14 +58,15 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 def test_password_hash_round_trip() -> None:
     encoded = hash_password("s3cret")
-    assert encoded.startswith("scrypt$") and "s3cret" not in encoded
+    assert encoded.startswith("$argon2id$") and "s3cret" not in encoded
     assert check_password(encoded, "s3cret")
     assert not check_password(encoded, "s3cret ")
     assert hash_password("s3cret") != encoded  # a fresh salt every time
 
 
 @pytest.mark.parametrize(
-    "encoded", ["", "scrypt$1$2", "bcrypt$16384$8$1$c2FsdA$aGFzaA", "scrypt$x$8$1$$", "plain"]
+    "encoded",
+    ["", "scrypt$1$2", "bcrypt$16384$8$1$c2FsdA$aGFzaA", "scrypt$x$8$1$$", "plain", "$argon2id$v=19$junk"],
 )
 def test_malformed_hashes_never_match(encoded: str) -> None:
     assert not check_password(encoded, "anything")
@@ -117,3 +140,319 @@ def test_identities_remember_known_tokens_briefly_and_forget_revoked_ones(engine
     assert identities.user(token) is not None  # another process's revocation: known for up to ttl
     identities.forget(token)  # a revocation in this process
     assert identities.user(token) is None
+
+
+# -- password hashes: argon2id, upgraded at login, the same work for unknown emails ----------------------
+
+
+def _scrypt_hash(password: str) -> str:
+    """A hash as releases before argon2id wrote them: ``scrypt$<n>$<r>$<p>$<salt>$<hash>``."""
+    salt = b"0123456789abcdef"
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    b64 = [base64.urlsafe_b64encode(x).decode().rstrip("=") for x in (salt, digest)]
+    return f"scrypt$16384$8$1${b64[0]}${b64[1]}"
+
+
+def _stored_hash(engine: Engine, email: str) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(select(User.password_hash).where(User.email == email)).scalar_one())
+
+
+def _set_hash(engine: Engine, email: str, encoded: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(User).where(User.email == email).values(password_hash=encoded))
+
+
+def test_scrypt_hashes_keep_working_and_become_argon2id_at_the_next_login(engine: Engine) -> None:
+    user = create_user(engine, "old@example.org", "pw-old", Role.VIEWER)
+    _set_hash(engine, "old@example.org", _scrypt_hash("pw-old"))
+    assert check_password(_stored_hash(engine, "old@example.org"), "pw-old")
+
+    assert authenticate(engine, "old@example.org", "wrong") is None
+    assert _stored_hash(engine, "old@example.org").startswith("scrypt$")  # a failure changes nothing
+    assert authenticate(engine, "old@example.org", "pw-old") == user
+
+    upgraded = _stored_hash(engine, "old@example.org")
+    assert upgraded.startswith("$argon2id$") and not needs_rehash(upgraded)
+    assert authenticate(engine, "old@example.org", "pw-old") == user
+    assert _stored_hash(engine, "old@example.org") == upgraded  # current hashes are left alone
+
+
+def test_argon2_hashes_of_older_parameters_are_rehashed_at_login(engine: Engine) -> None:
+    create_user(engine, "weak@example.org", "pw", Role.VIEWER)
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("pw")
+    _set_hash(engine, "weak@example.org", weak)
+    assert needs_rehash(weak)
+    assert authenticate(engine, "weak@example.org", "pw") is not None
+    assert not needs_rehash(_stored_hash(engine, "weak@example.org"))
+
+
+def test_unknown_emails_verify_a_dummy_hash_like_known_ones(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_user(engine, "known@example.org", "pw", Role.VIEWER)
+    verified: list[str] = []
+    real_verify = _accounts._verify
+
+    def spy(encoded: str, password: str) -> bool:
+        verified.append(encoded)
+        return real_verify(encoded, password)
+
+    monkeypatch.setattr(_accounts, "_verify", spy)
+    assert authenticate(engine, "nobody@example.org", "pw") is None
+    assert authenticate(engine, "known@example.org", "wrong") is None
+    dummy, known = verified
+    assert dummy.startswith("$argon2id$") and known == _stored_hash(engine, "known@example.org")
+    assert dummy != known and not needs_rehash(dummy)  # the same hasher, at the same cost
+
+
+# -- tokens: expiry, revocation, disabled users, last use ------------------------------------------------
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+def test_a_token_with_an_expiry_is_refused_after_it(engine: Engine) -> None:
+    user = create_user(engine, "exp@example.org", "pw", Role.VIEWER)
+    token = create_token(engine, "exp@example.org", expires_in=timedelta(days=30), now=T0)
+    assert check_token(engine, token, now=T0 + timedelta(days=29)) == user
+    assert check_token(engine, token, now=T0 + timedelta(days=30, seconds=1)) is Refusal.EXPIRED
+    assert user_for_token(engine, token, now=T0 + timedelta(days=31)) is None
+    [info] = list_tokens(engine)
+    assert info.expires_at == T0 + timedelta(days=30)
+
+
+def test_a_revoked_token_is_refused_as_revoked(engine: Engine) -> None:
+    create_user(engine, "rev@example.org", "pw", Role.VIEWER)
+    token, other = create_token(engine, "rev@example.org"), create_token(engine, "rev@example.org")
+    revoke_token(engine, token)
+    assert check_token(engine, token) is Refusal.REVOKED
+    assert check_token(engine, "never-issued") is Refusal.UNKNOWN
+    assert isinstance(check_token(engine, other), UserInfo)
+    assert Refusal.REVOKED.error().code == "token-revoked"
+    assert isinstance(Refusal.EXPIRED.error(), AuthenticationRequired)
+
+
+def test_tokens_of_a_disabled_user_are_refused_until_the_user_is_enabled(engine: Engine) -> None:
+    create_user(engine, "dis@example.org", "pw", Role.VIEWER)
+    token = create_token(engine, "dis@example.org")
+    assert set_user_disabled(engine, "dis@example.org", True).is_disabled
+    assert check_token(engine, token) is Refusal.DISABLED
+    set_user_disabled(engine, "DIS@example.org", False)
+    assert isinstance(check_token(engine, token), UserInfo)
+    with pytest.raises(NotFound, match="ghost@example.org"):
+        set_user_disabled(engine, "ghost@example.org", True)
+
+
+def test_tokens_are_listed_without_their_secret_and_revoked_by_id_or_by_themselves(engine: Engine) -> None:
+    create_user(engine, "lst@example.org", "pw", Role.VIEWER)
+    first, second = create_token(engine, "lst@example.org"), create_token(engine, "lst@example.org")
+    listed = list_tokens(engine, now=T0)
+    assert [(t.email, t.prefix, t.state) for t in listed] == [
+        ("lst@example.org", first[:6], "active"),
+        ("lst@example.org", second[:6], "active"),
+    ]
+    assert first not in repr(listed) and second not in repr(listed)
+    assert revoke_token_ref(engine, str(listed[0].id)).id == listed[0].id
+    assert revoke_token_ref(engine, second).id == listed[1].id
+    assert [t.state for t in list_tokens(engine)] == ["revoked", "revoked"]
+    with pytest.raises(NotFound):
+        revoke_token_ref(engine, "999")
+
+
+def test_a_token_records_when_it_was_last_used(engine: Engine) -> None:
+    create_user(engine, "use@example.org", "pw", Role.VIEWER)
+    token = create_token(engine, "use@example.org", now=T0)
+    assert list_tokens(engine)[0].last_used_at is None
+    check_token(engine, token, now=T0 + timedelta(hours=1))
+    assert list_tokens(engine)[0].last_used_at == T0 + timedelta(hours=1)
+    check_token(engine, token, now=T0 + timedelta(hours=1, seconds=5))  # not written again this minute
+    assert list_tokens(engine)[0].last_used_at == T0 + timedelta(hours=1)
+
+
+def test_a_session_expires_after_its_idle_time_but_not_while_used(engine: Engine) -> None:
+    user = create_user(engine, "idle@example.org", "pw", Role.VIEWER)
+    session = create_token(engine, "idle@example.org", kind=TokenKind.SESSION, now=T0)
+    api = create_token(engine, "idle@example.org", now=T0)
+    idle = 1800.0
+    used = T0 + timedelta(minutes=29)
+    assert check_token(engine, session, session_idle_timeout=idle, now=used) == user
+    later = used + timedelta(minutes=29)
+    assert check_token(engine, session, session_idle_timeout=idle, now=later) == user
+    too_late = later + timedelta(minutes=31)
+    assert check_token(engine, session, session_idle_timeout=idle, now=too_late) is Refusal.SESSION_EXPIRED
+    assert check_token(engine, api, session_idle_timeout=idle, now=too_late) == user  # API tokens: no idle
+    assert [t.state for t in list_tokens(engine, session_idle_timeout=idle, now=too_late)] == [
+        "idle",
+        "active",
+    ]
+
+
+def test_identities_see_a_revocation_or_a_disable_elsewhere_within_their_ttl(engine: Engine) -> None:
+    create_user(engine, "ttl@example.org", "pw", Role.VIEWER)
+    revoked, disabled = create_token(engine, "ttl@example.org"), create_token(engine, "ttl@example.org")
+    identities = Identities(engine, ttl=0.3)
+    assert identities.user(revoked) is not None and identities.user(disabled) is not None
+    revoke_token(engine, revoked)  # another process: this one is not told
+    time.sleep(0.35)
+    assert identities.check(revoked) is Refusal.REVOKED and identities.user(revoked) is None
+    set_user_disabled(engine, "ttl@example.org", True)
+    time.sleep(0.35)
+    with pytest.raises(AuthenticationRequired) as refused:
+        bearer_user(identities, disabled)
+    assert refused.value.code == "account-disabled"
+
+
+# -- logins: throttled per account and per address, in the index ----------------------------------------
+
+POLICY = LoginPolicy(
+    max_failures=3, max_failures_per_address=6, lockout=10.0, lockout_max=60.0, failure_window=3600.0
+)
+
+
+def _fail(engine: Engine, email: str, address: str, at: datetime) -> None:
+    with pytest.raises(AuthenticationRequired, match="email or password is wrong"):
+        login(engine, email, "wrong", address=address, policy=POLICY, now=at)
+
+
+def test_an_account_is_locked_after_its_failures_with_a_doubling_delay(engine: Engine) -> None:
+    user = create_user(engine, "bf@example.org", "pw", Role.VIEWER)
+    for _ in range(3):
+        _fail(engine, "bf@example.org", "10.0.0.1", T0)
+    with pytest.raises(TooManyAttempts) as locked:
+        login(
+            engine, "bf@example.org", "pw", address="10.0.0.2", policy=POLICY, now=T0 + timedelta(seconds=4)
+        )
+    assert locked.value.details["retry_after"] == 6
+    _fail(engine, "bf@example.org", "10.0.0.2", T0 + timedelta(seconds=10))  # lock over: one more try
+    with pytest.raises(TooManyAttempts) as longer:
+        login(
+            engine, "bf@example.org", "pw", address="10.0.0.2", policy=POLICY, now=T0 + timedelta(seconds=11)
+        )
+    assert longer.value.details["retry_after"] == 19  # 20 s after the fourth failure
+    at = T0 + timedelta(seconds=30)
+    assert login(engine, "BF@example.org", "pw", address="10.0.0.3", policy=POLICY, now=at) == user
+    for _ in range(2):  # a success forgets the account's failures
+        _fail(engine, "bf@example.org", "10.0.0.3", at)
+    assert login(engine, "bf@example.org", "pw", address="10.0.0.3", policy=POLICY, now=at) == user
+
+
+def test_unknown_emails_are_locked_like_known_ones(engine: Engine) -> None:
+    for _ in range(3):
+        _fail(engine, "ghost@example.org", "10.0.0.1", T0)
+    with pytest.raises(TooManyAttempts):
+        login(engine, "ghost@example.org", "x", address="10.0.0.9", policy=POLICY, now=T0)
+
+
+def test_an_address_is_locked_after_failures_over_several_accounts(engine: Engine) -> None:
+    create_user(engine, "sp@example.org", "pw", Role.VIEWER)
+    for n in range(6):
+        _fail(engine, f"u{n}@example.org", "10.0.0.7", T0)
+    with pytest.raises(TooManyAttempts):
+        login(engine, "sp@example.org", "pw", address="10.0.0.7", policy=POLICY, now=T0)
+    assert login(engine, "sp@example.org", "pw", address="10.0.0.8", policy=POLICY, now=T0) is not None
+    later = T0 + timedelta(seconds=3601)  # failures are forgotten after the window
+    _fail(engine, "u9@example.org", "10.0.0.7", later)
+    assert login(engine, "sp@example.org", "pw", address="10.0.0.7", policy=POLICY, now=later) is not None
+
+
+def test_a_disabled_user_cannot_log_in(engine: Engine) -> None:
+    create_user(engine, "off@example.org", "pw", Role.VIEWER)
+    set_user_disabled(engine, "off@example.org", True)
+    with pytest.raises(AccountDisabled):
+        login(engine, "off@example.org", "pw", address="10.0.0.1", policy=POLICY, now=T0)
+    with pytest.raises(AuthenticationRequired, match="email or password is wrong"):
+        login(engine, "off@example.org", "wrong", address="10.0.0.1", policy=POLICY, now=T0)
+
+
+# -- over HTTP: the icometrix-compatible login and sessions, the native API's bearer tokens --------------
+
+LOGIN = "/authentication-service/api/v1/sessions"
+STATUS = "/authentication-service/api/v1/loginstatus"
+
+
+@pytest.fixture
+def http(tmp_path: Path) -> Iterator[tuple[TestClient, Engine]]:
+    settings = api_settings(tmp_path).with_overrides(
+        **{"http.login_max_failures": 2, "http.login_max_failures_per_address": 4, "http.login_lockout": 30.0}
+    )
+    with TestClient(create_app(settings)) as client:
+        engine = client.app.state.engine  # type: ignore[attr-defined]  # a FastAPI app
+        create_user(engine, "web@example.org", "pw", Role.ADMIN)
+        yield client, engine
+
+
+def test_password_login_is_answered_429_with_retry_after_once_throttled(
+    http: tuple[TestClient, Engine],
+) -> None:
+    client, _ = http
+    for _ in range(2):
+        wrong = client.post(LOGIN, json={"email": "web@example.org", "password": "nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+    throttled = client.post(LOGIN, json={"email": "web@example.org", "password": "pw"})
+    assert throttled.status_code == 429
+    assert throttled.json()["error"]["code"] == "too-many-attempts"
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 30
+    assert "dicomflow_session" not in throttled.cookies
+
+
+def test_password_login_is_throttled_per_client_address(http: tuple[TestClient, Engine]) -> None:
+    client, _ = http
+    for n in range(4):
+        client.post(LOGIN, json={"email": f"guess{n}@example.org", "password": "nope"})
+    assert client.post(LOGIN, json={"email": "web@example.org", "password": "pw"}).status_code == 429
+
+
+def test_password_login_succeeds_and_opens_a_session(http: tuple[TestClient, Engine]) -> None:
+    client, _ = http
+    ok = client.post(LOGIN, json={"email": "WEB@example.org", "password": "pw"})
+    assert ok.status_code == 200 and "dicomflow_session" in ok.cookies
+    assert client.get(STATUS).json()["email"] == "web@example.org"
+
+
+def _age_sessions(engine: Engine, seconds: float) -> None:
+    with engine.begin() as conn:
+        when = datetime.now(UTC) - timedelta(seconds=seconds)
+        conn.execute(update(Token).where(Token.kind == "session").values(created_at=when, last_used_at=when))
+
+
+def test_a_cookie_session_expires_after_the_idle_timeout(http: tuple[TestClient, Engine]) -> None:
+    client, engine = http
+    client.post(LOGIN, json={"email": "web@example.org", "password": "pw"})
+    _age_sessions(engine, 1700)  # idle for less than the default 30 minutes
+    assert client.get(STATUS).status_code == 200
+    client.cookies.clear()
+    client.post(LOGIN, json={"email": "web@example.org", "password": "pw"})
+    _age_sessions(engine, 1801)
+    expired = client.get(STATUS)
+    assert expired.status_code == 401 and expired.json()["error"]["code"] == "session-expired"
+
+
+def test_sessions_of_a_disabled_user_stop_working(http: tuple[TestClient, Engine]) -> None:
+    client, engine = http
+    client.post(LOGIN, json={"email": "web@example.org", "password": "pw"})
+    assert client.get(STATUS).status_code == 200
+    set_user_disabled(engine, "web@example.org", True)
+    time.sleep(2.1)  # the API processes remember a token's user for 2 s
+    refused = client.get(STATUS)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "account-disabled"
+    again = client.post(LOGIN, json={"email": "web@example.org", "password": "pw"})
+    assert again.status_code == 401 and again.json()["error"]["code"] == "account-disabled"
+
+
+def test_bearer_tokens_expired_revoked_or_of_disabled_users_get_their_own_401(
+    http: tuple[TestClient, Engine],
+) -> None:
+    client, engine = http
+    create_user(engine, "gone@example.org", "pw", Role.ADMIN)
+    expired = create_token(engine, "web@example.org", expires_in=timedelta(days=1), now=T0)
+    revoked = create_token(engine, "web@example.org")
+    revoke_token(engine, revoked)
+    disabled = create_token(engine, "gone@example.org")
+    set_user_disabled(engine, "gone@example.org", True)
+    cases = {expired: TokenExpired, revoked: TokenRevoked, disabled: AccountDisabled}
+    for token, error in cases.items():
+        with Client("http://testserver", token, http=client) as sdk, pytest.raises(error) as refused:
+            sdk.list_uploads()
+        assert refused.value.message and isinstance(refused.value, AuthenticationRequired)
+        exchanged = client.post("/authentication-service/api/v1/token-sessions", json={"key": token})
+        assert exchanged.status_code == 401 and exchanged.json()["error"]["code"] == error.code

@@ -62,12 +62,13 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
         stop.set()
         uploads.close()
         app.state.flow.close()
+        app.state.identities.close()
         engine.dispose()
 
     app = FastAPI(title="dicomflow", version=__version__, docs_url="/docs", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.identities = Identities(engine)
+    app.state.identities = Identities(engine, session_idle_timeout=settings.http.session_idle_timeout)
     app.state.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
     processing = settings.processing
     registry = load_report_types(processing.plugins, processing.aliases, processing.options)

@@ -6,18 +6,28 @@ costs more than the work (an attribute read, one indexed lookup in the index); t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
-from dicomflow.errors import AuthenticationRequired, PermissionDenied
-from dicomflow.index._accounts import Role, UserInfo, user_for_token
+from dicomflow.errors import AuthenticationRequired, DicomflowError, PermissionDenied
+from dicomflow.index._accounts import (
+    DEFAULT_SESSION_IDLE_TIMEOUT,
+    Refusal,
+    Role,
+    UserInfo,
+    look_up_token,
+    touch_token,
+)
 from dicomflow.storage._filesystem import FileSystemBlobStore
 
+_log = logging.getLogger(__name__)
 _bearer = HTTPBearer(
     auto_error=False, description="A token made with `dicomflow tokens create --user EMAIL`."
 )
@@ -43,34 +53,62 @@ class Identities:
     """The users of tokens, each remembered for ``ttl`` seconds by the process that looked it up.
 
     A client sending many files asks with the same token many times a second; one lookup in the index
-    costs more than the rest of the request's bookkeeping. Unknown tokens are never remembered (a token
+    costs more than the rest of the request's bookkeeping. Refused tokens are never remembered (a token
     just created works at once); a token revoked here is forgotten here at once, and by the other API
-    processes within ``ttl``.
+    processes within ``ttl``, as are tokens revoked, users disabled and sessions ended elsewhere. A token's
+    last use is written (at most once a minute) by a thread of its own, never on the event loop.
     """
 
-    def __init__(self, engine: Engine, ttl: float = 2.0) -> None:
+    def __init__(
+        self, engine: Engine, ttl: float = 2.0, session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT
+    ) -> None:
         self.engine = engine
         self.ttl = ttl
+        self.session_idle_timeout = session_idle_timeout
         self._known: dict[str, tuple[UserInfo, float]] = {}
+        self._touches: ThreadPoolExecutor | None = None
 
-    def user(self, token: str) -> UserInfo | None:
-        """The user of ``token``, or ``None`` for an unknown token."""
+    def check(self, token: str) -> UserInfo | Refusal:
+        """The user of ``token``, or why it is refused (``Refusal.error()`` is the 401 to raise)."""
         now = time.monotonic()
         known = self._known.get(token)
         if known is not None and known[1] > now:
             return known[0]
-        user = user_for_token(self.engine, token)
-        if user is None:
+        checked = look_up_token(self.engine, token, session_idle_timeout=self.session_idle_timeout)
+        if not isinstance(checked.result, UserInfo):
             self._known.pop(token, None)
-        else:
-            if len(self._known) > 10_000:
-                self._known.clear()
-            self._known[token] = (user, now + self.ttl)
-        return user
+            return checked.result
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[token] = (checked.result, now + self.ttl)
+        if checked.touch_id is not None:
+            self._touch(checked.touch_id)
+        return checked.result
+
+    def user(self, token: str) -> UserInfo | None:
+        """The user of ``token``, or ``None`` for a refused one (:meth:`check` says why)."""
+        result = self.check(token)
+        return result if isinstance(result, UserInfo) else None
 
     def forget(self, token: str) -> None:
         """Stop knowing ``token`` (it was revoked)."""
         self._known.pop(token, None)
+
+    def close(self) -> None:
+        """Wait for the last uses being written."""
+        if self._touches is not None:
+            self._touches.shutdown(wait=True)
+
+    def _touch(self, token_id: int) -> None:
+        if self._touches is None:
+            self._touches = ThreadPoolExecutor(1, thread_name_prefix="token-use")
+        self._touches.submit(self._write_use, token_id)
+
+    def _write_use(self, token_id: int) -> None:
+        try:
+            touch_token(self.engine, token_id)
+        except DicomflowError as exc:  # the index is busy: the next lookup tries again
+            _log.warning("could not record the use of token %d: %s", token_id, exc.message)
 
 
 async def get_identities(request: Request) -> Identities:
@@ -88,7 +126,7 @@ async def current_user(
     Raises
     ------
     AuthenticationRequired
-        No ``Authorization: Bearer`` header, or an unknown token.
+        No ``Authorization: Bearer`` header, or a refused token (see :func:`bearer_user`).
     """
     return bearer_user(identities, credentials.credentials if credentials else None)
 
@@ -96,17 +134,20 @@ async def current_user(
 def bearer_user(identities: Identities, token: str | None) -> UserInfo:
     """The user of a bearer token (``None``: the request had no ``Authorization: Bearer`` header).
 
+    This is the one check of a bearer token; every way in (routes, middlewares) calls it.
+
     Raises
     ------
     AuthenticationRequired
-        No token, or an unknown one.
+        No token, or an unknown one; its subclasses ``TokenExpired``, ``TokenRevoked``,
+        ``AccountDisabled`` and ``SessionExpired`` say why a known token is refused.
     """
     if not token:
         raise AuthenticationRequired("this request needs an 'Authorization: Bearer <token>' header")
-    user = identities.user(token)
-    if user is None:
-        raise AuthenticationRequired("the bearer token is not valid")
-    return user
+    result = identities.check(token)
+    if isinstance(result, Refusal):
+        raise result.error("the bearer token is not valid" if result is Refusal.UNKNOWN else None)
+    return result
 
 
 CurrentUser = Annotated[UserInfo, Depends(current_user)]

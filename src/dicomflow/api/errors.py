@@ -13,6 +13,7 @@ Every 4xx and 5xx body has the same shape, whatever raised it::
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dicomflow.errors import AuthenticationRequired, DicomflowError
+from dicomflow.errors import AuthenticationRequired, DicomflowError, TooManyAttempts
 
 _log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ _CODES_BY_STATUS = {
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "validation-error",
+    429: "too-many-attempts",
     503: "index-error",
 }
 
@@ -67,6 +69,8 @@ async def _dicomflow_error(_request: Request, exc: DicomflowError) -> JSONRespon
 def dicomflow_error_response(exc: DicomflowError) -> JSONResponse:
     """The response of a :class:`DicomflowError` (its status, code, message and details)."""
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationRequired) else None
+    if isinstance(exc, TooManyAttempts) and "retry_after" in exc.details:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.details["retry_after"])))}
     if exc.http_status >= 500:
         _log.error("%s: %s", exc.code, exc.message, exc_info=exc)
     return error_response(exc.http_status, exc.code, exc.message, exc.details, headers=headers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -37,15 +38,20 @@ _UNWRAPPED = 10_000
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``projects create|list``, ``users create``, ``tokens create`` and ``ls`` to ``app``."""
+    """Add ``projects create|list``, ``users create|grant|disable|enable``, ``tokens create|list|revoke``
+    and ``ls`` to ``app``."""
     projects = typer.Typer(help="Create and list projects.", no_args_is_help=True)
     projects.command("create")(projects_create)
     projects.command("list")(projects_list)
     users = typer.Typer(help="Manage users.", no_args_is_help=True)
     users.command("create")(users_create)
     users.command("grant")(users_grant)
+    users.command("disable")(users_disable)
+    users.command("enable")(users_enable)
     tokens = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
     tokens.command("create")(tokens_create)
+    tokens.command("list")(tokens_list)
+    tokens.command("revoke")(tokens_revoke)
     app.add_typer(projects, name="projects")
     app.add_typer(users, name="users")
     app.add_typer(tokens, name="tokens")
@@ -126,14 +132,103 @@ def users_grant(
     typer.echo(f"{email} is {role.value} in {project}")
 
 
+def users_disable(
+    email: Annotated[str, typer.Argument(help="Login email.")], data_dir: DataDir = None
+) -> None:
+    """Disable a user: logins, tokens and sessions are refused (within 2 s in a running server)."""
+    from dicomflow.index._accounts import set_user_disabled
+
+    with opened_index(data_dir) as engine:
+        user = set_user_disabled(engine, email, True)
+    typer.echo(f"disabled user {user.email}")
+
+
+def users_enable(
+    email: Annotated[str, typer.Argument(help="Login email.")], data_dir: DataDir = None
+) -> None:
+    """Enable a disabled user again (its tokens that are not revoked or expired work again)."""
+    from dicomflow.index._accounts import set_user_disabled
+
+    with opened_index(data_dir) as engine:
+        user = set_user_disabled(engine, email, False)
+    typer.echo(f"enabled user {user.email}")
+
+
 def tokens_create(
     user: Annotated[str, typer.Option("--user", help="Email of the user the token is for.")],
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="Refuse the token after this long: 90s, 15m, 12h, 30d (default: never)."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API token and print only the token (it is shown once; only its hash is kept)."""
+    lifetime = None if expires_in is None else parse_duration(expires_in)
     with opened_index(data_dir) as engine:
-        token = create_token(engine, user)
+        token = create_token(engine, user, expires_in=lifetime)
     typer.echo(token)
+
+
+def tokens_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's tokens.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Also revoked tokens and ended sessions.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List tokens and sessions: id, first characters, user, kind, created, expires, last used, state."""
+    from dicomflow.index._accounts import TokenKind, list_tokens
+
+    idle = load_settings(data_dir).http.session_idle_timeout
+    with opened_index(data_dir) as engine:
+        tokens = list_tokens(engine, email=user, session_idle_timeout=idle)
+    table = Table("id", "token", "user", "kind", "created", "expires", "last used", "state")
+    for token in tokens:
+        ended = token.state == "revoked" or (token.kind is TokenKind.SESSION and token.state != "active")
+        if ended and not show_all:
+            continue
+        prefix = f"{token.prefix}…" if token.prefix else "-"
+        times = (_when(token.created_at), _when(token.expires_at), _when(token.last_used_at))
+        table.add_row(str(token.id), prefix, token.email, token.kind.value, *times, token.state)
+    _console().print(table)
+
+
+def tokens_revoke(
+    token: Annotated[str, typer.Argument(help="The id shown by 'tokens list', or the token itself.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a token or session: it is refused from now on (within 2 s in a running server)."""
+    from dicomflow.index._accounts import revoke_token_ref
+
+    with opened_index(data_dir) as engine:
+        info = revoke_token_ref(engine, token)
+    typer.echo(f"revoked token {info.id} ({info.prefix or '-'}…, {info.email})")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``12h``, ``30d`` (or plain seconds) as a positive duration.
+
+    Raises
+    ------
+    typer.BadParameter
+        Not a positive number with one of the units s, m, h, d.
+    """
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _UNITS else (value, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds != seconds or seconds > 1e11:
+        raise typer.BadParameter(
+            f"{text!r} is not a duration like 90s, 15m, 12h or 30d", param_hint="--expires-in"
+        )
+    return timedelta(seconds=seconds)
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
 
 def ls(

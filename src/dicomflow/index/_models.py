@@ -173,16 +173,32 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(_CREATED, nullable=True)
 
 
 class Token(Base):
-    """A bearer token; only its SHA-256 is stored."""
+    """A bearer token (``api``) or a cookie session (``session``); only its SHA-256 is stored."""
 
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    prefix: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(_CREATED, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(_CREATED, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(_CREATED, nullable=True)
+
+
+class LoginFailure(Base):
+    """Failed password logins of one account (``email:…``) or client address (``address:…``)."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(_CREATED)
+    locked_until: Mapped[datetime | None] = mapped_column(_CREATED, nullable=True)
 
 
 # --- processing: study versions and their stages, findings, jobs, results, the export outbox, rules ---

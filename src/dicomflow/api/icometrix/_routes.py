@@ -15,10 +15,11 @@ from sqlalchemy import Engine, func, select
 from dicomflow.api._access import READ, UPLOAD, Access
 from dicomflow.api._deps import Identities, IndexEngine, get_identities
 from dicomflow.api.icometrix import _model as m
-from dicomflow.errors import AuthenticationRequired, NotFound
+from dicomflow.errors import NotFound
 from dicomflow.index import Acquisition, Instance, Project, Session, Study, Subject, reading
 from dicomflow.index import _processing as q
-from dicomflow.index._accounts import authenticate, create_token, revoke_token, user_for_token
+from dicomflow.index._accounts import Refusal, TokenKind, check_token, create_token, revoke_token
+from dicomflow.index._logins import LoginPolicy, login
 from dicomflow.jobs import Flow
 from dicomflow.uploads import Uploads
 
@@ -41,7 +42,7 @@ class PasswordLogin(BaseModel):
 
 
 def _open_session(engine: Engine, email: str, response: Response) -> dict[str, Any]:
-    token = create_token(engine, email)  # a session is a token of its own, revoked at logout
+    token = create_token(engine, email, kind=TokenKind.SESSION)  # ends when idle, revoked at logout
     response.set_cookie(
         COOKIE, token, httponly=True, path="/", samesite="lax"
     )  # no Secure/Domain: plain HTTP
@@ -49,31 +50,47 @@ def _open_session(engine: Engine, email: str, response: Response) -> dict[str, A
 
 
 @router.post("/authentication-service/api/v1/token-sessions")
-def token_session(body: TokenLogin, response: Response, engine: IndexEngine) -> dict[str, Any]:
-    """Exchange an API token for a cookie session."""
-    user = user_for_token(engine, body.key)
-    if user is None:
-        raise AuthenticationRequired("the token is not valid")
+def token_session(
+    body: TokenLogin, request: Request, response: Response, engine: IndexEngine
+) -> dict[str, Any]:
+    """Exchange an API token for a cookie session (401 with the reason for a refused token)."""
+    idle = request.app.state.settings.http.session_idle_timeout
+    user = check_token(engine, body.key, session_idle_timeout=idle)
+    if isinstance(user, Refusal):
+        raise user.error()
     return _open_session(engine, user.email, response)
 
 
 @router.post("/authentication-service/api/v1/sessions")
-def password_session(body: PasswordLogin, response: Response, engine: IndexEngine) -> dict[str, Any]:
-    """Log in with email and password; the session lives in a cookie."""
-    user = authenticate(engine, body.email, body.password)
-    if user is None:
-        raise AuthenticationRequired("email or password is wrong")
+def password_session(
+    body: PasswordLogin, request: Request, response: Response, engine: IndexEngine
+) -> dict[str, Any]:
+    """Log in with email and password; the session lives in a cookie.
+
+    Failed logins are throttled per account and per client address (429 with ``Retry-After``).
+    """
+    http = request.app.state.settings.http
+    policy = LoginPolicy(
+        max_failures=http.login_max_failures,
+        max_failures_per_address=http.login_max_failures_per_address,
+        lockout=http.login_lockout,
+        lockout_max=http.login_lockout_max,
+        failure_window=http.login_failure_window,
+    )
+    address = request.client.host if request.client else "unknown"
+    user = login(engine, body.email, body.password, address=address, policy=policy)
     return _open_session(engine, user.email, response)
 
 
 async def caller(
     request: Request, engine: IndexEngine, identities: Annotated[Identities, Depends(get_identities)]
 ) -> Access:
-    """The user of the session cookie (401 without one)."""
+    """The user of the session cookie (401 without one, or with the reason the session is refused)."""
     token = request.cookies.get(COOKIE)
-    user = identities.user(token) if token else None
-    if user is None:
-        raise AuthenticationRequired("log in first: POST /authentication-service/api/v1/token-sessions")
+    user = identities.check(token) if token else Refusal.UNKNOWN
+    if isinstance(user, Refusal):
+        hint = "log in first: POST /authentication-service/api/v1/token-sessions"
+        raise user.error(hint if user is Refusal.UNKNOWN else None)
     return Access.of(user, engine)
 
 
