@@ -26,7 +26,7 @@ from dicomflow.errors import (
     TokenRevoked,
     TooManyAttempts,
 )
-from dicomflow.index import Token, User, _accounts, create_index_engine, migrate
+from dicomflow.index import LoginFailure, Token, User, _accounts, create_index_engine, migrate
 from dicomflow.index._accounts import (
     Refusal,
     Role,
@@ -40,6 +40,7 @@ from dicomflow.index._accounts import (
     hash_password,
     list_tokens,
     needs_rehash,
+    prune_sessions,
     revoke_token,
     revoke_token_ref,
     set_user_disabled,
@@ -456,3 +457,22 @@ def test_bearer_tokens_expired_revoked_or_of_disabled_users_get_their_own_401(
         assert refused.value.message and isinstance(refused.value, AuthenticationRequired)
         exchanged = client.post("/authentication-service/api/v1/token-sessions", json={"key": token})
         assert exchanged.status_code == 401 and exchanged.json()["error"]["code"] == error.code
+
+
+def test_sessions_long_ended_are_pruned_but_api_tokens_kept(engine: Engine) -> None:
+    create_user(engine, "pr@example.org", "pw", Role.VIEWER)
+    create_token(engine, "pr@example.org", kind=TokenKind.SESSION, now=T0)
+    kept = create_token(engine, "pr@example.org", kind=TokenKind.SESSION, now=T0 + timedelta(hours=2))
+    create_token(engine, "pr@example.org", now=T0)
+    assert prune_sessions(engine, older_than=timedelta(hours=1), now=T0 + timedelta(hours=2)) == 1
+    assert [t.kind for t in list_tokens(engine)] == [TokenKind.SESSION, TokenKind.API]
+    assert check_token(engine, kept, now=T0 + timedelta(hours=2)) is not None
+
+
+def test_login_failures_past_their_window_are_deleted(engine: Engine) -> None:
+    for n in range(3):
+        _fail(engine, f"old{n}@example.org", "10.0.0.1", T0)
+    _fail(engine, "new@example.org", "10.0.0.2", T0 + timedelta(seconds=3601))
+    with engine.connect() as conn:
+        keys = set(conn.execute(select(LoginFailure.key)).scalars())
+    assert keys == {"email:new@example.org", "address:10.0.0.2"}

@@ -26,7 +26,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicomflow.errors import (
@@ -448,6 +448,20 @@ def revoke_token_ref(engine: Engine, ref: str, now: datetime | None = None) -> T
             .values(revoked_at=now or utcnow())
         )
     return next(info for info in list_tokens(engine) if info.id == token_id)
+
+
+def prune_sessions(engine: Engine, *, older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete the sessions last used (or made) more than ``older_than`` ago; returns how many.
+
+    API tokens are kept, revoked or not, so that ``tokens list --all`` still shows them.
+    """
+    cutoff = (now or utcnow()) - older_than
+    last_activity = func.coalesce(Token.last_used_at, Token.created_at)
+    with writing(engine) as conn:
+        result = conn.execute(
+            delete(Token).where(Token.kind == TokenKind.SESSION.value, last_activity < cutoff)
+        )
+    return int(result.rowcount)
 
 
 def set_user_disabled(engine: Engine, email: str, disabled: bool) -> UserInfo:

@@ -76,6 +76,8 @@ def login(
     user = authenticate(engine, email, password)
     if user is None:
         with writing(engine) as conn:
+            forgotten = now - timedelta(seconds=policy.failure_window)
+            conn.execute(delete(LoginFailure).where(LoginFailure.last_failure_at < forgotten))
             for key, limit in limits.items():
                 _count_failure(conn, key, limit, policy, now)
         raise AuthenticationRequired("email or password is wrong")

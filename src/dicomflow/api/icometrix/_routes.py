@@ -4,6 +4,7 @@ mapping in ``_model.py``, and never decide anything themselves."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
@@ -18,12 +19,20 @@ from dicomflow.api.icometrix import _model as m
 from dicomflow.errors import NotFound
 from dicomflow.index import Acquisition, Instance, Project, Session, Study, Subject, reading
 from dicomflow.index import _processing as q
-from dicomflow.index._accounts import Refusal, TokenKind, check_token, create_token, revoke_token
+from dicomflow.index._accounts import (
+    Refusal,
+    TokenKind,
+    check_token,
+    create_token,
+    prune_sessions,
+    revoke_token,
+)
 from dicomflow.index._logins import LoginPolicy, login
 from dicomflow.jobs import Flow
 from dicomflow.uploads import Uploads
 
 COOKIE = "dicomflow_session"
+_KEEP_ENDED_SESSIONS = timedelta(days=1)  # ended sessions stay listed (tokens list --all) for a day
 router = APIRouter()
 PageIndex = Annotated[int | None, Query(alias="pageIndex", ge=0)]
 PageSize = Annotated[int | None, Query(alias="pageSize", ge=1, le=10_000)]
@@ -41,7 +50,8 @@ class PasswordLogin(BaseModel):
     password: str
 
 
-def _open_session(engine: Engine, email: str, response: Response) -> dict[str, Any]:
+def _open_session(engine: Engine, email: str, response: Response, idle_timeout: float) -> dict[str, Any]:
+    prune_sessions(engine, older_than=timedelta(seconds=idle_timeout) + _KEEP_ENDED_SESSIONS)
     token = create_token(engine, email, kind=TokenKind.SESSION)  # ends when idle, revoked at logout
     response.set_cookie(
         COOKIE, token, httponly=True, path="/", samesite="lax"
@@ -58,7 +68,7 @@ def token_session(
     user = check_token(engine, body.key, session_idle_timeout=idle)
     if isinstance(user, Refusal):
         raise user.error()
-    return _open_session(engine, user.email, response)
+    return _open_session(engine, user.email, response, idle)
 
 
 @router.post("/authentication-service/api/v1/sessions")
@@ -79,7 +89,7 @@ def password_session(
     )
     address = request.client.host if request.client else "unknown"
     user = login(engine, body.email, body.password, address=address, policy=policy)
-    return _open_session(engine, user.email, response)
+    return _open_session(engine, user.email, response, http.session_idle_timeout)
 
 
 async def caller(
