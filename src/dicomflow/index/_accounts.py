@@ -258,10 +258,11 @@ def authenticate(engine: Engine, email: str, password: str) -> UserInfo | None:
     earlier scheme or of older parameters is replaced after a match. A disabled user is returned (with
     ``is_disabled``): the caller refuses it, once the password was right.
     """
+    dummy = _dummy_hash()  # made by the first login of the process, whichever email it names
     with reading(engine) as conn:
         row = conn.execute(_USER_BY_EMAIL, {"email": email.strip().lower()}).first()
     if row is None:
-        _verify(_dummy_hash(), password)
+        _verify(dummy, password)
         return None
     if not _verify(row.password_hash, password):
         return None
