@@ -125,7 +125,7 @@ def segment_ms_lesions(
     candidates = brain & (flair.array > threshold)
     labels, count = ndimage.label(candidates, structure=np.ones((3, 3, 3), dtype=bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    min_voxels = min_lesion_mm3 / float(np.prod(flair.spacing))
+    min_voxels = min_lesion_mm3 / (flair.voxel_volume_ml * 1000.0)
     kept = [n for n in range(1, count + 1) if sizes[n] >= min_voxels]
     kept.sort(key=lambda n: -sizes[n])
     lesion_mask = np.isin(labels, kept)
