@@ -197,8 +197,11 @@ def volume_to_nifti(volume: Volume) -> nibabel.Nifti1Image:
     """The volume as a NIfTI-1 image in RAS+ world coordinates.
 
     The data array is transposed to ``[i, j, k]`` (NIfTI's column-first order), and the affine is the
-    volume's LPS affine with x and y negated (LPS to RAS). The same affine is set as sform and qform
-    (code 1, scanner anatomical).
+    volume's LPS affine with x and y negated (LPS to RAS). The sform holds that affine exactly (code 1,
+    scanner anatomical). The qform holds it too (code 1) unless the grid is sheared (gantry tilt, see
+    :attr:`Volume.is_sheared`): a qform is a rotation and voxel sizes, which cannot hold a shear, so it is
+    left unset (code 0) and readers take the sform. The voxels are not resampled. The voxel sizes (pixdim)
+    are :attr:`Volume.spacing`, the slice spacing along the normal, so their product is the voxel volume.
 
     Parameters
     ----------
@@ -217,6 +220,10 @@ def volume_to_nifti(volume: Volume) -> nibabel.Nifti1Image:
     data = np.ascontiguousarray(volume.array.transpose(2, 1, 0))
     image = nibabel.Nifti1Image(data, affine)  # type: ignore[no-untyped-call]  # nibabel is untyped
     image.set_sform(affine, code=1)  # type: ignore[no-untyped-call]  # nibabel is untyped
-    image.set_qform(affine, code=1)  # type: ignore[no-untyped-call]  # nibabel is untyped
+    if volume.is_sheared:
+        image.set_qform(None, code=0)  # type: ignore[no-untyped-call]  # nibabel is untyped
+        image.header.set_zooms(volume.spacing[::-1])  # type: ignore[no-untyped-call]  # nibabel is untyped
+    else:
+        image.set_qform(affine, code=1)  # type: ignore[no-untyped-call]  # nibabel is untyped
     image.header.set_xyzt_units("mm")  # type: ignore[no-untyped-call]  # nibabel is untyped
     return image

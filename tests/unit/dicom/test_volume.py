@@ -169,3 +169,18 @@ def test_a_sphere_in_a_tilted_ct_has_its_analytic_volume(tilt: float) -> None:
     volume = load_volume(make_tilted_ct(tilt, radius=20.0))
     counted = np.count_nonzero(volume.array > -500) * volume.voxel_volume_ml
     assert counted == pytest.approx(4 / 3 * math.pi * 20.0**3 / 1000, rel=0.01)
+
+
+def test_nifti_of_a_sheared_volume_leaves_the_qform_unset_and_keeps_the_shear_in_the_sform(
+    tmp_path: Path,
+) -> None:
+    volume = load_volume(make_tilted_ct(15.0, step=1.25, pixel_spacing=0.8, size=16, slices=6))
+    volume_to_nifti(volume).to_filename(tmp_path / "tilted.nii.gz")
+    image = nibabel.Nifti1Image.from_filename(tmp_path / "tilted.nii.gz")
+    assert int(image.header["qform_code"]) == 0  # a quaternion cannot hold the shear
+    assert int(image.header["sform_code"]) == 1
+    expected = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine
+    np.testing.assert_allclose(image.header.get_sform(), expected, atol=1e-4)  # type: ignore[no-untyped-call]  # untyped
+    np.testing.assert_allclose(image.affine, expected, atol=1e-4)
+    zooms = image.header.get_zooms()  # type: ignore[no-untyped-call]  # nibabel is untyped
+    assert zooms == pytest.approx((0.8, 0.8, 1.25 * math.cos(math.radians(15.0))), abs=1e-5)
