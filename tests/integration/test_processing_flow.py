@@ -286,3 +286,47 @@ def test_a_job_over_its_timeout_is_killed_and_fails(tmp_path: Path) -> None:
         assert (study.stage, study.jobs[0].error) == ("Failed", "timed out and was stopped")
     finally:
         install.close()
+
+
+def _localizer() -> list[Dataset]:
+    """One CT series whose slices lie in three orientations (a three-plane localizer)."""
+    planes = [[1, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, -1], [1, 0, 0, 0, 0, -1]]
+    datasets = make_study(series=1, instances=3)
+    for ds, plane in zip(datasets, planes, strict=True):
+        ds.ImageOrientationPatient = plane
+    return datasets
+
+
+def test_mixed_orientation_fails_a_volume_input_in_the_checks_and_runs_nothing(install: Installation) -> None:
+    study = install.run(_localizer(), "ct_volumetry")
+
+    assert study.stage == "Failed"
+    assert [(f.code, f.severity) for f in study.findings] == [("mixed-orientation", "error")]
+    assert "slices in 3 orientations cannot be stacked into one volume" in study.reason
+    assert study.jobs == []
+
+
+def test_a_deterministic_processing_error_fails_the_job_at_once_with_its_reason(
+    install: Installation,
+) -> None:
+    datasets = make_study(series=1, instances=4)
+    datasets[2].PixelSpacing = [0.6, 0.6]  # the checks pass; the volume cannot be stacked
+    study = install.run(datasets, "ct_volumetry")
+
+    assert study.stage == "Failed"
+    (job,) = study.jobs
+    assert (job.state, job.attempts) == ("failed", 1)  # max_attempts is 2: not retried
+    assert job.error.startswith("mixed PixelSpacing")
+    assert "ct_volumetry: mixed PixelSpacing" in study.reason
+
+
+def test_nifti_export_that_exports_nothing_fails_with_the_reason(install: Installation) -> None:
+    study = install.run(_localizer(), "nifti_export")
+
+    assert study.stage == "Failed"
+    assert [(f.code, f.severity) for f in study.findings] == [("mixed-orientation", "warning")]
+    (job,) = study.jobs
+    assert (job.state, job.attempts) == ("failed", 1)
+    assert "no image series could be exported to NIfTI" in study.reason
+    assert "series 1 (CT series 1): mixed ImageOrientationPatient" in study.reason
+    assert "all report types succeeded" not in study.reason

@@ -34,8 +34,11 @@ Completeness (:func:`check_completeness`), the rules and the judgements behind t
   (NumberOfFrames > 1), and instances without ImagePositionPatient / ImageOrientationPatient (SR, SEG,
   secondary capture) get no geometric check: only instance numbers and counts. Instances without geometry
   in an imaging series (a dose screen) are left out of the geometry of the others. Slices in several
-  orientations (a three-plane localizer, a multi-angle spine series) get a ``mixed-orientation`` warning
-  and no geometric check; orientations equal within 0.01 per direction cosine are one.
+  orientations (a three-plane localizer, a multi-angle spine series) get a ``mixed-orientation`` finding
+  and no geometric check: an error when the series is to be stacked into one volume (``needs_volume``: its
+  input's grinder stacks one), else a warning. Orientations equal within 0.001 per direction cosine are
+  one: the single tolerance (``dicomflow.dicom.ORIENTATION_TOLERANCE``) that ``load_volume`` stacks with,
+  so a series the checks let through always stacks.
 * A degenerate orientation (row parallel to column) skips the geometry; a mixed stack of several regular
   blocks in one orientation is ``uneven-spacing`` (processing wants one regular volume).
 

@@ -10,13 +10,16 @@ from dicomflow.checks._findings import Finding, FindingCode, number_runs
 from dicomflow.checks._geometry import Geometry, check_geometry
 
 
-def check_completeness(series: SeriesFacts) -> list[Finding]:
+def check_completeness(series: SeriesFacts, *, needs_volume: bool = False) -> list[Finding]:
     """Check that no instance of ``series`` is missing (the rules are in the package docstring).
 
     Parameters
     ----------
     series
         The series as received, instances in any order.
+    needs_volume
+        The series is to be stacked into one volume (its input's grinder stacks one): slices in several
+        orientations are then an error, not a warning.
 
     Returns
     -------
@@ -25,7 +28,7 @@ def check_completeness(series: SeriesFacts) -> list[Finding]:
         ``uneven-repetition``, ``missing-slice``, ``uneven-spacing``, ``mixed-orientation``); empty when
         nothing is wrong or nothing can be judged.
     """
-    geometry = check_geometry(series)
+    geometry = check_geometry(series, needs_volume=needs_volume)
     found = [
         _images_in_acquisition(series),
         _number_of_slices(series, geometry),

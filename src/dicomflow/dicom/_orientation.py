@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-ORIENTATION_TOLERANCE = 1e-4
-"""Largest difference of one direction cosine between slices of one orientation."""
+ORIENTATION_TOLERANCE = 1e-3
+"""Largest difference of one direction cosine between slices of one orientation (about 0.06 degrees):
+above the rounding of stored cosines, below any real change of plane."""
 
 
 def is_same_orientation(a: Sequence[float], b: Sequence[float]) -> bool:

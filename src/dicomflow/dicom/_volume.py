@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut
 
 from dicomflow.dicom._orientation import ORIENTATION_TOLERANCE, is_same_orientation
+from dicomflow.errors import UnprocessableInput
 
 if TYPE_CHECKING:
     import nibabel
@@ -109,18 +110,21 @@ def load_volume(datasets: Sequence[Dataset]) -> Volume:
 
     Raises
     ------
-    ValueError
-        If there are no data sets, or they do not form one regular grid: a multi-frame image, missing
-        geometry attributes, mixed orientation, rows, columns or pixel spacing, two slices at the same
-        position, or irregular gaps between slices.
+    dicomflow.errors.UnprocessableInput
+        (a ``ValueError``) If there are no data sets, or they do not form one regular grid: a multi-frame
+        image, missing geometry attributes, mixed orientation (beyond the tolerance the checks use,
+        :data:`ORIENTATION_TOLERANCE`), rows, columns or pixel spacing, two slices at the same position, or
+        irregular gaps between slices.
     """
     if not datasets:
-        raise ValueError("no data sets to stack into a volume")
+        raise UnprocessableInput("no data sets to stack into a volume")
     orientation, pixel_spacing, shape = _common_plane(datasets)
     row_cosine, column_cosine = orientation[:3], orientation[3:]
     normal = np.cross(row_cosine, column_cosine)
     if np.linalg.norm(normal) < 1e-6:
-        raise ValueError(f"degenerate ImageOrientationPatient {orientation.tolist()}: rows along columns")
+        raise UnprocessableInput(
+            f"degenerate ImageOrientationPatient {orientation.tolist()}: rows along columns"
+        )
     normal /= np.linalg.norm(normal)
     positions = np.array([_floats(ds, "ImagePositionPatient", 3) for ds in datasets])
     order = np.argsort(positions @ normal, kind="stable")
@@ -142,7 +146,7 @@ def load_volume(datasets: Sequence[Dataset]) -> Volume:
 def _floats(ds: Dataset, keyword: str, count: int) -> NDArray[np.float64]:
     value = ds.get(keyword)
     if value is None or len(value) != count:
-        raise ValueError(f"SOP Instance {ds.get('SOPInstanceUID', '?')!r} has no valid {keyword}")
+        raise UnprocessableInput(f"SOP Instance {ds.get('SOPInstanceUID', '?')!r} has no valid {keyword}")
     return np.array([float(v) for v in value], dtype=np.float64)
 
 
@@ -156,16 +160,20 @@ def _common_plane(
     shape = (int(first.Rows), int(first.Columns))
     for ds in datasets:
         if int(ds.get("NumberOfFrames") or 1) > 1:
-            raise ValueError(f"SOP Instance {ds.SOPInstanceUID!r} is multi-frame; expected single frames")
+            raise UnprocessableInput(
+                f"SOP Instance {ds.SOPInstanceUID!r} is multi-frame; expected single frames"
+            )
         if not is_same_orientation(_floats(ds, "ImageOrientationPatient", 6).tolist(), orientation.tolist()):
-            raise ValueError(
+            raise UnprocessableInput(
                 f"mixed ImageOrientationPatient: {list(ds.ImageOrientationPatient)} "
                 f"differs from {list(first.ImageOrientationPatient)}"
             )
         if (int(ds.Rows), int(ds.Columns)) != shape:
-            raise ValueError(f"mixed image size: {ds.Rows}x{ds.Columns} differs from {shape[0]}x{shape[1]}")
+            raise UnprocessableInput(
+                f"mixed image size: {ds.Rows}x{ds.Columns} differs from {shape[0]}x{shape[1]}"
+            )
         if not np.allclose(_floats(ds, "PixelSpacing", 2), pixel_spacing, rtol=1e-4):
-            raise ValueError(
+            raise UnprocessableInput(
                 f"mixed PixelSpacing: {list(ds.PixelSpacing)} differs from {pixel_spacing.tolist()}"
             )
     return orientation, pixel_spacing, shape
@@ -182,10 +190,10 @@ def _slice_step(
     distances = gaps @ normal
     if np.any(distances < 1e-3):
         k = int(np.argmin(distances))
-        raise ValueError(f"two slices at the same position {positions[k].tolist()} along the normal")
+        raise UnprocessableInput(f"two slices at the same position {positions[k].tolist()} along the normal")
     mean_gap = gaps.mean(axis=0)
     if np.any(np.linalg.norm(gaps - mean_gap, axis=1) > _SPACING_TOLERANCE * np.linalg.norm(mean_gap)):
-        raise ValueError(
+        raise UnprocessableInput(
             f"irregular slice spacing: gaps from {distances.min():.3f} to {distances.max():.3f} mm"
             " (missing slices?)"
         )

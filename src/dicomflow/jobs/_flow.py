@@ -27,7 +27,7 @@ from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
 from dicomflow.index import _processing as q
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.ingest import Ingestor, Source, open_ingestor
-from dicomflow.jobs._execute import ERROR_FILE, FINDINGS_FILE
+from dicomflow.jobs._execute import ERROR_FILE, EXIT_UNPROCESSABLE, FINDINGS_FILE
 from dicomflow.pipelines import Manifest, ReportTypes, read_series, select, survey
 from dicomflow.storage import FileSystemBlobStore
 
@@ -235,6 +235,8 @@ class Flow:
         elif (workdir / FINDINGS_FILE).is_file():
             findings = json.loads((workdir / FINDINGS_FILE).read_text())
             self._failed(job_id, "; ".join(f["message"] for f in findings), retry=False)
+        elif exit_code == EXIT_UNPROCESSABLE:  # deterministic: the same data would fail the same way
+            self._failed(job_id, _error_text(workdir, exit_code, timed_out), retry=False)
         else:
             self._failed(job_id, _error_text(workdir, exit_code, timed_out), retry=True)
         self.settle_study_of(job_id)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from dicomflow.demo import make_ms_study
+from dicomflow.errors import UnprocessableInput
 from dicomflow.pipelines import Context, StudyInfo, read_series, run, select
 from dicomflow.pipelines.builtin import NiftiExport
-from factories import make_tilted_ct, write_files
+from factories import make_series, make_tilted_ct, write_files
 
 
 def test_every_image_series_becomes_a_nifti_with_a_sidecar(tmp_path: Path) -> None:
@@ -52,3 +53,16 @@ def test_a_tilted_series_is_exported_with_its_qform_unset_and_says_so(
     assert (int(image.header["qform_code"]), int(image.header["sform_code"])) == (0, 1)
     assert manifest.measurements["series_qform_unset"] == 1
     assert "series 1 (tilted 15 deg): gantry tilt 15.0 degrees, qform left unset (code 0)" in caplog.text
+
+
+def test_exporting_nothing_is_an_error_that_names_each_series_and_why(tmp_path: Path) -> None:
+    datasets = make_series(3)
+    datasets[1].ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    files = write_files(datasets, tmp_path / "in")
+    work = tmp_path / "work"
+    work.mkdir()
+
+    selection = select(NiftiExport, read_series(files))
+    assert [(f.code, f.severity) for f in selection.findings] == [("mixed-orientation", "warning")]
+    with pytest.raises(UnprocessableInput, match=r"no image series could be exported to NIfTI: series 1 \("):
+        run(NiftiExport, selection, Context(work, StudyInfo("1")))
