@@ -330,3 +330,14 @@ def test_nifti_export_that_exports_nothing_fails_with_the_reason(install: Instal
     assert "no image series could be exported to NIfTI" in study.reason
     assert "series 1 (CT series 1): mixed ImageOrientationPatient" in study.reason
     assert "all report types succeeded" not in study.reason
+
+
+def test_an_instance_number_gap_with_complete_positions_only_warns(install: Installation) -> None:
+    datasets = make_study(series=1, instances=5)
+    for ds in datasets[2:]:  # numbers 1, 2, 4, 5, 6 at positions 0-4 mm: no slice is missing
+        ds.InstanceNumber += 1
+    study = install.run(datasets, "toy_count")
+
+    assert study.stage == "Finished"
+    assert [(f.code, f.severity) for f in study.findings] == [("instance-number-gap", "warning")]
+    assert "instance numbers 3 missing" in study.findings[0].message

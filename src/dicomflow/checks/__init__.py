@@ -24,7 +24,9 @@ Completeness (:func:`check_completeness`), the rules and the judgements behind t
   repeats (a restart, as in multi-acquisition series, means the numbers say nothing), and only interior
   gaps count (a series may start at any number). Numbers advancing in a constant step (1, 3, 5: split
   echoes) are not gaps. When the geometry already found missing slices, the same loss is not reported a
-  second time as an instance-number gap.
+  second time as an instance-number gap. DICOM does not require consecutive numbers, so a gap in a series
+  whose slice positions were judged complete is a warning (``…; slice positions complete``); it is an error
+  only where no geometry can tell that the series is complete (no positions, multi-frame objects).
 * **Counts** (``count-mismatch``): ImagesInAcquisition is compared with the images (frames) received, per
   AcquisitionNumber when the series holds several acquisitions (a Siemens fMRI series has one per volume);
   NumberOfSlices with the distinct slice positions (slices per time frame in a dynamic PET series) when

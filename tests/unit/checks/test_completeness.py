@@ -375,12 +375,13 @@ def test_a_lost_phase_is_found_by_instance_numbers(make_series: MakeSeries) -> N
     """Three phases, the second lost: every position still holds the same number of instances."""
     zs = [float(z) for _ in range(2) for z in range(10)]
     series = make_series(zs, numbers=[*range(1, 11), *range(21, 31)])
-    assert found(check_completeness(series)) == [
-        (
-            "instance-number-gap",
-            "series 3 (FLAIR): instance numbers 11\u201320 missing (have 1\u201310, 21\u201330)",
-        )
-    ]
+    [finding] = check_completeness(series)
+    assert (finding.code, finding.message, finding.severity) == (
+        "instance-number-gap",
+        "series 3 (FLAIR): instance numbers 11\u201320 missing (have 1\u201310, 21\u201330);"
+        " slice positions complete",
+        Severity.WARNING,
+    )
 
 
 @pytest.mark.parametrize(
@@ -540,3 +541,19 @@ def test_checks_and_volume_stacking_agree_on_one_orientation(delta: float) -> No
         stacks = False
     assert is_mixed is not stacks
     assert is_mixed is (delta > 1e-3)
+
+
+def test_an_instance_number_gap_with_complete_positions_is_a_warning(make_series: MakeSeries) -> None:
+    """DICOM does not require consecutive numbers: with every slice position present, a gap only warns."""
+    series = make_series(FORTY, numbers=without(range(1, 42), 16))
+    [finding] = check_completeness(series)
+    assert (finding.code, finding.severity) == ("instance-number-gap", Severity.WARNING)
+    assert finding.message == (
+        "series 3 (FLAIR): instance numbers 17 missing (have 1\u201316, 18\u201341); slice positions complete"
+    )
+
+
+def test_missing_positions_stay_an_error_whatever_the_numbers(make_series: MakeSeries) -> None:
+    series = make_series(without(FORTY, 16), numbers=list(range(1, 40)))
+    [finding] = check_completeness(series)
+    assert (finding.code, finding.severity) == ("missing-slice", Severity.ERROR)
