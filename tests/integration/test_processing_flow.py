@@ -341,3 +341,47 @@ def test_an_instance_number_gap_with_complete_positions_only_warns(install: Inst
     assert study.stage == "Finished"
     assert [(f.code, f.severity) for f in study.findings] == [("instance-number-gap", "warning")]
     assert "instance numbers 3 missing" in study.findings[0].message
+
+
+def test_reprocessing_another_report_type_on_a_failed_study_follows_the_new_run(tmp_path: Path) -> None:
+    marker = tmp_path / "fail"
+    marker.touch()
+    install = _make(tmp_path / "data", max_attempts=1, options={"toy_flaky": {"fail_marker": str(marker)}})
+    try:
+        failed = install.run(make_study(series=1, instances=3), "toy_flaky")
+        assert failed.stage == "Failed"
+
+        install.flow.reprocess(failed.study_instance_uid, ["toy_count"], actor="test")
+        (again,) = install.processing.run_until_settled([failed.id], timeout=120)
+
+        assert (again.stage, again.reason) == ("Finished", "all report types succeeded")
+        study = install.study(failed.study_instance_uid)
+        assert {(j.report_type, j.state) for j in study.jobs} == {
+            ("toy_flaky", "failed"),  # the old run's job keeps its outcome
+            ("toy_count", "succeeded"),
+        }
+        assert [h.stage for h in study.history][-2:] == ["Processing", "Finished"]
+
+        install.flow.reprocess(failed.study_instance_uid, ["toy_flaky"], actor="test")  # still failing
+        (third,) = install.processing.run_until_settled([failed.id], timeout=120)
+        assert third.stage == "Failed"
+        assert third.reason.startswith("toy_flaky: RuntimeError")
+    finally:
+        install.close()
+
+
+def test_reprocessing_that_the_checks_block_fails_the_study_with_the_new_reason(
+    install: Installation,
+) -> None:
+    finished = install.run(_localizer(), "toy_count")  # mixed orientation only warns toy_count
+    assert finished.stage == "Finished"
+
+    install.flow.reprocess(finished.study_instance_uid, ["ct_volumetry"], actor="test")
+    blocked = install.study(finished.study_instance_uid)
+    assert blocked.stage == "Failed"
+    assert "cannot be stacked into one volume" in blocked.reason
+    assert [h.stage for h in blocked.history][-2:] == ["Processing", "Failed"]
+
+    install.flow.reprocess(finished.study_instance_uid, ["toy_count"], actor="test")
+    (again,) = install.processing.run_until_settled([finished.id], timeout=120)
+    assert (again.stage, again.reason) == ("Finished", "all report types succeeded")

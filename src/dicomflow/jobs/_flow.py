@@ -294,9 +294,9 @@ class Flow:
             study = q.study_row(conn, job.study_id)
             if study.stage != Stage.PROCESSING.value:
                 return
-            outcomes = [
+            outcomes = [  # the run's own jobs: an older run's failure must not decide this one
                 JobOutcome(j.report_type, JobState(j.state), bool(j.requires_qc), j.error)
-                for j in q.jobs_of_study(conn, study.id)
+                for j in q.jobs_of_run(conn, study.id)
             ]
             decided = after_jobs(outcomes)
             if decided is not None:
@@ -361,13 +361,13 @@ class Flow:
                 selection = select(report_type, series)
                 q.add_findings(conn, study_id, report_type.name, selection.findings)
                 blocking += [f.message for f in selection.findings if f.severity is Severity.ERROR]
+            # the stage follows the new run: it enters Processing, then fails on its own findings if any
+            q.set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
             if blocking:
-                if study.stage != Stage.FAILED.value:
-                    q.set_stage(conn, study_id, Stage.FAILED, actor, "; ".join(blocking))
+                q.set_stage(conn, study_id, Stage.FAILED, actor, "; ".join(blocking))
                 return
             for name in names:
                 self._queue(conn, study_id, self.registry.get(name))
-            q.set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
 
 
 class _Scope:
