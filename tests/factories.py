@@ -290,7 +290,7 @@ def make_tilted_ct(
     row, column = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(angle), np.sin(angle)])
     half = (size - 1) / 2 * pixel_spacing
     centre = np.zeros(3)
-    shared = {
+    shared: dict[str, Any] = {
         "StudyInstanceUID": generate_uid(),
         "SeriesInstanceUID": generate_uid(),
         "FrameOfReferenceUID": generate_uid(),
@@ -309,7 +309,7 @@ def make_tilted_ct(
         points = corner + i[..., None] * row + j[..., None] * column
         inside = np.linalg.norm(points - centre, axis=-1) <= radius
         stored = np.where(inside, 1024, 24).astype(np.int16)  # 0 HU and -1000 HU after the intercept
-        geometry = {
+        geometry: dict[str, Any] = {
             "InstanceNumber": n + 1,
             "ImagePositionPatient": [round(float(v), 6) for v in corner],
             "PixelData": stored.tobytes(),

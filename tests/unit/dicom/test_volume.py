@@ -180,7 +180,8 @@ def test_nifti_of_a_sheared_volume_leaves_the_qform_unset_and_keeps_the_shear_in
     assert int(image.header["qform_code"]) == 0  # a quaternion cannot hold the shear
     assert int(image.header["sform_code"]) == 1
     expected = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine
-    np.testing.assert_allclose(image.header.get_sform(), expected, atol=1e-4)  # type: ignore[no-untyped-call]  # untyped
+    sform = image.header.get_sform()  # type: ignore[no-untyped-call]  # nibabel is untyped
+    np.testing.assert_allclose(sform, expected, atol=1e-4)
     np.testing.assert_allclose(image.affine, expected, atol=1e-4)
     zooms = image.header.get_zooms()  # type: ignore[no-untyped-call]  # nibabel is untyped
     assert zooms == pytest.approx((0.8, 0.8, 1.25 * math.cos(math.radians(15.0))), abs=1e-5)
