@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from pydicom.dataset import Dataset
 
 from dicomflow.demo import MsStudy, make_ms_study
 from dicomflow.dicom import Volume, load_volume
+from dicomflow.pipelines import Context, StudyInfo, read_series, run, select
+from dicomflow.pipelines.builtin import MsLesions
 from dicomflow.pipelines.builtin._ms import brain_mask, resample_mask, segment_ms_lesions
+from factories import write_files
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +124,18 @@ def test_volumes_of_a_sheared_grid_shrink_by_the_cosine_of_the_tilt(study: MsStu
     assert sheared.lesion_count == axial.lesion_count
     assert sheared.brain_volume_ml == pytest.approx(axial.brain_volume_ml * shrink, rel=1e-6)
     assert sheared.lesion_volume_ml == pytest.approx(axial.lesion_volume_ml * shrink, rel=1e-6)
+
+
+def test_the_report_type_measures_a_sheared_study_and_logs_the_shear(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    small = make_ms_study(slices=20, rows=48, cols=48, lesions=1)
+    files = write_files([*tilted(small.t1, 15.0), *tilted(small.flair, 15.0)], tmp_path / "in")
+    work = tmp_path / "work"
+    work.mkdir()
+    with caplog.at_level(logging.INFO, logger="dicomflow.job"):
+        manifest = run(MsLesions, select(MsLesions, read_series(files)), Context(work, StudyInfo("1")))
+    assert "FLAIR grid sheared by 15.0 degrees" in caplog.text
+    axial = segment_ms_lesions(load_volume(small.t1), load_volume(small.flair))
+    shrink = math.cos(math.radians(15.0))
+    assert manifest.measurements["brain_volume_ml"] == pytest.approx(axial.brain_volume_ml * shrink, abs=0.05)
