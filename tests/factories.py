@@ -5,6 +5,7 @@ any transfer syntax the receiver accepts.
   ``None``, delete any attribute by keyword;
 * :func:`make_study` builds a study of several consistent series;
 * :func:`make_series` builds one series stacked along any orientation, at any spacing;
+* :func:`make_tilted_ct` builds a gantry-tilted CT (sheared voxels) of a sphere of known volume;
 * :func:`write_files` writes them as Part 10 files in a transfer syntax: pydicom for the native and the
   RLE / JPEG 2000 syntaxes, DCMTK (``dcmconv``, ``dcmcjpeg``, ``dcmcjpls``) for the others.
 
@@ -265,6 +266,55 @@ def make_series(
             "SliceLocation": round(along, 4),
         }
         out.append(make_instance(modality, **{**shared, **geometry, **attrs}))
+    return out
+
+
+def make_tilted_ct(
+    tilt: float = 15.0,
+    *,
+    radius: float = 20.0,
+    step: float = 1.0,
+    pixel_spacing: float = 1.0,
+    size: int = 64,
+    slices: int = 48,
+) -> list[Dataset]:
+    """A gantry-tilted CT of a water sphere (0 HU, ``radius`` mm) in air (-1000 HU), one series.
+
+    The gantry is tilted by ``tilt`` degrees about the patient's x axis: the columns of every image run along
+    ``(0, cos tilt, sin tilt)``, so the slice normal is ``(0, -sin tilt, cos tilt)``, while the table moves
+    ``step`` mm along patient z from one slice to the next. Neighbouring slices are thus ``step * cos tilt``
+    apart along their normal, and the voxels are sheared. Each voxel centre is painted by whether it lies in
+    the sphere (centred in the middle of the stack), so its volume is ``4/3 pi radius**3`` up to sampling.
+    """
+    angle = np.radians(tilt)
+    row, column = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(angle), np.sin(angle)])
+    half = (size - 1) / 2 * pixel_spacing
+    centre = np.zeros(3)
+    shared: dict[str, Any] = {
+        "StudyInstanceUID": generate_uid(),
+        "SeriesInstanceUID": generate_uid(),
+        "FrameOfReferenceUID": generate_uid(),
+        "ImageOrientationPatient": [float(v) for v in (*row, *column)],
+        "PixelSpacing": [pixel_spacing, pixel_spacing],
+        "SliceThickness": step,
+        "Rows": size,
+        "Columns": size,
+        "RescaleIntercept": -1024,
+        "SeriesDescription": f"tilted {tilt:g} deg",
+    }
+    j, i = np.mgrid[0:size, 0:size] * pixel_spacing
+    out = []
+    for n in range(slices):
+        corner = np.array([0.0, 0.0, (n - (slices - 1) / 2) * step]) - half * row - half * column
+        points = corner + i[..., None] * row + j[..., None] * column
+        inside = np.linalg.norm(points - centre, axis=-1) <= radius
+        stored = np.where(inside, 1024, 24).astype(np.int16)  # 0 HU and -1000 HU after the intercept
+        geometry: dict[str, Any] = {
+            "InstanceNumber": n + 1,
+            "ImagePositionPatient": [round(float(v), 6) for v in corner],
+            "PixelData": stored.tobytes(),
+        }
+        out.append(make_instance("CT", **{**shared, **geometry}))
     return out
 
 

@@ -24,6 +24,7 @@
      +-- ServerUnreachable         server-unreachable    503  the SDK could not reach the server
      +-- ImportFailed              import-failed         422  an upload ended failed or expired
      +-- StudyFailed               study-failed          422  a study ended in stage Failed
+     +-- UnprocessableInput        unprocessable-input   422  data a job cannot process; retrying cannot help
      +-- WaitTimeout               wait-timeout          504  an SDK wait ran out of time
      +-- TooManyAttempts           too-many-attempts     429  logins throttled after failures (Retry-After)
 
@@ -196,6 +197,13 @@ class StudyFailed(DicomflowError):
         return list(self.details.get("findings", []))
 
 
+class UnprocessableInput(DicomflowError, ValueError):
+    """The data cannot be processed as they are (slices that do not stack into one volume, a report type
+    that could produce nothing from them): deterministic, so a job that raises it fails at once, unretried."""
+
+    code, http_status = "unprocessable-input", 422
+
+
 class WaitTimeout(DicomflowError):
     """An SDK wait ran out of time; details say what it waited for and what it last saw."""
 
@@ -232,6 +240,7 @@ ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
         ServerUnreachable,
         ImportFailed,
         StudyFailed,
+        UnprocessableInput,
         WaitTimeout,
         TooManyAttempts,
     )

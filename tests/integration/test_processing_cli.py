@@ -88,3 +88,29 @@ def test_unknown_report_type_and_rules(tmp_path: Path, env: dict[str, str]) -> N
     assert cli(env, data, "rules", "list").strip() == ""
     listed = cli(env, data, "report-types")
     assert "ms_lesions v1  (QC)" in listed and "icobrain_ms -> ms_lesions" in listed
+
+
+def test_reprocess_that_the_checks_block_says_why_and_the_stage_follows(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    cli(env, data, "projects", "create", "p")
+    datasets = make_study(series=1, instances=3)
+    for ds, plane in zip(
+        datasets, [[1, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, -1], [1, 0, 0, 0, 0, -1]], strict=True
+    ):
+        ds.ImageOrientationPatient = plane  # a three-plane localizer: toy_count only warns
+    uid = datasets[0].StudyInstanceUID
+    write_files(datasets, tmp_path / "in")
+    assert f"{uid}: Finished" in cli(
+        env, data, "import", str(tmp_path / "in"), "--project", "p", "--report-type", "toy_count"
+    )
+
+    output = cli(env, data, "reprocess", uid, "--report-type", "ct_volumetry", code=1)
+    assert "Failed" in output and "cannot be stacked into one volume" in output
+    (study,) = json.loads(cli(env, data, "status", "--json"))
+    assert study["stage"] == "Failed"
+
+    assert "queued for reprocessing" in cli(env, data, "reprocess", uid, "--report-type", "toy_count")
+    (study,) = json.loads(cli(env, data, "status", "--json"))
+    assert study["stage"] == "Processing"  # the new run decides; the blocked one does not hold it Failed

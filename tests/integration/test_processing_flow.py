@@ -286,3 +286,102 @@ def test_a_job_over_its_timeout_is_killed_and_fails(tmp_path: Path) -> None:
         assert (study.stage, study.jobs[0].error) == ("Failed", "timed out and was stopped")
     finally:
         install.close()
+
+
+def _localizer() -> list[Dataset]:
+    """One CT series whose slices lie in three orientations (a three-plane localizer)."""
+    planes = [[1, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, -1], [1, 0, 0, 0, 0, -1]]
+    datasets = make_study(series=1, instances=3)
+    for ds, plane in zip(datasets, planes, strict=True):
+        ds.ImageOrientationPatient = plane
+    return datasets
+
+
+def test_mixed_orientation_fails_a_volume_input_in_the_checks_and_runs_nothing(install: Installation) -> None:
+    study = install.run(_localizer(), "ct_volumetry")
+
+    assert study.stage == "Failed"
+    assert [(f.code, f.severity) for f in study.findings] == [("mixed-orientation", "error")]
+    assert "slices in 3 orientations cannot be stacked into one volume" in study.reason
+    assert study.jobs == []
+
+
+def test_a_deterministic_processing_error_fails_the_job_at_once_with_its_reason(
+    install: Installation,
+) -> None:
+    datasets = make_study(series=1, instances=4)
+    datasets[2].PixelSpacing = [0.6, 0.6]  # the checks pass; the volume cannot be stacked
+    study = install.run(datasets, "ct_volumetry")
+
+    assert study.stage == "Failed"
+    (job,) = study.jobs
+    assert (job.state, job.attempts) == ("failed", 1)  # max_attempts is 2: not retried
+    assert job.error.startswith("mixed PixelSpacing")
+    assert "ct_volumetry: mixed PixelSpacing" in study.reason
+
+
+def test_nifti_export_that_exports_nothing_fails_with_the_reason(install: Installation) -> None:
+    study = install.run(_localizer(), "nifti_export")
+
+    assert study.stage == "Failed"
+    assert [(f.code, f.severity) for f in study.findings] == [("mixed-orientation", "warning")]
+    (job,) = study.jobs
+    assert (job.state, job.attempts) == ("failed", 1)
+    assert "no image series could be exported to NIfTI" in study.reason
+    assert "series 1 (CT series 1): mixed ImageOrientationPatient" in study.reason
+    assert "all report types succeeded" not in study.reason
+
+
+def test_an_instance_number_gap_with_complete_positions_only_warns(install: Installation) -> None:
+    datasets = make_study(series=1, instances=5)
+    for ds in datasets[2:]:  # numbers 1, 2, 4, 5, 6 at positions 0-4 mm: no slice is missing
+        ds.InstanceNumber += 1
+    study = install.run(datasets, "toy_count")
+
+    assert study.stage == "Finished"
+    assert [(f.code, f.severity) for f in study.findings] == [("instance-number-gap", "warning")]
+    assert "instance numbers 3 missing" in study.findings[0].message
+
+
+def test_reprocessing_another_report_type_on_a_failed_study_follows_the_new_run(tmp_path: Path) -> None:
+    marker = tmp_path / "fail"
+    marker.touch()
+    install = _make(tmp_path / "data", max_attempts=1, options={"toy_flaky": {"fail_marker": str(marker)}})
+    try:
+        failed = install.run(make_study(series=1, instances=3), "toy_flaky")
+        assert failed.stage == "Failed"
+
+        install.flow.reprocess(failed.study_instance_uid, ["toy_count"], actor="test")
+        (again,) = install.processing.run_until_settled([failed.id], timeout=120)
+
+        assert (again.stage, again.reason) == ("Finished", "all report types succeeded")
+        study = install.study(failed.study_instance_uid)
+        assert {(j.report_type, j.state) for j in study.jobs} == {
+            ("toy_flaky", "failed"),  # the old run's job keeps its outcome
+            ("toy_count", "succeeded"),
+        }
+        assert [h.stage for h in study.history][-2:] == ["Processing", "Finished"]
+
+        install.flow.reprocess(failed.study_instance_uid, ["toy_flaky"], actor="test")  # still failing
+        (third,) = install.processing.run_until_settled([failed.id], timeout=120)
+        assert third.stage == "Failed"
+        assert third.reason.startswith("toy_flaky: RuntimeError")
+    finally:
+        install.close()
+
+
+def test_reprocessing_that_the_checks_block_fails_the_study_with_the_new_reason(
+    install: Installation,
+) -> None:
+    finished = install.run(_localizer(), "toy_count")  # mixed orientation only warns toy_count
+    assert finished.stage == "Finished"
+
+    install.flow.reprocess(finished.study_instance_uid, ["ct_volumetry"], actor="test")
+    blocked = install.study(finished.study_instance_uid)
+    assert blocked.stage == "Failed"
+    assert "cannot be stacked into one volume" in blocked.reason
+    assert [h.stage for h in blocked.history][-2:] == ["Processing", "Failed"]
+
+    install.flow.reprocess(finished.study_instance_uid, ["toy_count"], actor="test")
+    (again,) = install.processing.run_until_settled([finished.id], timeout=120)
+    assert (again.stage, again.reason) == ("Finished", "all report types succeeded")

@@ -24,7 +24,9 @@ Completeness (:func:`check_completeness`), the rules and the judgements behind t
   repeats (a restart, as in multi-acquisition series, means the numbers say nothing), and only interior
   gaps count (a series may start at any number). Numbers advancing in a constant step (1, 3, 5: split
   echoes) are not gaps. When the geometry already found missing slices, the same loss is not reported a
-  second time as an instance-number gap.
+  second time as an instance-number gap. DICOM does not require consecutive numbers, so a gap in a series
+  whose slice positions were judged complete is a warning (``…; slice positions complete``); it is an error
+  only where no geometry can tell that the series is complete (no positions, multi-frame objects).
 * **Counts** (``count-mismatch``): ImagesInAcquisition is compared with the images (frames) received, per
   AcquisitionNumber when the series holds several acquisitions (a Siemens fMRI series has one per volume);
   NumberOfSlices with the distinct slice positions (slices per time frame in a dynamic PET series) when
@@ -34,8 +36,11 @@ Completeness (:func:`check_completeness`), the rules and the judgements behind t
   (NumberOfFrames > 1), and instances without ImagePositionPatient / ImageOrientationPatient (SR, SEG,
   secondary capture) get no geometric check: only instance numbers and counts. Instances without geometry
   in an imaging series (a dose screen) are left out of the geometry of the others. Slices in several
-  orientations (a three-plane localizer, a multi-angle spine series) get a ``mixed-orientation`` warning
-  and no geometric check; orientations equal within 0.01 per direction cosine are one.
+  orientations (a three-plane localizer, a multi-angle spine series) get a ``mixed-orientation`` finding
+  and no geometric check: an error when the series is to be stacked into one volume (``needs_volume``: its
+  input's grinder stacks one), else a warning. Orientations equal within 0.001 per direction cosine are
+  one: the single tolerance (``dicomflow.dicom.ORIENTATION_TOLERANCE``) that ``load_volume`` stacks with,
+  so a series the checks let through always stacks.
 * A degenerate orientation (row parallel to column) skips the geometry; a mixed stack of several regular
   blocks in one orientation is ``uneven-spacing`` (processing wants one regular volume).
 

@@ -6,17 +6,20 @@ from collections import Counter
 from itertools import pairwise
 
 from dicomflow.checks._facts import SeriesFacts
-from dicomflow.checks._findings import Finding, FindingCode, number_runs
+from dicomflow.checks._findings import Finding, FindingCode, Severity, number_runs
 from dicomflow.checks._geometry import Geometry, check_geometry
 
 
-def check_completeness(series: SeriesFacts) -> list[Finding]:
+def check_completeness(series: SeriesFacts, *, needs_volume: bool = False) -> list[Finding]:
     """Check that no instance of ``series`` is missing (the rules are in the package docstring).
 
     Parameters
     ----------
     series
         The series as received, instances in any order.
+    needs_volume
+        The series is to be stacked into one volume (its input's grinder stacks one): slices in several
+        orientations are then an error, not a warning.
 
     Returns
     -------
@@ -25,19 +28,19 @@ def check_completeness(series: SeriesFacts) -> list[Finding]:
         ``uneven-repetition``, ``missing-slice``, ``uneven-spacing``, ``mixed-orientation``); empty when
         nothing is wrong or nothing can be judged.
     """
-    geometry = check_geometry(series)
+    geometry = check_geometry(series, needs_volume=needs_volume)
     found = [
         _images_in_acquisition(series),
         _number_of_slices(series, geometry),
-        None if geometry.has_missing_slices else _instance_number_gap(series),
+        None if geometry.has_missing_slices else _instance_number_gap(series, geometry),
     ]
     return [*(finding for finding in found if finding is not None), *geometry.findings]
 
 
-def _finding(series: SeriesFacts, code: FindingCode, message: str) -> Finding:
-    return Finding(
-        code, f"{series.label()}: {message}", series_instance_uid=series.series_instance_uid or None
-    )
+def _finding(
+    series: SeriesFacts, code: FindingCode, message: str, severity: Severity = Severity.ERROR
+) -> Finding:
+    return Finding(code, f"{series.label()}: {message}", severity, series.series_instance_uid or None)
 
 
 def _images_in_acquisition(series: SeriesFacts) -> Finding | None:
@@ -74,8 +77,12 @@ def _number_of_slices(series: SeriesFacts, geometry: Geometry) -> Finding | None
     return _finding(series, FindingCode.COUNT_MISMATCH, message)
 
 
-def _instance_number_gap(series: SeriesFacts) -> Finding | None:
-    """Interior gaps in InstanceNumber, judged only when every instance has a number and none repeats."""
+def _instance_number_gap(series: SeriesFacts, geometry: Geometry) -> Finding | None:
+    """Interior gaps in InstanceNumber, judged only when every instance has a number and none repeats.
+
+    A warning when the geometry was judged and found no slice missing (DICOM does not require consecutive
+    numbers); an error when there is no geometry to tell that the series is complete.
+    """
     numbers = [s.instance_number for s in series.slices]
     known = sorted(n for n in numbers if n is not None)
     if len(known) < 2 or len(known) != len(numbers) or len(set(known)) != len(known):
@@ -92,7 +99,10 @@ def _instance_number_gap(series: SeriesFacts) -> Finding | None:
     have.append((first, known[-1]))
     steps = f" in steps of {step}" if step > 1 else ""
     message = f"instance numbers {number_runs(missing)} missing (have {number_runs(have)}{steps})"
-    return _finding(series, FindingCode.INSTANCE_NUMBER_GAP, message)
+    if geometry.positions is None:
+        return _finding(series, FindingCode.INSTANCE_NUMBER_GAP, message)
+    message += "; slice positions complete"
+    return _finding(series, FindingCode.INSTANCE_NUMBER_GAP, message, Severity.WARNING)
 
 
 def _stride(known: list[int]) -> int:

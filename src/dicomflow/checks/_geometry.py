@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from dicomflow.checks._facts import SeriesFacts, SliceFacts
 from dicomflow.checks._findings import Finding, FindingCode, Severity, length, position
+from dicomflow.dicom import is_same_orientation
 
-ORIENTATION_TOLERANCE = 0.01
-"""Largest difference of a direction cosine (about 0.6 degrees) between slices of one orientation."""
 ABSOLUTE_TOLERANCE_MM = 0.01
 RELATIVE_TOLERANCE = 0.01
 """A distance matches an expected one within 1 % of it or 0.01 mm, whichever is larger."""
@@ -43,16 +42,19 @@ def tolerance(distance: float) -> float:
     return max(ABSOLUTE_TOLERANCE_MM, RELATIVE_TOLERANCE * abs(distance))
 
 
-def check_geometry(series: SeriesFacts) -> Geometry:
-    """Judge the slice positions of ``series`` along its slice normal (see the package docstring)."""
+def check_geometry(series: SeriesFacts, *, needs_volume: bool = False) -> Geometry:
+    """Judge the slice positions of ``series`` along its slice normal (see the package docstring).
+
+    With ``needs_volume`` (the series is to be stacked into one volume) slices in several orientations are
+    an error; otherwise a warning. Orientations are one by ``dicomflow.dicom.is_same_orientation``, the
+    test :func:`dicomflow.dicom.load_volume` stacks with.
+    """
     slices = [s for s in series.slices if s.image_position is not None and s.image_orientation is not None]
     if len(slices) < 2 or any(s.number_of_frames > 1 for s in series.slices):
         return Geometry()
     orientations = _orientations(slices)
     if len(orientations) > 1:
-        message = f"{series.label()}: slices in {len(orientations)} orientations; slice geometry not checked"
-        finding = _finding(series, FindingCode.MIXED_ORIENTATION, message, Severity.WARNING)
-        return Geometry((finding,))
+        return Geometry((_mixed_orientation(series, len(orientations), needs_volume),))
     normal = _normal(orientations[0])
     if normal is None:
         return Geometry()
@@ -68,15 +70,20 @@ def _finding(
     return Finding(code, message, severity, series.series_instance_uid or None)
 
 
+def _mixed_orientation(series: SeriesFacts, count: int, needs_volume: bool) -> Finding:
+    if needs_volume:
+        message = f"{series.label()}: slices in {count} orientations cannot be stacked into one volume"
+        return _finding(series, FindingCode.MIXED_ORIENTATION, message)
+    message = f"{series.label()}: slices in {count} orientations; slice geometry not checked"
+    return _finding(series, FindingCode.MIXED_ORIENTATION, message, Severity.WARNING)
+
+
 def _orientations(slices: Sequence[SliceFacts]) -> list[tuple[float, ...]]:
-    """The distinct orientations (each the first of its kind), equal within ORIENTATION_TOLERANCE."""
+    """The distinct orientations (each the first of its kind), one within the orientation tolerance."""
     found: list[tuple[float, ...]] = []
     for s in slices:
         cosines = s.image_orientation or ()
-        if not any(
-            max(abs(a - b) for a, b in zip(cosines, known, strict=True)) <= ORIENTATION_TOLERANCE
-            for known in found
-        ):
+        if not any(is_same_orientation(cosines, known) for known in found):
             found.append(cosines)
     return found
 

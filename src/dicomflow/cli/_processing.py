@@ -157,7 +157,12 @@ def reprocess(
 ) -> None:
     """Run a study's report types again (force_reprocessing): checks, then fresh jobs."""
     with _flow(data_dir) as (_, flow):
-        flow.reprocess(study_instance_uid, report_type or [], actor="cli")
+        study_id = flow.reprocess(study_instance_uid, report_type or [], actor="cli")
+        with reading(flow.engine) as conn:
+            study = q.study_row(conn, study_id)
+    if study.stage == Stage.FAILED.value:  # the new run's checks blocked it
+        typer.echo(f"study {study_instance_uid} Failed its checks: {study.reason}")
+        raise typer.Exit(1)
     typer.echo(f"study {study_instance_uid} queued for reprocessing")
 
 

@@ -538,6 +538,25 @@ def jobs_of_study(conn: Connection, study_id: int) -> list[Any]:
     return list(conn.execute(select(Job).where(Job.study_id == study_id).order_by(Job.id)).all())
 
 
+def jobs_of_run(conn: Connection, study_id: int) -> list[Any]:
+    """The jobs of a study version's current run: those not ended before it last entered Processing.
+
+    A job of an earlier run that this run did not queue again (a reprocessing that named other report
+    types) ended before then and is left out, so the stage follows the new run alone.
+    """
+    since = _utc(
+        conn.scalar(
+            select(func.max(StageChange.at)).where(
+                StageChange.study_id == study_id, StageChange.stage == Stage.PROCESSING.value
+            )
+        )
+    )
+    jobs = jobs_of_study(conn, study_id)
+    if since is None:
+        return jobs
+    return [job for job in jobs if job.finished_at is None or (_utc(job.finished_at) or since) >= since]
+
+
 def list_jobs(conn: Connection, *, state: str | None = None, limit: int = 200) -> list[JobInfo]:
     """Newest jobs first, optionally of one state."""
     query = (

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from dicomflow.config import Settings
+from dicomflow.errors import UnprocessableInput
 from dicomflow.index import _processing as q
 from dicomflow.index import create_index_engine, reading
 from dicomflow.pipelines import Context, StudyInfo, load_report_types, read_series, run, select
@@ -24,6 +25,7 @@ from dicomflow.storage import FileSystemBlobStore
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BLOCKED = 3  # the checks failed: retrying cannot help
+EXIT_UNPROCESSABLE = 4  # the report type raised UnprocessableInput: deterministic, retrying cannot help
 ERROR_FILE = "error.json"
 FINDINGS_FILE = "findings.json"
 LOG_FILE = "job.log"
@@ -49,7 +51,8 @@ def run_in_worker(settings_json: str, job_id: int, workdir: str) -> None:
 
 
 def execute_job(settings: Settings, job_id: int, workdir: Path) -> int:
-    """Run one attempt in ``workdir``; returns :data:`EXIT_OK`, :data:`EXIT_ERROR` or :data:`EXIT_BLOCKED`."""
+    """Run one attempt in ``workdir``; returns :data:`EXIT_OK`, :data:`EXIT_ERROR`, :data:`EXIT_BLOCKED` or
+    :data:`EXIT_UNPROCESSABLE` (the data cannot be processed; ``error.json`` holds the reason)."""
     logger = logging.getLogger("dicomflow.job")
     try:
         engine = create_index_engine(settings.index_url)
@@ -77,12 +80,18 @@ def execute_job(settings: Settings, job_id: int, workdir: Path) -> int:
         run(report_type, selection, Context(workdir, info, dict(report_type.options), logger))
         logger.info("job %d: done", job_id)
         return EXIT_OK
+    except UnprocessableInput as exc:
+        logger.exception("job %d cannot process its data", job_id)
+        _write_error(workdir, exc.message)
+        return EXIT_UNPROCESSABLE
     except Exception as exc:
         logger.exception("job %d failed", job_id)
-        (workdir / ERROR_FILE).write_text(
-            json.dumps({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
-        )
+        _write_error(workdir, f"{type(exc).__name__}: {exc}")
         return EXIT_ERROR
+
+
+def _write_error(workdir: Path, error: str) -> None:
+    (workdir / ERROR_FILE).write_text(json.dumps({"error": error, "traceback": traceback.format_exc()}))
 
 
 def _study_info(first_file: Path | None, project: str) -> StudyInfo:

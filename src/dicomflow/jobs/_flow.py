@@ -27,7 +27,7 @@ from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
 from dicomflow.index import _processing as q
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.ingest import Ingestor, Source, open_ingestor
-from dicomflow.jobs._execute import ERROR_FILE, FINDINGS_FILE
+from dicomflow.jobs._execute import ERROR_FILE, EXIT_UNPROCESSABLE, FINDINGS_FILE
 from dicomflow.pipelines import Manifest, ReportTypes, read_series, select, survey
 from dicomflow.storage import FileSystemBlobStore
 
@@ -235,6 +235,8 @@ class Flow:
         elif (workdir / FINDINGS_FILE).is_file():
             findings = json.loads((workdir / FINDINGS_FILE).read_text())
             self._failed(job_id, "; ".join(f["message"] for f in findings), retry=False)
+        elif exit_code == EXIT_UNPROCESSABLE:  # deterministic: the same data would fail the same way
+            self._failed(job_id, _error_text(workdir, exit_code, timed_out), retry=False)
         else:
             self._failed(job_id, _error_text(workdir, exit_code, timed_out), retry=True)
         self.settle_study_of(job_id)
@@ -292,9 +294,9 @@ class Flow:
             study = q.study_row(conn, job.study_id)
             if study.stage != Stage.PROCESSING.value:
                 return
-            outcomes = [
+            outcomes = [  # the run's own jobs: an older run's failure must not decide this one
                 JobOutcome(j.report_type, JobState(j.state), bool(j.requires_qc), j.error)
-                for j in q.jobs_of_study(conn, study.id)
+                for j in q.jobs_of_run(conn, study.id)
             ]
             decided = after_jobs(outcomes)
             if decided is not None:
@@ -359,13 +361,13 @@ class Flow:
                 selection = select(report_type, series)
                 q.add_findings(conn, study_id, report_type.name, selection.findings)
                 blocking += [f.message for f in selection.findings if f.severity is Severity.ERROR]
+            # the stage follows the new run: it enters Processing, then fails on its own findings if any
+            q.set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
             if blocking:
-                if study.stage != Stage.FAILED.value:
-                    q.set_stage(conn, study_id, Stage.FAILED, actor, "; ".join(blocking))
+                q.set_stage(conn, study_id, Stage.FAILED, actor, "; ".join(blocking))
                 return
             for name in names:
                 self._queue(conn, study_id, self.registry.get(name))
-            q.set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
 
 
 class _Scope:

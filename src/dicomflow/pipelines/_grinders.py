@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 
 class Grinder(Protocol):
-    """A callable from a series to anything a processor wants."""
+    """A callable from a series to anything a processor wants.
+
+    A grinder that stacks the series into one volume says so with a true ``stacks_volume`` attribute: the
+    checks then make slices in several orientations an error before processing, not a warning.
+    """
 
     def __call__(self, series: SeriesData) -> Any: ...
 
@@ -40,6 +44,11 @@ def _order(ds: Dataset) -> tuple[float, int]:
         )
         return sum(float(p) * n for p, n in zip(position, normal, strict=True)), int(number or 0)
     return float(number or 0), 0
+
+
+def stacks_volume(grinder: Grinder) -> bool:
+    """Whether ``grinder`` stacks its series into one volume (its ``stacks_volume`` attribute)."""
+    return bool(getattr(grinder, "stacks_volume", False))
 
 
 class DatasetsGrinder:
@@ -60,6 +69,8 @@ class PathsGrinder:
 class VolumeGrinder:
     """A :class:`dicomflow.dicom.Volume`: float32 array (z, y, x) in real units with its affine."""
 
+    stacks_volume = True
+
     def __call__(self, series: SeriesData) -> Volume:
         from dicomflow.dicom import load_volume
 
@@ -68,6 +79,8 @@ class VolumeGrinder:
 
 class NiftiGrinder:
     """A nibabel ``Nifti1Image`` in RAS orientation (via :class:`VolumeGrinder`)."""
+
+    stacks_volume = True
 
     def __call__(self, series: SeriesData) -> nibabel.Nifti1Image:
         from dicomflow.dicom import volume_to_nifti
@@ -95,6 +108,7 @@ class ManyGrinder:
 
     def __init__(self, **grinders: Grinder) -> None:
         self.grinders = grinders
+        self.stacks_volume = any(stacks_volume(grinder) for grinder in grinders.values())
 
     def __call__(self, series: SeriesData) -> dict[str, Any]:
         return {name: grinder(series) for name, grinder in self.grinders.items()}

@@ -16,7 +16,7 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from dicomflow.pipelines._grinders import DatasetsGrinder, Grinder
+from dicomflow.pipelines._grinders import DatasetsGrinder, Grinder, stacks_volume
 from dicomflow.pipelines._series import SeriesData
 
 ValueRule = str | re.Pattern[str] | Callable[[Any], bool]
@@ -48,6 +48,11 @@ class Input:
     def accepts(self, header: Dataset) -> bool:
         """Whether one instance belongs to this input (its ``required_values`` match)."""
         return all(matches(rule, header.get(keyword(tag))) for tag, rule in self.required_values.items())
+
+    @property
+    def needs_volume(self) -> bool:
+        """Whether the chosen series is stacked into one volume (the grinder says so)."""
+        return stacks_volume(self.grinder)
 
     def choose(self, candidates: Sequence[SeriesData]) -> SeriesData:
         """One series among several that match: the highest SeriesNumber (a repeat), then the largest."""

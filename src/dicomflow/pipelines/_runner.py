@@ -119,7 +119,7 @@ def _candidates(spec: Input, series: Sequence[SeriesData]) -> list[SeriesData]:
 
 def _check(spec: Input, series: SeriesData) -> list[Finding]:
     facts = series_facts(series.headers)
-    findings = check_completeness(facts)
+    findings = check_completeness(facts, needs_volume=spec.needs_volume)
     findings += check_validity(facts, series.headers, spec.required_tags, {})
     findings += [
         Finding("input-invalid", f"{series.label()}: {problem}", Severity.ERROR, series.series_instance_uid)

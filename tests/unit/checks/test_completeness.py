@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dicomflow.checks import Finding, SeriesFacts, Severity, SliceFacts, check_completeness
+import factories
+from dicomflow.checks import Finding, SeriesFacts, Severity, SliceFacts, check_completeness, series_facts
+from dicomflow.dicom import load_volume
 
 MakeSeries = Callable[..., SeriesFacts]
 
@@ -373,12 +375,13 @@ def test_a_lost_phase_is_found_by_instance_numbers(make_series: MakeSeries) -> N
     """Three phases, the second lost: every position still holds the same number of instances."""
     zs = [float(z) for _ in range(2) for z in range(10)]
     series = make_series(zs, numbers=[*range(1, 11), *range(21, 31)])
-    assert found(check_completeness(series)) == [
-        (
-            "instance-number-gap",
-            "series 3 (FLAIR): instance numbers 11\u201320 missing (have 1\u201310, 21\u201330)",
-        )
-    ]
+    [finding] = check_completeness(series)
+    assert (finding.code, finding.message, finding.severity) == (
+        "instance-number-gap",
+        "series 3 (FLAIR): instance numbers 11\u201320 missing (have 1\u201310, 21\u201330);"
+        " slice positions complete",
+        Severity.WARNING,
+    )
 
 
 @pytest.mark.parametrize(
@@ -506,3 +509,51 @@ def test_localizer_in_three_orientations_is_a_warning() -> None:
         Severity.WARNING,
         SERIES_UID,
     )
+
+
+@pytest.mark.parametrize("needs_volume", [False, True])
+def test_mixed_orientation_is_an_error_only_where_a_volume_is_stacked(needs_volume: bool) -> None:
+    slices = (slice_at(0.0, AXIAL, 1), slice_at(1.0, AXIAL, 2), slice_at(0.0, SAGITTAL, 3))
+    [finding] = check_completeness(SeriesFacts(SERIES_UID, 4, "CT", "CT", slices), needs_volume=needs_volume)
+    assert finding.code == "mixed-orientation"
+    if needs_volume:
+        assert finding.severity is Severity.ERROR
+        assert finding.message == "series 4 (CT): slices in 2 orientations cannot be stacked into one volume"
+    else:
+        assert finding.severity is Severity.WARNING
+
+
+@pytest.mark.parametrize("delta", [0.0, 5e-5, 5e-4, 2e-3, 5e-3, 0.02])
+def test_checks_and_volume_stacking_agree_on_one_orientation(delta: float) -> None:
+    """One tolerance: a series the checks call one orientation stacks, and one they call mixed does not."""
+    datasets = factories.make_series(4)
+    turned = list(datasets[2].ImageOrientationPatient)
+    turned[4] -= delta  # the column turns a little towards z
+    turned[5] = delta
+    datasets[2].ImageOrientationPatient = turned
+    findings = check_completeness(series_facts(datasets), needs_volume=True)
+    is_mixed = any(f.code == "mixed-orientation" for f in findings)
+    try:
+        load_volume(datasets)
+        stacks = True
+    except ValueError as exc:
+        assert "mixed ImageOrientationPatient" in str(exc)
+        stacks = False
+    assert is_mixed is not stacks
+    assert is_mixed is (delta > 1e-3)
+
+
+def test_an_instance_number_gap_with_complete_positions_is_a_warning(make_series: MakeSeries) -> None:
+    """DICOM does not require consecutive numbers: with every slice position present, a gap only warns."""
+    series = make_series(FORTY, numbers=without(range(1, 42), 16))
+    [finding] = check_completeness(series)
+    assert (finding.code, finding.severity) == ("instance-number-gap", Severity.WARNING)
+    assert finding.message == (
+        "series 3 (FLAIR): instance numbers 17 missing (have 1\u201316, 18\u201341); slice positions complete"
+    )
+
+
+def test_missing_positions_stay_an_error_whatever_the_numbers(make_series: MakeSeries) -> None:
+    series = make_series(without(FORTY, 16), numbers=list(range(1, 40)))
+    [finding] = check_completeness(series)
+    assert (finding.code, finding.severity) == ("missing-slice", Severity.ERROR)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
 from dicomflow.demo import make_ct_phantom
 from dicomflow.dicom import Volume, load_volume, volume_to_nifti
-from factories import make_instance, write_files
+from factories import make_instance, make_tilted_ct, write_files
 
 SAGITTAL = [0, 1, 0, 0, 0, -1]  # rows run posterior, columns down: normal = row x column = -x (right)
 
@@ -150,3 +151,37 @@ def test_nifti_affine_is_ras_and_maps_a_known_voxel(phantom_volume: Volume) -> N
     assert int(image.header["sform_code"]) == 1 and int(image.header["qform_code"]) == 1
     qform = image.get_qform()  # type: ignore[no-untyped-call]  # nibabel is untyped
     np.testing.assert_allclose(qform, image.affine, atol=1e-4)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0, 30.0])
+def test_a_tilted_volume_counts_the_voxel_as_the_slice_step_along_the_normal(tilt: float) -> None:
+    volume = load_volume(make_tilted_ct(tilt, step=1.25, pixel_spacing=0.8))
+    along_normal = 1.25 * math.cos(math.radians(tilt))
+    np.testing.assert_allclose(volume.affine[:3, 2], [0, 0, 1.25], atol=1e-6)  # positions step along z
+    assert volume.spacing == pytest.approx((along_normal, 0.8, 0.8))
+    assert volume.voxel_volume_ml == pytest.approx(0.8 * 0.8 * along_normal / 1000)
+    assert volume.voxel_volume_ml == pytest.approx(abs(np.linalg.det(volume.affine)) / 1000)
+    assert volume.tilt_degrees == pytest.approx(tilt, abs=1e-3)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0, 25.0])
+def test_a_sphere_in_a_tilted_ct_has_its_analytic_volume(tilt: float) -> None:
+    volume = load_volume(make_tilted_ct(tilt, radius=20.0))
+    counted = np.count_nonzero(volume.array > -500) * volume.voxel_volume_ml
+    assert counted == pytest.approx(4 / 3 * math.pi * 20.0**3 / 1000, rel=0.01)
+
+
+def test_nifti_of_a_sheared_volume_leaves_the_qform_unset_and_keeps_the_shear_in_the_sform(
+    tmp_path: Path,
+) -> None:
+    volume = load_volume(make_tilted_ct(15.0, step=1.25, pixel_spacing=0.8, size=16, slices=6))
+    volume_to_nifti(volume).to_filename(tmp_path / "tilted.nii.gz")
+    image = nibabel.Nifti1Image.from_filename(tmp_path / "tilted.nii.gz")
+    assert int(image.header["qform_code"]) == 0  # a quaternion cannot hold the shear
+    assert int(image.header["sform_code"]) == 1
+    expected = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine
+    sform = image.header.get_sform()  # type: ignore[no-untyped-call]  # nibabel is untyped
+    np.testing.assert_allclose(sform, expected, atol=1e-4)
+    np.testing.assert_allclose(image.affine, expected, atol=1e-4)
+    zooms = image.header.get_zooms()  # type: ignore[no-untyped-call]  # nibabel is untyped
+    assert zooms == pytest.approx((0.8, 0.8, 1.25 * math.cos(math.radians(15.0))), abs=1e-5)

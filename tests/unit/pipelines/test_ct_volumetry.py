@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ from pydicom.dataset import Dataset
 from dicomflow.demo import Phantom, make_ct_phantom
 from dicomflow.dicom import load_volume
 from dicomflow.pipelines.builtin._ct import segment_ct
+from factories import make_tilted_ct
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +65,10 @@ def test_only_air_gives_empty_masks(phantom: Phantom) -> None:
     air = type(volume)(np.full_like(volume.array, -1000.0), volume.affine, volume.spacing, volume.datasets)
     result = segment_ct(air)
     assert result.volumes_ml == {"body": 0.0, "bone": 0.0, "air": 0.0}
+
+
+@pytest.mark.parametrize("tilt", [15.0, 30.0])
+def test_a_gantry_tilted_sphere_has_its_analytic_volume(tilt: float) -> None:
+    """The table steps along z, the slices are tilted: the body is the sphere, 4/3 pi r^3, within 1 %."""
+    result = segment_ct(load_volume(make_tilted_ct(tilt, radius=20.0)))
+    assert result.volumes_ml["body"] == pytest.approx(4 / 3 * math.pi * 20.0**3 / 1000, rel=0.01)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 
 from dicomflow.demo import MsStudy, make_ms_study
 from dicomflow.dicom import Volume, load_volume
+from dicomflow.pipelines import Context, StudyInfo, read_series, run, select
+from dicomflow.pipelines.builtin import MsLesions
 from dicomflow.pipelines.builtin._ms import brain_mask, resample_mask, segment_ms_lesions
+from factories import write_files
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +105,37 @@ def test_no_brain_is_an_error(volumes: tuple[Volume, Volume]) -> None:
     empty = dataclasses.replace(t1, array=np.zeros_like(t1.array))
     with pytest.raises(ValueError, match="no brain"):
         segment_ms_lesions(empty, flair)
+
+
+def tilted(datasets: Sequence[Dataset], degrees: float) -> list[Dataset]:
+    """The same slices at the same positions, each tilted about x: the grid is sheared by ``degrees``."""
+    angle = math.radians(degrees)
+    out = [copy.deepcopy(ds) for ds in datasets]
+    for ds in out:
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, math.cos(angle), math.sin(angle)]
+    return out
+
+
+def test_volumes_of_a_sheared_grid_shrink_by_the_cosine_of_the_tilt(study: MsStudy) -> None:
+    """Same voxels on a grid sheared by 15 degrees: every volume is cos(15 degrees) of the axial one."""
+    axial = segment_ms_lesions(load_volume(study.t1), load_volume(study.flair))
+    sheared = segment_ms_lesions(load_volume(tilted(study.t1, 15.0)), load_volume(tilted(study.flair, 15.0)))
+    shrink = math.cos(math.radians(15.0))
+    assert sheared.lesion_count == axial.lesion_count
+    assert sheared.brain_volume_ml == pytest.approx(axial.brain_volume_ml * shrink, rel=1e-6)
+    assert sheared.lesion_volume_ml == pytest.approx(axial.lesion_volume_ml * shrink, rel=1e-6)
+
+
+def test_the_report_type_measures_a_sheared_study_and_logs_the_shear(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    small = make_ms_study(slices=20, rows=48, cols=48, lesions=1)
+    files = write_files([*tilted(small.t1, 15.0), *tilted(small.flair, 15.0)], tmp_path / "in")
+    work = tmp_path / "work"
+    work.mkdir()
+    with caplog.at_level(logging.INFO, logger="dicomflow.job"):
+        manifest = run(MsLesions, select(MsLesions, read_series(files)), Context(work, StudyInfo("1")))
+    assert "FLAIR grid sheared by 15.0 degrees" in caplog.text
+    axial = segment_ms_lesions(load_volume(small.t1), load_volume(small.flair))
+    shrink = math.cos(math.radians(15.0))
+    assert manifest.measurements["brain_volume_ml"] == pytest.approx(axial.brain_volume_ml * shrink, abs=0.05)

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from dicomflow.dicom import Volume
+from dicomflow.errors import UnprocessableInput
 from dicomflow.pipelines.builtin._ct import largest_component
 
 LESION_Z = 5.0
@@ -111,13 +112,13 @@ def segment_ms_lesions(
 
     Raises
     ------
-    ValueError
-        If no brain is found on the T1 volume.
+    dicomflow.errors.UnprocessableInput
+        (a ``ValueError``) If no brain is found on the T1 volume.
     """
     brain_t1 = brain_mask(t1)
     brain = brain_t1 if _same_grid(t1, flair) else resample_mask(brain_t1, t1, flair)
     if not brain.any():
-        raise ValueError("no brain found on T1 (or none inside the FLAIR field of view)")
+        raise UnprocessableInput("no brain found on T1 (or none inside the FLAIR field of view)")
     values = flair.array[brain]
     median = float(np.median(values))
     sd = 1.4826 * float(np.median(np.abs(values - median)))
@@ -125,7 +126,7 @@ def segment_ms_lesions(
     candidates = brain & (flair.array > threshold)
     labels, count = ndimage.label(candidates, structure=np.ones((3, 3, 3), dtype=bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    min_voxels = min_lesion_mm3 / float(np.prod(flair.spacing))
+    min_voxels = min_lesion_mm3 / (flair.voxel_volume_ml * 1000.0)
     kept = [n for n in range(1, count + 1) if sizes[n] >= min_voxels]
     kept.sort(key=lambda n: -sizes[n])
     lesion_mask = np.isin(labels, kept)

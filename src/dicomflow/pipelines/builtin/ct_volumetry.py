@@ -45,6 +45,13 @@ class CtVolumetry(ReportType):
         from dicomflow.pipelines.builtin._ct import segment_ct
 
         volume = inputs["ct"]
+        if volume.is_sheared:
+            context.logger.info(
+                "gantry tilt %.1f degrees: sheared voxels of %.4g mL (slice step %.3g mm along the normal)",
+                volume.tilt_degrees,
+                volume.voxel_volume_ml,
+                volume.spacing[0],
+            )
         result = segment_ct(volume)
         context.logger.info("volumes (mL): %s", result.volumes_ml)
         png = context.workdir / "overlay.png"

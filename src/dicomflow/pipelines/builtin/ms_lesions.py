@@ -81,6 +81,13 @@ class MsLesions(ReportType):
         from dicomflow.pipelines.builtin._ms import segment_ms_lesions
 
         t1, flair = inputs["t1"], inputs["flair"]
+        if flair.is_sheared:
+            context.logger.info(
+                "FLAIR grid sheared by %.1f degrees: voxels of %.4g mL (slice step %.3g mm along the normal)",
+                flair.tilt_degrees,
+                flair.voxel_volume_ml,
+                flair.spacing[0],
+            )
         result = segment_ms_lesions(t1, flair)
         masks = result.masks
         png = context.workdir / "lesions.png"

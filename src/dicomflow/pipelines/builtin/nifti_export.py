@@ -9,6 +9,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from dicomflow.errors import UnprocessableInput
 from dicomflow.pipelines._inputs import Input
 from dicomflow.pipelines._outputs import Measurements, Output, ReportFile
 from dicomflow.pipelines._report_type import Context, InputContainer, ReportType
@@ -49,7 +50,14 @@ class ImageSeries(Input):
 
 
 class NiftiExport(ReportType):
-    """Each image series as ``<number>_<description>.nii.gz`` plus ``.json`` (values as in the DICOM)."""
+    """Each image series as ``<number>_<description>.nii.gz`` plus ``.json`` (values as in the DICOM).
+
+    A series that cannot be stacked into one volume is skipped with its reason; when none can be, the job
+    fails at once (:class:`dicomflow.errors.UnprocessableInput`) naming each series and why.
+    A sheared series (gantry tilt) is written as acquired, not resampled: its sform holds the exact affine
+    and its qform is left unset (code 0), since a qform cannot hold a shear; the log names each such
+    series, and the measurement ``series_qform_unset`` counts them.
+    """
 
     name = "nifti_export"
     title = "NIfTI export"
@@ -62,6 +70,7 @@ class NiftiExport(ReportType):
         outputs: list[Output] = []
         exported: list[str] = []
         skipped: dict[str, str] = {}
+        sheared: list[str] = []
         for series in inputs.series["images"] or []:  # type: ignore[union-attr]
             stem = _stem(series.series_number, series.series_description)
             try:
@@ -70,13 +79,25 @@ class NiftiExport(ReportType):
                 context.logger.warning("%s not exported: %s", series.label(), exc)
                 skipped[series.label()] = str(exc)
                 continue
+            if volume.is_sheared:
+                context.logger.warning(
+                    "%s: gantry tilt %.1f degrees, qform left unset (code 0): a qform cannot hold the shear;"
+                    " the sform holds the exact affine, voxels not resampled",
+                    series.label(),
+                    volume.tilt_degrees,
+                )
+                sheared.append(series.label())
             nifti = context.workdir / f"{stem}.nii.gz"
             volume_to_nifti(volume).to_filename(nifti)
             sidecar = context.workdir / f"{stem}.json"
             sidecar.write_text(json.dumps(_sidecar(volume.datasets[0]), indent=2))
             outputs += [ReportFile(nifti), ReportFile(sidecar, media_type="application/json")]
             exported.append(series.label())
-        outputs.append(Measurements({"series_exported": len(exported), "series_skipped": len(skipped)}))
+        if not exported:
+            reasons = "; ".join(f"{label}: {reason}" for label, reason in skipped.items())
+            raise UnprocessableInput(f"no image series could be exported to NIfTI: {reasons}")
+        counts = {"series_exported": len(exported), "series_skipped": len(skipped)}
+        outputs.append(Measurements({**counts, "series_qform_unset": len(sheared)}))
         return outputs
 
 
