@@ -144,8 +144,8 @@ def test_bodies_within_the_limits_and_the_login_routes_still_work(api: tuple[Tes
 
 
 def test_the_default_limits_are_checked_on_the_headers(tmp_path: Path) -> None:
-    defaults = Settings()
-    app = create_app(Settings.model_validate({"data_dir": tmp_path / "data", "storage": {"fsync": False}}))
+    defaults = Settings.model_validate({"data_dir": tmp_path / "data", "storage": {"fsync": False}})
+    app = create_app(defaults)
     create_user(app.state.engine, "a@example.org", "pw", Role.ADMIN)
     headers = _bearer(create_token(app.state.engine, "a@example.org"))
     with TestClient(app) as client:

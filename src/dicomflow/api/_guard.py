@@ -31,7 +31,13 @@ from dicomflow.index._accounts import UserInfo
 
 COOKIE = "dicomflow_session"  # the icometrix API's session cookie (api/icometrix/_routes.py)
 MULTIPART_SLACK = 64 << 10  # part headers and boundaries around a file of the largest size allowed
-_PROTECTED = ("/api/v1", "/storage-service", "/uploads-service", "/customer-reports-service")
+_ICOMETRIX = (
+    "/storage-service/",
+    "/uploads-service/",
+    "/customer-reports-service/",
+    "/authentication-service/",
+)
+_PROTECTED = ("/api/v1", *(prefix.rstrip("/") for prefix in _ICOMETRIX[:3]))
 _LOGIN = frozenset(
     ("/authentication-service/api/v1/token-sessions", "/authentication-service/api/v1/sessions")
 )
@@ -59,7 +65,7 @@ class RequestGuard:
         headers = Headers(scope=scope)
         try:
             if self._protected(scope["path"], scope["method"]):
-                self._user(headers)
+                self._user(scope["path"], headers)
             limit = self._limit(scope["path"], scope["method"])
             declared = _declared(headers)
             if declared is not None and declared > limit:
@@ -79,11 +85,13 @@ class RequestGuard:
             return True
         return not self.state.settings.http.public_docs and path.startswith(_DOCS)
 
-    def _user(self, headers: Headers) -> UserInfo:
+    def _user(self, path: str, headers: Headers) -> UserInfo:
         scheme, token = get_authorization_scheme_param(headers.get("authorization"))
         if token and scheme.lower() == "bearer":
             return bearer_user(self.state.identities, token)
         cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE)
+        if not cookie and path.startswith(_ICOMETRIX):  # that API logs in to a cookie session
+            raise AuthenticationRequired("log in first: POST /authentication-service/api/v1/token-sessions")
         if not cookie:
             return bearer_user(self.state.identities, None)  # raises, naming the header needed
         user: UserInfo | None = self.state.identities.user(cookie)

@@ -169,6 +169,8 @@ class Uploads:
     def part_file(self, upload_id: str) -> Path:
         """A new empty file in the upload's folder, to write a large body into (see :meth:`receive_file`)."""
         folder = self.root / str(_uuid(upload_id))
+        if (folder / COMPLETED).exists():
+            raise self._closed(upload_id)  # before the body is written, not after
         try:
             fd, path = tempfile.mkstemp(dir=folder, prefix=".part-")
         except FileNotFoundError:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from dicomflow.uploads import _archive
 from dicomflow.uploads._archive import ArchiveRefused, ZipLimits, extract
 
 LIMITS = ZipLimits(max_members=10)
@@ -38,7 +37,7 @@ def no_directory_read(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the central directory was read")
 
-    monkeypatch.setattr(_archive.zipfile, "ZipFile", refuse)
+    monkeypatch.setattr(zipfile, "ZipFile", refuse)  # the module _archive uses
 
 
 @pytest.mark.usefixtures("no_directory_read")
