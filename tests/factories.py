@@ -23,6 +23,7 @@ import copy
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -669,3 +670,14 @@ def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     return [line for line in lines if line.startswith("Error")], [
         line for line in lines if line.startswith("Warning")
     ]
+
+
+def nested_sequences(ds: Dataset, depth: int) -> bytes:
+    """``ds`` as Part 10 bytes (explicit VR little endian) with a Content Sequence nested ``depth`` deep,
+    each level one item of undefined length, inserted before the pixel data."""
+    data = to_bytes(ds)
+    at = data.index(b"\xe0\x7f\x10\x00")  # (7FE0,0010) Pixel Data: the nesting sorts before it
+    sequence = struct.pack("<HH2sHI", 0x0040, 0xA730, b"SQ", 0, 0xFFFFFFFF)
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    ends = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    return data[:at] + (sequence + item) * depth + ends * depth + data[at:]

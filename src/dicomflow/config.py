@@ -79,6 +79,12 @@ class HttpSettings(BaseModel):
     login_failure_window: float = Field(
         86400.0, gt=0, description="Seconds after the last failed login when the failures are forgotten."
     )
+    max_body_bytes: int = Field(
+        1 << 20, ge=0, description="Largest request body of every route but the file uploads (413 beyond)."
+    )
+    public_docs: bool = Field(
+        True, description="Serve /docs, /redoc and /openapi.json without a token (false: they need one)."
+    )
 
 
 class IndexSettings(BaseModel):
@@ -172,10 +178,10 @@ class UploadSettings(BaseModel):
 
     expire_after: float = Field(86400.0, description="Seconds an upload may stay open without a new file.")
     sweep_interval: float = Field(60.0, description="Seconds between looks for abandoned uploads.")
-    max_file_bytes: int = Field(4 * 1024**3, description="Largest file (or zip) one request may send.")
-    max_zip_members: int = Field(100_000, description="Most files one zip may hold.")
-    max_zip_bytes: int = Field(20 * 1024**3, description="Most bytes one zip may expand to.")
-    max_zip_ratio: float = Field(200.0, description="Highest compression ratio of a zip member (bombs).")
+    max_file_bytes: int = Field(1024**3, description="Largest file (or zip) one request may send.")
+    max_zip_members: int = Field(20_000, description="Most files one zip may hold.")
+    max_zip_bytes: int = Field(4 * 1024**3, description="Most bytes one zip may expand to.")
+    max_zip_ratio: float = Field(100.0, description="Highest compression ratio of a zip member (bombs).")
     ingest_threads: int = Field(
         2,
         ge=1,
@@ -183,6 +189,11 @@ class UploadSettings(BaseModel):
             "Files each HTTP process ingests at once: a few overlap the disk's waits, more only contend "
             "for the GIL (the API runs one process per core)."
         ),
+    )
+    in_memory_bytes: int = Field(
+        16 << 20,
+        ge=0,
+        description="A one-file body up to this size is kept in memory; a larger one is streamed to disk.",
     )
 
 

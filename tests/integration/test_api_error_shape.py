@@ -120,7 +120,7 @@ def test_unhandled_exceptions_are_500_internal_error(api: ApiContext) -> None:
 
     app.add_api_route("/api/v1/boom", boom)  # type: ignore[attr-defined]
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.get("/api/v1/boom")
+        response = client.get("/api/v1/boom", headers=api.headers())
     assert response.status_code == 500
     error = assert_error_shape(response)
     assert error["code"] == "internal-error"

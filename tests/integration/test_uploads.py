@@ -4,6 +4,7 @@ parallel, zips opened safely, per-file errors, completion and import, expiry, an
 from __future__ import annotations
 
 import io
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from dicomflow.api import create_app
 from dicomflow.config import Settings
 from dicomflow.index import Role, create_project, create_token, create_user, grant
-from factories import make_study, to_bytes
+from factories import make_study, nested_sequences, to_bytes
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -275,3 +276,90 @@ def test_who_may_do_what(api: Api) -> None:
         "/api/v1/uploads", json={"project": "A", "report_type": "nope"}, headers=api.h()
     )
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "unknown-report-type")
+
+
+def _corrupt(archive: bytes, name: str, garbage: bytes) -> bytes:
+    """``archive`` with the compressed data of member ``name`` overwritten (its headers left intact)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        info = zf.getinfo(name)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    at = start + (8 if info.compress_type == zipfile.ZIP_BZIP2 else 0)  # keep bz2's stream header
+    data = bytearray(archive)
+    data[at : at + len(garbage)] = garbage
+    return bytes(data)
+
+
+def test_corrupt_zip_members_are_reported_and_the_valid_ones_imported(api: Api) -> None:
+    study = make_study(series=1, instances=3)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("good.dcm", to_bytes(study[0]), zipfile.ZIP_DEFLATED)
+        archive.writestr("deflate.dcm", to_bytes(study[1]), zipfile.ZIP_DEFLATED)
+        archive.writestr("bz2.dcm", to_bytes(study[2]), zipfile.ZIP_BZIP2)
+        archive.writestr("also-good.dcm", to_bytes(make_study(series=1, instances=1)[0]), zipfile.ZIP_STORED)
+    data = _corrupt(buffer.getvalue(), "deflate.dcm", b"\xff" * 64)  # an invalid deflate block
+    data = _corrupt(data, "bz2.dcm", b"\x00" * 64)
+    upload = api.start()
+    for sent in (api.put(upload["id"], "a.zip", data), api.put_raw(upload["id"], "b.zip", data)):
+        assert sent.status_code == 200, sent.text
+
+    done = api.complete_and_wait(upload["id"])
+
+    assert done["instances_imported"] == 4  # good.dcm and also-good.dcm, twice (the same: not new)
+    errors = {e["file"]: e for e in done["errors"]}
+    assert set(errors) == {f"{z}:{m}" for z in ("a.zip", "b.zip") for m in ("deflate.dcm", "bz2.dcm")}
+    assert all(e["code"] == "refused-archive-member" and "corrupt" in e["message"] for e in errors.values())
+
+
+def test_a_deeply_nested_sequence_is_an_invalid_instance(api: Api) -> None:
+    data = nested_sequences(make_study(series=1, instances=1)[0], 5000)
+    upload = api.start()
+    assert api.put_raw(upload["id"], "deep.dcm", data).status_code == 200
+    assert api.put(upload["id"], "deep2.dcm", data).status_code == 200
+
+    done = api.complete_and_wait(upload["id"])
+
+    assert sorted((e["file"], e["code"]) for e in done["errors"]) == [
+        ("deep.dcm", "invalid-instance"),
+        ("deep2.dcm", "invalid-instance"),
+    ]
+    assert "nests sequences too deeply" in done["errors"][0]["message"]
+
+
+def test_completing_while_files_are_in_flight_refuses_or_keeps_each_file(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    slow_ingest = type(uploads._ingestor()).ingest_bytes
+
+    in_flight = threading.Event()
+
+    def slowly(self: Any, *args: Any, **kwargs: Any) -> Any:
+        in_flight.set()
+        time.sleep(0.3)  # the fault: each file takes a while, so completion meets files in flight
+        return slow_ingest(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(uploads._ingestor()), "ingest_bytes", slowly)
+    study = make_study(series=1, instances=10)
+    upload = api.start()
+    with ThreadPoolExecutor(len(study) + 1) as pool:
+        sends = [
+            pool.submit(api.put_raw, upload["id"], f"{i}.dcm", to_bytes(ds)) for i, ds in enumerate(study)
+        ]
+        assert in_flight.wait(30)
+        completed = pool.submit(api.client.post, f"/api/v1/uploads/{upload['id']}/complete", headers=api.h())
+        answers = [s.result() for s in sends]
+    assert completed.result().status_code == 202
+
+    done = api.complete_and_wait(upload["id"])
+
+    kept = {ds.SOPInstanceUID for ds, a in zip(study, answers, strict=True) if a.status_code == 200}
+    refused = {ds.SOPInstanceUID for ds, a in zip(study, answers, strict=True) if a.status_code != 200}
+    assert kept and refused, [a.status_code for a in answers]
+    for answer in answers:
+        if answer.status_code != 200:
+            assert (answer.status_code, answer.json()["error"]["code"]) == (409, "invalid-state"), answer.text
+            assert "no longer" in answer.json()["error"]["message"] or "being completed" in answer.text
+    assert (done["instances_imported"], done["errors"]) == (len(kept), [])
+    for uid in refused:  # nothing half-written: a refused file was not stored
+        assert api.client.get(f"/api/v1/instances/{uid}", headers=api.h()).status_code == 404

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from dicomflow import __version__
 from dicomflow.api import _catalog, _instances, _processing, _uploads, icometrix
 from dicomflow.api._deps import Identities
+from dicomflow.api._docs import install_docs
 from dicomflow.api._fastlane import UploadFastLane
+from dicomflow.api._guard import RequestGuard
 from dicomflow.api._server import run_upload_janitor
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
@@ -43,8 +45,10 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     Returns
     -------
     FastAPI
-        ``GET /health`` is open; every route under ``/api/v1`` needs ``Authorization: Bearer <token>``.
-        OpenAPI documentation is served at ``/docs``.
+        ``GET /health`` is open; every route under ``/api/v1`` needs ``Authorization: Bearer <token>``,
+        checked with the body's size before the body is read (:mod:`~dicomflow.api._guard`).
+        OpenAPI documentation is served at ``/docs`` and ``/redoc`` with local assets (public unless
+        ``http.public_docs`` is off).
     """
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     migrate(engine)
@@ -65,7 +69,7 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
         app.state.identities.close()
         engine.dispose()
 
-    app = FastAPI(title="dicomflow", version=__version__, docs_url="/docs", lifespan=lifespan)
+    app = FastAPI(title="dicomflow", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.identities = Identities(engine, session_idle_timeout=settings.http.session_idle_timeout)
@@ -79,6 +83,8 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     )  # files ingested at once
     install_error_handlers(app)
     app.add_middleware(UploadFastLane, fastapi_app=app)  # PUT .../files/{name}: the hot path of uploads
+    app.add_middleware(RequestGuard, fastapi_app=app)  # outermost: token and body size before any read
+    install_docs(app)
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
     app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])  # first: matched per file sent
     app.include_router(_catalog.router, prefix=API_PREFIX, tags=["catalogue"])

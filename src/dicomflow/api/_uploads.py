@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import tempfile
+from pathlib import Path as FsPath
 from typing import Annotated
 
 import anyio
@@ -19,7 +19,6 @@ from dicomflow.index import reading
 from dicomflow.uploads import UploadInfo, Uploads
 
 router = APIRouter(dependencies=[Depends(current_user)])
-IN_MEMORY = 64 << 20  # a raw body larger than this is spooled to disk while it arrives
 
 
 def _uploads(request: Request) -> Uploads:
@@ -85,11 +84,8 @@ def put_files(
 ) -> ReceivedFiles:
     """Store the parts under fresh safe names; the client's file names are labels, never paths."""
     uploads = checked_uploads(request, caller, upload_id, "send")
-    received = []
-    for part in file:
-        name, size = uploads.receive(upload_id, part.filename or "file", part.file)
-        received.append(Received(name=name, size=size))
-    return ReceivedFiles(received=received)
+    stored = uploads.receive_many(upload_id, [(part.filename or "file", part.file) for part in file])
+    return ReceivedFiles(received=[Received(name=name, size=size) for name, size in stored])
 
 
 @router.put(
@@ -123,25 +119,48 @@ async def put_file(
     if declared is not None and declared > limit:
         raise TooLarge(f"{name!r} is larger than {limit} bytes")
     limiter: anyio.CapacityLimiter = request.app.state.ingest_limiter
-    if declared is not None and declared <= IN_MEMORY:  # the common case: one instance, kept in memory
-        data = await request.body()
+    if declared is not None and declared <= uploads.settings.uploads.in_memory_bytes:  # one instance
+        data = await _body(request, declared)
         stored, size = await anyio.to_thread.run_sync(
             uploads.receive_bytes, upload_id, name, data, limiter=limiter
         )
-    else:  # a big zip, or a body of unknown length: spooled to disk as it arrives
-        with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=str(uploads.root / upload_id)) as body:
-            size = 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"{name!r} is larger than {limit} bytes")
-                body.write(chunk)
-            body.seek(0)
-            stored, size = await anyio.to_thread.run_sync(
-                uploads.receive, upload_id, name, body, limiter=limiter
-            )
+    else:  # a big file or zip, or a body of unknown length: written to the upload's folder as it arrives
+        part = uploads.part_file(upload_id)
+        try:
+            await _write_body(request, part, name, limit)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        stored, size = await anyio.to_thread.run_sync(
+            uploads.receive_file, upload_id, name, part, limiter=limiter
+        )
     answer = {"received": [{"name": stored, "size": size}]}  # ReceivedFiles, without a model per file
     return Response(json.dumps(answer), media_type="application/json")
+
+
+async def _body(request: Request, declared: int) -> bytearray:
+    """The body, read into one buffer of the declared size (never a list of chunks and their join)."""
+    body = bytearray(declared)
+    at = 0
+    with memoryview(body) as view:
+        async for chunk in request.stream():
+            if at + len(chunk) > declared:
+                raise TooLarge(f"the request body is larger than its Content-Length {declared}")
+            view[at : at + len(chunk)] = chunk
+            at += len(chunk)
+    del body[at:]
+    return body
+
+
+async def _write_body(request: Request, part: FsPath, name: str, limit: int) -> None:
+    """Write the body to ``part`` as it arrives, at most ``limit`` bytes."""
+    size = 0
+    with part.open("wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"{name!r} is larger than {limit} bytes")
+            out.write(chunk)
 
 
 @router.post("/uploads/{upload_id}/complete", status_code=202, summary="Complete an upload; import starts")

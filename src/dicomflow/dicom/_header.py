@@ -117,8 +117,9 @@ def read_header(
     Raises
     ------
     InvalidInstance
-        If the file is not DICOM, is truncated inside the header, or lacks a valid SOP Instance, SOP Class,
-        Study Instance or Series Instance UID.
+        If the file is not DICOM, is truncated inside the header, nests sequences too deeply (past
+        Python's recursion limit), or lacks a valid SOP Instance, SOP Class, Study Instance or Series
+        Instance UID.
     """
     extra_keywords = tuple(extra_keywords)
     try:
@@ -141,6 +142,8 @@ def read_header(
         raise InvalidInstance(f"cannot parse the DICOM header: {exc}") from exc
     except zlib.error as exc:
         raise InvalidInstance(f"the deflated data set is truncated or corrupt: {exc}") from exc
+    except RecursionError:
+        raise InvalidInstance("the data set nests sequences too deeply to be read") from None
 
 
 def _read(handle: IO[bytes], extra_keywords: tuple[str, ...]) -> InstanceHeader:

@@ -5,9 +5,11 @@ type. Abandoned uploads expire and their files are removed; an import cut short 
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
+import mmap
 import os
 import shutil
 import tempfile
@@ -15,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +39,8 @@ CHUNK = 1 << 20
 RECEIVED = ".received"  # one stored name per line, appended as files arrive
 JOURNAL = ".journal"  # one JSON line per file or zip member: what it became
 COMPLETED = ".completed"  # present once completion began: no more files
+LOCK = ".lock"  # shared by each send while it stores, exclusive while completion reads (see _sending)
+DONE = ".done-"  # an imported or expired upload's folder, renamed away before it is removed
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -131,14 +136,74 @@ class Uploads:
 
         The outcome of each file is appended to the upload's journal; nothing is written to the index
         but the instances themselves, so parallel sends do not queue on one row. Returns name and size.
+        Up to ``uploads.in_memory_bytes`` of one instance is ingested from memory; a larger file, and
+        every zip, is written to the upload's folder first (and a large instance mapped from there).
+
+        Raises
+        ------
+        InvalidState
+            The upload takes no more files (being completed, completed or expired): nothing was stored.
         """
-        head = stream.read(4)
-        if head not in ZIP_MAGIC:  # one instance: straight from the request to the ingest, no temp file
-            return self.receive_bytes(upload_id, client_name, head + self._read_bounded(stream, client_name))
-        folder = self._open_folder(upload_id)
+        return self.receive_many(upload_id, [(client_name, stream)])[0]
+
+    def receive_many(self, upload_id: str, files: Sequence[tuple[str, IO[bytes]]]) -> list[tuple[str, int]]:
+        """:meth:`receive` of several files (the parts of one request): all are taken, or none."""
+        with self._sending(upload_id) as folder:
+            return [self._receive(folder, upload_id, name, stream) for name, stream in files]
+
+    def receive_bytes(self, upload_id: str, client_name: str, data: bytes | bytearray) -> tuple[str, int]:
+        """:meth:`receive` of a file already in memory (one instance is ingested from it without a copy)."""
+        with self._sending(upload_id) as folder:
+            return self._receive_bytes(folder, upload_id, client_name, data)
+
+    def receive_file(self, upload_id: str, client_name: str, part: Path) -> tuple[str, int]:
+        """:meth:`receive` of a file already written to :meth:`part_file` (moved, not copied)."""
+        try:
+            with self._sending(upload_id) as folder:
+                name = stored_name(client_name)
+                part.rename(folder / name)
+                return self._receive_stored(folder, upload_id, name, (folder / name).stat().st_size)
+        finally:
+            part.unlink(missing_ok=True)
+
+    def part_file(self, upload_id: str) -> Path:
+        """A new empty file in the upload's folder, to write a large body into (see :meth:`receive_file`)."""
+        folder = self.root / str(_uuid(upload_id))
+        if (folder / COMPLETED).exists():
+            raise self._closed(upload_id)  # before the body is written, not after
+        try:
+            fd, path = tempfile.mkstemp(dir=folder, prefix=".part-")
+        except FileNotFoundError:
+            self._require(upload_id, UploadState.UPLOADING)
+            raise
+        os.close(fd)
+        return Path(path)
+
+    def _receive(self, folder: Path, upload_id: str, client_name: str, stream: IO[bytes]) -> tuple[str, int]:
+        head = stream.read(self.settings.uploads.in_memory_bytes + 1)
+        if head[:4] not in ZIP_MAGIC and len(head) <= self.settings.uploads.in_memory_bytes:
+            return self._receive_bytes(folder, upload_id, client_name, head)
         name = stored_name(client_name)
+        size = self._store(folder, name, client_name, head, stream)
+        return self._receive_stored(folder, upload_id, name, size)
+
+    def _receive_bytes(
+        self, folder: Path, upload_id: str, client_name: str, data: bytes | bytearray
+    ) -> tuple[str, int]:
+        name = stored_name(client_name)
+        if data[:4] in ZIP_MAGIC:
+            size = self._store(folder, name, client_name, data, io.BytesIO())
+            return self._receive_stored(folder, upload_id, name, size)
+        limit = self.settings.uploads.max_file_bytes
+        if len(data) > limit:
+            raise TooLarge(f"{client_name!r} is larger than {limit} bytes")
+        _append(folder / RECEIVED, name)
+        _append(folder / JOURNAL, self._ingest_bytes(name.split("_", 1)[-1], data, upload_id))
+        return name, len(data)
+
+    def _receive_stored(self, folder: Path, upload_id: str, name: str, size: int) -> tuple[str, int]:
+        """Ingest a file stored in the folder (a zip: each member), then remove it."""
         label = name.split("_", 1)[-1]
-        size = self._store(folder, name, client_name, _Prefixed(head, stream))
         _append(folder / RECEIVED, name)
         try:
             lines = [
@@ -150,56 +215,76 @@ class Uploads:
         _append(folder / JOURNAL, *lines)
         return name, size
 
-    def receive_bytes(self, upload_id: str, client_name: str, data: bytes) -> tuple[str, int]:
-        """:meth:`receive` of a file already in memory (one instance is ingested from it without a copy)."""
-        if data[:4] in ZIP_MAGIC:
-            return self.receive(upload_id, client_name, io.BytesIO(data))
-        folder = self._open_folder(upload_id)
-        name = stored_name(client_name)
-        _append(folder / RECEIVED, name)
-        _append(folder / JOURNAL, self._ingest_bytes(name.split("_", 1)[-1], data, upload_id))
-        return name, len(data)
-
-    def _store(self, folder: Path, name: str, client_name: str, stream: _Readable) -> int:
-        size = 0
+    def _store(
+        self, folder: Path, name: str, client_name: str, head: bytes | bytearray, stream: _Readable
+    ) -> int:
+        size = len(head)
         limit = self.settings.uploads.max_file_bytes
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".part-", delete=False) as out:
             try:
+                out.write(head)
                 while chunk := stream.read(CHUNK):
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(f"{client_name!r} is larger than {limit} bytes")
                     out.write(chunk)
+                if size > limit:
+                    raise TooLarge(f"{client_name!r} is larger than {limit} bytes")
             except BaseException:
                 Path(out.name).unlink(missing_ok=True)
                 raise
         Path(out.name).rename(folder / name)
         return size
 
-    def _read_bounded(self, stream: IO[bytes], client_name: str) -> bytes:
-        limit = self.settings.uploads.max_file_bytes
-        data = stream.read(limit + 1)
-        if len(data) > limit:
-            raise TooLarge(f"{client_name!r} is larger than {limit} bytes")
-        return data
+    @contextmanager
+    def _sending(self, upload_id: str) -> Iterator[Path]:
+        """The folder of an upload that takes files, kept open until the files given are recorded.
 
-    def _ingest_bytes(self, label: str, data: bytes, upload_id: str) -> str:
+        Each send holds a shared lock on the folder's :data:`LOCK` file; completion marks the folder
+        (:data:`COMPLETED`), then takes the lock exclusively before it reads the journal (and keeps it
+        until the folder is gone). A send that cannot have the lock, or finds the mark, or finds its lock
+        file gone or replaced, stores nothing and is refused (409): every send is either in the upload's
+        import or refused, whatever the HTTP process that completes it. The common case costs an open, a
+        lock and two ``stat`` calls.
+        """
+        folder = self.root / str(_uuid(upload_id))
+        try:
+            fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            self._require(upload_id, UploadState.UPLOADING)  # NotFound, or InvalidState naming the state
+            raise self._closed(upload_id) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise self._closed(upload_id) from None
+            if (folder / COMPLETED).exists() or not _same_file(fd, folder / LOCK):
+                raise self._closed(upload_id)
+            yield folder
+        finally:
+            os.close(fd)
+
+    def _closed(self, upload_id: str) -> InvalidState:
+        return InvalidState(
+            f"upload {upload_id} is no longer open (being completed, completed or expired); "
+            "this file was not stored: start a new upload to send it"
+        )
+
+    def _ingest_bytes(self, label: str, data: bytes | bytearray | memoryview, upload_id: str) -> str:
         """Ingest one instance given as bytes; the journal line saying what became of it."""
         try:
-            result = self._ingestor().ingest_bytes([data], self._sources[upload_id])
+            chunk = data if isinstance(data, bytes) else memoryview(data)
+            result = self._ingestor().ingest_bytes([chunk], self._sources[upload_id])
         except DicomflowError as exc:
             return _line(label, exc.code, exc.message)
         new = result.outcome is not Outcome.DUPLICATE
         return json.dumps({"file": label, "acquisition_id": result.acquisition_id, "new": new})
 
     def _ingest_one(self, label: str, path: Path, upload_id: str) -> str:
-        """Ingest one file; the journal line saying what became of it."""
-        try:
-            result = self._ingestor().ingest_file(path, self._sources[upload_id])
-        except DicomflowError as exc:
-            return _line(label, exc.code, exc.message)
-        new = result.outcome is not Outcome.DUPLICATE
-        return json.dumps({"file": label, "acquisition_id": result.acquisition_id, "new": new})
+        """Ingest one file (mapped, not read, when larger than ``uploads.in_memory_bytes``); the journal
+        line saying what became of it."""
+        with _contents(path, self.settings.uploads.in_memory_bytes) as data:
+            return self._ingest_bytes(label, data, upload_id)
 
     def _open(self, path: Path, label: str) -> Iterator[tuple[str, Path, str]]:
         """(label, file, "") for the file itself or each member of a zip; refused members come with the
@@ -235,7 +320,7 @@ class Uploads:
         """Close the upload and import it in the background; the state says when it is done."""
         folder = self.root / str(_uuid(upload_id))
         if folder.is_dir():
-            (folder / COMPLETED).touch()  # from now on sends are refused (see _open_folder)
+            (folder / COMPLETED).touch()  # from now on sends are refused (see _sending)
         with writing(self.engine) as conn:
             changed = conn.execute(
                 update(Upload)
@@ -260,6 +345,8 @@ class Uploads:
             unchecked = q.uploaded_studies_unchecked(conn, [UploadState.IMPORTED])
         for upload_id in ids:
             threading.Thread(target=self._import, args=(upload_id,), daemon=True).start()
+        for left in self.root.glob(f"{DONE}*"):  # removal cut short by a stop
+            shutil.rmtree(left, ignore_errors=True)
         self._promote(unchecked)
         return len(ids)
 
@@ -272,18 +359,22 @@ class Uploads:
         cutoff = time.time() - self.settings.uploads.expire_after
         with reading(self.engine) as conn:
             open_ids = list(conn.scalars(select(Upload.id).where(Upload.state == UploadState.UPLOADING)))
-        ids = [u for u in open_ids if self._last_activity(u) < cutoff]
-        with writing(self.engine) as conn:
-            if ids:
-                conn.execute(
-                    update(Upload)
-                    .where(Upload.id.in_(ids))
-                    .values(state=UploadState.EXPIRED, updated_at=utcnow())
-                )
-        for upload_id in ids:
-            shutil.rmtree(self.root / upload_id, ignore_errors=True)
-            LOGGER.info("upload %s expired; its files were removed", upload_id)
-        return len(ids)
+        expired = 0
+        for upload_id in [u for u in open_ids if self._last_activity(u) < cutoff]:
+            with _exclusive(self.root / upload_id, wait=False) as held:
+                if held is False:
+                    continue  # a file is being stored right now: not abandoned
+                with writing(self.engine) as conn:
+                    changed = conn.execute(
+                        update(Upload)
+                        .where(Upload.id == upload_id, Upload.state == UploadState.UPLOADING)
+                        .values(state=UploadState.EXPIRED, updated_at=utcnow())
+                    ).rowcount
+                if changed:
+                    _remove(self.root / upload_id)
+                    expired += 1
+                    LOGGER.info("upload %s expired; its files were removed", upload_id)
+        return expired
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -382,18 +473,6 @@ class Uploads:
     def _count(self, upload_id: str, log: str, containing: str = "") -> int:
         return sum(1 for line in _read_lines(self.root / upload_id / log) if containing in line)
 
-    def _open_folder(self, upload_id: str) -> Path:
-        """The folder of an upload that takes files; raises the specific error otherwise.
-
-        Checked per file, so the common case costs two ``stat`` calls: the folder exists while the upload
-        is open or importing, and completion marks it (:data:`COMPLETED`) before the state changes.
-        """
-        folder = self.root / str(_uuid(upload_id))
-        if folder.is_dir() and not (folder / COMPLETED).exists():
-            return folder
-        self._require(upload_id, UploadState.UPLOADING)  # NotFound, or InvalidState naming the state
-        raise InvalidState(f"upload {upload_id} is being completed; files are taken only while uploading")
-
     def _require(self, upload_id: str, state: str) -> None:
         with reading(self.engine) as conn:
             current = conn.scalar(select(Upload.state).where(Upload.id == upload_id))
@@ -435,12 +514,16 @@ class Uploads:
                 )
 
     def _run_import(self, upload_id: str) -> None:
-        """Completion: read the journal of what every file became, hand the studies over, close."""
-        upload = self.get(upload_id)
+        """Completion: once the sends under way are recorded (an exclusive lock of the folder: see
+        :meth:`_sending`), read the journal of what every file became, hand the studies over, close."""
         folder = self.root / upload_id
-        deadline = time.monotonic() + 60
-        while any(folder.glob(".part-*")) and time.monotonic() < deadline:
-            time.sleep(0.05)  # a send still being written when the client completed
+        with _exclusive(folder) as held:
+            self._import_journal(upload_id, folder)
+            if held:
+                _remove(folder)  # before the lock goes: a send that gets it then finds no folder
+
+    def _import_journal(self, upload_id: str, folder: Path) -> None:
+        upload = self.get(upload_id)
         errors: list[FileError] = []
         sessions: dict[int, bool] = {}  # session id -> anything new stored
         imported = 0
@@ -475,7 +558,6 @@ class Uploads:
                     updated_at=utcnow(),
                 )
             )
-        shutil.rmtree(folder, ignore_errors=True)
         LOGGER.info(
             "upload %s imported: %d instances, %d refused, %d studies",
             upload_id,
@@ -524,20 +606,6 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class _Prefixed:
-    """A stream whose first bytes were already read."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self.head = head
-        self.stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self.head:
-            head, self.head = self.head, b""
-            return head + self.stream.read(max(0, size - len(head)) if size >= 0 else -1)
-        return self.stream.read(size)
-
-
 class _Sources:
     """The ingest source of each upload (who and into which project), looked up once."""
 
@@ -569,6 +637,64 @@ def _append(path: Path, *lines: str) -> None:
             os.write(fd, "".join(line + "\n" for line in lines).encode())
         finally:
             os.close(fd)
+
+
+@contextmanager
+def _exclusive(folder: Path, *, wait: bool = True) -> Iterator[bool | None]:
+    """Hold the folder's :data:`LOCK` exclusively (no send under way, none starting): True; False when
+    ``wait`` is off and a send holds it; None when the folder is gone already."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _remove(folder: Path) -> None:
+    """Remove an upload's folder: renamed away at once (a send then finds it gone), then deleted."""
+    gone = folder.with_name(f"{DONE}{folder.name}")
+    try:
+        folder.rename(gone)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed, renamed away or replaced)."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (found.st_ino, found.st_dev) == (mine.st_ino, mine.st_dev)
+
+
+@contextmanager
+def _contents(path: Path, in_memory: int) -> Iterator[bytes | memoryview]:
+    """The bytes of a file: read when small, mapped (pages of the page cache, not the heap) when large."""
+    size = path.stat().st_size
+    if size <= in_memory or size == 0:
+        yield path.read_bytes()
+        return
+    with path.open("rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    view = memoryview(mapped)
+    try:
+        yield view
+    finally:
+        with suppress(BufferError):  # a slice still held elsewhere: the map goes with it
+            view.release()
+            mapped.close()
 
 
 def _uuid(upload_id: str) -> uuid.UUID:

@@ -423,8 +423,10 @@ def put_file(
     """One (or more) files; the client's path is only a label."""
     project, _ = _upload(request, engine, who, project_id, upload_id)
     who.check(project.group_id, project.label, UPLOAD, "upload")
-    names = [_uploads(request).receive(upload_id, part.filename or "file", part.file)[0] for part in file]
-    return {"received": names}
+    stored = _uploads(request).receive_many(
+        upload_id, [(part.filename or "file", part.file) for part in file]
+    )
+    return {"received": [name for name, _ in stored]}
 
 
 @router.post(UploadBase + "/multi-upload/{upload_id}")
