@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dicomflow.api._deps import bearer_user
 from dicomflow.api.errors import dicomflow_error_response
 from dicomflow.errors import AuthenticationRequired, DicomflowError, InvalidRequest, TooLarge
-from dicomflow.index._accounts import UserInfo
+from dicomflow.index._accounts import Refusal, UserInfo
 
 COOKIE = "dicomflow_session"  # the icometrix API's session cookie (api/icometrix/_routes.py)
 MULTIPART_SLACK = 64 << 10  # part headers and boundaries around a file of the largest size allowed
@@ -94,10 +94,11 @@ class RequestGuard:
             raise AuthenticationRequired("log in first: POST /authentication-service/api/v1/token-sessions")
         if not cookie:
             return bearer_user(self.state.identities, None)  # raises, naming the header needed
-        user: UserInfo | None = self.state.identities.user(cookie)
-        if user is None:
-            raise AuthenticationRequired("the session is not valid; log in again")
-        return user
+        checked = self.state.identities.check(cookie)
+        if not isinstance(checked, UserInfo):  # expired, ended or a disabled user's: say which
+            unknown = checked is Refusal.UNKNOWN
+            raise checked.error("the session is not valid; log in again" if unknown else None)
+        return checked
 
     def _limit(self, path: str, method: str) -> int:
         settings = self.state.settings
