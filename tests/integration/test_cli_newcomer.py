@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,7 @@ def failed(result: Result, code: int = 1) -> str:
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == code, result.output
-    return " ".join(result.stderr.split())  # as one line, whatever the width
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())  # one line, whatever the width or box
 
 
 @pytest.fixture
@@ -225,3 +227,15 @@ def test_the_command_line_copies_of_heavy_names_match_the_originals() -> None:
     assert [r.value for r in _admin.Role] == [r.value for r in Role]
     assert [k.value for k in _demo.Kind] == [k.value for k in DemoKind]
     assert (_admin.DEFAULT_GROUP, _upload.DEFAULT_URL) == (DEFAULT_GROUP, DEFAULT_URL)
+
+
+def test_upload_without_a_token_or_a_server_says_what_to_do(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    write_files(make_study(series=1, instances=1), tmp_path / "in")
+    url = f"http://127.0.0.1:{free_port()}"
+
+    no_token = failed(run("upload", str(tmp_path / "in"), "--project", "p", "--url", url), code=2)
+    assert "create one with `dicomflow tokens create --user EMAIL`" in no_token
+    no_server = failed(run("upload", str(tmp_path / "in"), "--project", "p", "--url", url, "--token", "t"))
+    assert no_server.startswith("error: ") and url in no_server and "check --url" in no_server

@@ -20,6 +20,7 @@ from dicomflow.cli import _admin, _demo, _node, _processing, _serve, _transfer, 
 
 _STATUS = "run `dicomflow status` to see the studies and their StudyInstanceUIDs"
 _USERS = "create the user with `dicomflow users create EMAIL`"
+_SERVER = "check --url (or DICOMFLOW_URL), and that `dicomflow serve` runs there"
 _PROJECTS = "run `dicomflow projects list` to see the projects (`dicomflow projects create LABEL` adds one)"
 
 # What to do next, by command (the first word after ``dicomflow``) and error class; then by class alone.
@@ -34,11 +35,10 @@ _HINTS_BY_COMMAND: dict[tuple[str, type[errors.DicomflowError]], str] = {
     ("users", errors.NotFound): _USERS,
     ("users", errors.AlreadyExists): "choose another email, or `dicomflow users grant` the existing user",
     ("projects", errors.AlreadyExists): _PROJECTS,
+    ("node", errors.ConfigError): "check PIPELINE: a Python file that defines a ReportType subclass",
     ("send", errors.ServerUnreachable): "check --host and --port, and that the peer is running",
-    (
-        "upload",
-        errors.ServerUnreachable,
-    ): "check --url (or DICOMFLOW_URL), and that `dicomflow serve` runs there",
+    ("upload", errors.ServerUnreachable): _SERVER,
+    ("upload", errors.WaitTimeout): "give a longer --timeout; the server goes on working meanwhile",
 }
 _HINTS: dict[type[errors.DicomflowError], str] = {
     errors.UnknownProject: _PROJECTS,
@@ -61,9 +61,7 @@ class ErrorHandlingGroup(TyperGroup):
             return super().invoke(ctx)
         except errors.DicomflowError as exc:
             _fail(exc.message, hint(exc, ctx.invoked_subcommand))
-        except (
-            OSError
-        ) as exc:  # a path the user named: missing, not writable, a file where a folder should be
+        except OSError as exc:  # a path named: missing, not writable, a file where a folder should be
             _fail(_describe_os_error(exc))
 
 

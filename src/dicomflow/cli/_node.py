@@ -30,7 +30,7 @@ def node(
     report_type: Annotated[
         str | None, typer.Option(help="Which report type, if the file defines several.")
     ] = None,
-    port: Annotated[int, typer.Option(help="DICOM port.")] = 11112,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="DICOM port.")] = 11112,
     ae_title: Annotated[str, typer.Option(help="AE title of the node.")] = "DICOMNODE",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     group_by: Annotated[

@@ -66,7 +66,9 @@ def require_index(settings: Settings) -> None:
     """
     if settings.index.url:
         return  # a database of its own: its server says whether it exists
-    if not settings.data_dir.is_dir():
+    if not settings.data_dir.exists():
         raise MissingDataDir(f"data directory {settings.data_dir} does not exist")
+    if not settings.data_dir.is_dir():
+        raise MissingDataDir(f"data directory {settings.data_dir} is not a directory")
     if not (settings.data_dir / "index.sqlite3").is_file():
         raise MissingDataDir(f"{settings.data_dir} holds no dicomflow index (no index.sqlite3)")

@@ -101,7 +101,7 @@ def _listed(outcomes: Sequence[tuple[Path, str]], prefix: str, style: str) -> No
 def send(
     paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or zip files.")],
     host: Annotated[str, typer.Option(help="Peer host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Peer port.")] = 11112,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Peer port.")] = 11112,
     calling_ae: Annotated[
         str, typer.Option(help="Our AE title (kp-<dataset> picks a dataset).")
     ] = "DICOMFLOW-SCU",
