@@ -129,6 +129,7 @@ def test_send_to_a_missing_kp_project_fails(server: DicomflowServer, tmp_path: P
     code, output = send(server, tmp_path / "out", "--called-ae", "kp-nosuch")
 
     assert code == 1, output
+    assert output.count("association rejected by kp-nosuch@") == 1, output  # once for both files
     for ds in study:
         assert server.http.get(f"/instances/{ds.SOPInstanceUID}").status_code == 404
 

@@ -138,7 +138,8 @@ def _send_part(
     ae.requested_contexts = _contexts(items)
     assoc = ae.associate(host, port, ae_title=called_ae, evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
     if not assoc.is_established:
-        reason = "association rejected" if assoc.is_rejected else "association failed"
+        peer = f"{called_ae}@{host}:{port}"
+        reason = f"association rejected by {peer}" if assoc.is_rejected else f"association with {peer} failed"
         for item in items:
             report.add(item.path, "not-sent", reason)
             if on_done:

@@ -69,7 +69,7 @@ def test_the_toml_file_in_the_data_dir(tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "dicomflow.toml").write_text('[dimse]\nae_title = "PACS2"\nport = 104\n')
     monkeypatch.setenv("DICOMFLOW_DIMSE__PORT", "11113")
 
-    given = Settings(data_dir=tmp_path)  # type: ignore[call-arg]  # as --data-dir gives it
+    given = Settings(data_dir=tmp_path)  # as --data-dir gives it
     monkeypatch.setenv("DICOMFLOW_DATA_DIR", str(tmp_path))
     from_environment = Settings()  # type: ignore[call-arg]
 
