@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -94,8 +95,6 @@ def projects_list(
 
     with opened_index(data_dir) as engine:
         projects = list_projects(engine, group)
-    from rich.table import Table
-
     table = Table("group", "project", "id", "created")
     for project in projects:
         table.add_row(project.group, project.label, str(project.id), f"{project.created_at:%Y-%m-%d %H:%M}")
