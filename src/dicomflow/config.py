@@ -197,6 +197,17 @@ class UploadSettings(BaseModel):
     )
 
 
+def _data_dir_toml(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    """``<data_dir>/dicomflow.toml`` if it exists, the data directory given as argument, by
+    ``DICOMFLOW_DATA_DIR``, or the default."""
+    given = getattr(init_settings, "init_kwargs", {}).get("data_dir")
+    data_dir = Path(
+        given or os.environ.get("DICOMFLOW_DATA_DIR") or Settings.model_fields["data_dir"].default
+    )
+    toml = data_dir / "dicomflow.toml"
+    return toml if toml.is_file() else None
+
+
 class Settings(BaseSettings):
     """Every setting of a dicomflow installation."""
 
@@ -222,8 +233,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = os.environ.get("DICOMFLOW_CONFIG")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = os.environ.get("DICOMFLOW_CONFIG") or _data_dir_toml(init_settings)
         if toml:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)

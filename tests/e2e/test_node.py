@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,11 +42,12 @@ class MeanHu(ReportType):
 """
 
 
-@pytest.fixture
-def node(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[int, Path]]:
+@contextmanager
+def running_node(tmp_path: Path, port: int, *options: str) -> Iterator[Path]:
+    """``dicomflow node`` on ``port`` with the pipeline above, until the block ends; yields its data dir."""
     pipeline = tmp_path / "my_pipeline.py"
     pipeline.write_text(PIPELINE)
-    port, data = free_port(), tmp_path / "node-data"
+    data = tmp_path / "node-data"
     log = (tmp_path / "node.log").open("wb")
     process = subprocess.Popen(
         [
@@ -58,6 +60,7 @@ def node(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[int, Pa
             str(port),
             "--data-dir",
             str(data),
+            *options,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -71,11 +74,18 @@ def node(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[int, Pa
         ).returncode:
             assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "node.log").read_text()
             time.sleep(0.2)
-        yield port, data
+        yield data
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
         log.close()
+
+
+@pytest.fixture
+def node(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[tuple[int, Path]]:
+    port = free_port()
+    with running_node(tmp_path, port) as data:
+        yield port, data
 
 
 def _studies(data: Path) -> list[dict[str, object]]:
@@ -106,3 +116,38 @@ def test_node_refuses_what_no_input_accepts_and_processes_when_every_input_is_th
     assert study["stage"] == "Finished", study
     rows = dicomflow("ls", "--json", "--data-dir", str(data), env=server_env()).stdout
     assert mr[0].SeriesInstanceUID not in rows and ct[0].SeriesInstanceUID in rows
+
+
+def _send(port: int, folder: Path) -> tuple[int, str]:
+    done = dicomflow("send", str(folder), "--port", str(port), "--called-ae", "DICOMNODE", env=server_env())
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_send_reports_the_node_refusal_as_a_warning_by_default(
+    node: tuple[int, Path], tmp_path: Path
+) -> None:
+    port, _ = node
+    mr = make_study(series=1, instances=2, modality="MR")
+
+    write_files(mr, tmp_path / "mr")
+    code, output = _send(port, tmp_path / "mr")
+
+    assert code == 0, output  # 0xB007 is a warning in PS3.4 B.2.3: the sender is not told to retry
+    assert "warning 0xB007" in output and "no input of mean_hu accepts it" in output
+
+
+def test_send_fails_when_the_node_refuses_with_a_failure_status(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    port = free_port()
+    mr = make_study(series=1, instances=2, modality="MR")
+    ct = make_study(series=1, instances=2, PatientID="NODE2")
+    write_files(mr, tmp_path / "in" / "mr")
+    write_files(ct, tmp_path / "in" / "ct")
+
+    with running_node(tmp_path, port, "--reject-status", "0xA900"):
+        code, output = _send(port, tmp_path / "in")
+
+    assert code == 1, output
+    assert "failure 0xA900" in output and "no input of mean_hu accepts it" in output
+    assert "Traceback" not in output

@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 
 from dicomflow.api import create_app
 from dicomflow.cli._admin import human_size, register
+from dicomflow.cli._app import ErrorHandlingGroup
 from dicomflow.index import create_index_engine, migrate
 from dicomflow.index._accounts import Role, create_token, create_user, list_tokens
 from dicomflow.storage import FileSystemBlobStore
@@ -29,7 +30,7 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=ErrorHandlingGroup)  # the real app's translation of errors
     register(app)
     return app
 
@@ -111,7 +112,14 @@ def test_users_create_prompts_for_the_password(app: typer.Typer, tmp_path: Path)
     assert "s3cret" not in result.stdout
 
 
+def _empty_index(data_dir: Path) -> None:
+    engine = create_index_engine(api_settings(data_dir).index_url)
+    migrate(engine)
+    engine.dispose()
+
+
 def test_tokens_create_for_an_unknown_user_fails(app: typer.Typer, tmp_path: Path) -> None:
+    _empty_index(tmp_path)
     result = CliRunner().invoke(
         app, ["tokens", "create", "--user", "ghost@example.org", "--data-dir", str(tmp_path)]
     )
@@ -162,6 +170,7 @@ def test_ls_why_shows_each_session_placement(app: typer.Typer, tmp_path: Path) -
 
 
 def test_ls_on_an_empty_index(app: typer.Typer, tmp_path: Path) -> None:
+    _empty_index(tmp_path)
     assert "empty" in invoke(app, tmp_path, "ls")
     assert json.loads(invoke(app, tmp_path, "ls", "--json")) == []
 

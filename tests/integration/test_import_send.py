@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,19 @@ def test_send_over_three_associations(server: DicomflowServer, tmp_path: Path) -
     assert "DICOMFLOW-SCU" in actors
 
 
+def test_send_to_an_unreachable_port_fails_once(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    write_files(make_study(series=1, instances=12), tmp_path / "out")
+    port = free_port()  # nothing listens there
+
+    done = dicomflow("send", str(tmp_path / "out"), "--port", str(port))
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert output.count(f"cannot connect to 127.0.0.1:{port}") == 1, output
+    assert "check --host and --port" in output
+    assert "Traceback" not in output and ".dcm" not in output and "/12" not in output
+
+
 def test_send_to_a_missing_kp_project_fails(server: DicomflowServer, tmp_path: Path) -> None:
     study = make_study(series=1, instances=2)
     write_files(study, tmp_path / "out")
@@ -115,6 +129,7 @@ def test_send_to_a_missing_kp_project_fails(server: DicomflowServer, tmp_path: P
     code, output = send(server, tmp_path / "out", "--called-ae", "kp-nosuch")
 
     assert code == 1, output
+    assert output.count("association rejected by kp-nosuch@") == 1, output  # once for both files
     for ds in study:
         assert server.http.get(f"/instances/{ds.SOPInstanceUID}").status_code == 404
 

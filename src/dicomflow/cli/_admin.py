@@ -8,31 +8,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import TypeAdapter
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
-from sqlalchemy import Engine
 
-from dicomflow.cli._options import DataDir, load_settings
-from dicomflow.errors import DicomflowError
-from dicomflow.index import create_index_engine, migrate
-from dicomflow.index._accounts import Role, create_token, create_user
-from dicomflow.index._queries import (
-    DEFAULT_GROUP,
-    Counts,
-    GroupNode,
-    SessionNode,
-    create_project,
-    hierarchy,
-    list_projects,
-)
+from dicomflow.cli._options import DataDir, load_settings, require_index
 
+if TYPE_CHECKING:  # the index imports SQLAlchemy: commands import it when they run, so --help stays quick
+    from sqlalchemy import Engine
+
+    from dicomflow.index._queries import Counts, GroupNode, SessionNode
+
+
+class Role(StrEnum):
+    """The roles of ``dicomflow.index._accounts.Role``, repeated here so that ``--help`` needs no index."""
+
+    ADMIN = "admin"
+    UPLOADER = "uploader"
+    REVIEWER = "reviewer"
+    VIEWER = "viewer"
+
+
+DEFAULT_GROUP = "default"  # dicomflow.index._queries.DEFAULT_GROUP
 _LEVELS = ("projects", "subjects", "sessions", "acquisitions", "instances")
 _UNWRAPPED = 10_000
 
@@ -59,16 +62,17 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def opened_index(data_dir: Path | None = None) -> Iterator[Engine]:
-    """The migrated index of the settings; dicomflow errors end the command with a message and status 1."""
+def opened_index(data_dir: Path | None = None, *, create: bool = False) -> Iterator[Engine]:
+    """The migrated index of the settings; unless ``create``, the data directory must hold one already."""
+    from dicomflow.index import create_index_engine, migrate
+
     settings = load_settings(data_dir)
+    if not create:
+        require_index(settings)
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     try:
         migrate(engine)
         yield engine
-    except DicomflowError as exc:
-        Console(stderr=True).print(Text.assemble(("error: ", "red"), exc.message))
-        raise typer.Exit(1) from exc
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     finally:
@@ -81,7 +85,9 @@ def projects_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a project."""
-    with opened_index(data_dir) as engine:
+    from dicomflow.index._queries import create_project
+
+    with opened_index(data_dir, create=True) as engine:
         project = create_project(engine, label, group)
     typer.echo(f"created project {project.group}/{project.label} (id {project.id})")
 
@@ -91,6 +97,8 @@ def projects_list(
     data_dir: DataDir = None,
 ) -> None:
     """List projects."""
+    from dicomflow.index._queries import list_projects
+
     with opened_index(data_dir) as engine:
         projects = list_projects(engine, group)
     table = Table("group", "project", "id", "created")
@@ -111,8 +119,11 @@ def users_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a user. An admin may do anything anywhere; other users act in the projects they are granted."""
-    with opened_index(data_dir) as engine:
-        user = create_user(engine, email, password, role)
+    from dicomflow.index._accounts import Role as IndexRole
+    from dicomflow.index._accounts import create_user
+
+    with opened_index(data_dir, create=True) as engine:
+        user = create_user(engine, email, password, IndexRole(role.value))
     typer.echo(f"created user {user.email} ({user.role.value})")
 
 
@@ -124,11 +135,12 @@ def users_grant(
 ) -> None:
     """Give a user a role in one project (uploader, reviewer, viewer or admin); replaces an earlier one."""
     from dicomflow.index import _processing, grant, reading
+    from dicomflow.index._accounts import Role as IndexRole
 
     with opened_index(data_dir) as engine:
         with reading(engine) as conn:
             project_id = _processing.project_id(conn, project)
-        grant(engine, email, project_id, role)
+        grant(engine, email, project_id, IndexRole(role.value))
     typer.echo(f"{email} is {role.value} in {project}")
 
 
@@ -163,6 +175,8 @@ def tokens_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create an API token and print only the token (it is shown once; only its hash is kept)."""
+    from dicomflow.index._accounts import create_token
+
     lifetime = None if expires_in is None else parse_duration(expires_in)
     with opened_index(data_dir) as engine:
         token = create_token(engine, user, expires_in=lifetime)
@@ -239,6 +253,10 @@ def ls(
     data_dir: DataDir = None,
 ) -> None:
     """Show the hierarchy group / project / subject / session / acquisition with counts."""
+    from pydantic import TypeAdapter
+
+    from dicomflow.index._queries import GroupNode, hierarchy
+
     with opened_index(data_dir) as engine:
         groups = hierarchy(engine)
         stages = _stages(engine)

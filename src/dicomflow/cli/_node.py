@@ -30,15 +30,21 @@ def node(
     report_type: Annotated[
         str | None, typer.Option(help="Which report type, if the file defines several.")
     ] = None,
-    port: Annotated[int, typer.Option(help="DICOM port.")] = 11112,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="DICOM port.")] = 11112,
     ae_title: Annotated[str, typer.Option(help="AE title of the node.")] = "DICOMNODE",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     group_by: Annotated[
         GroupBy, typer.Option(help="Group instances by patient or by study.")
     ] = GroupBy.PATIENT_ID,
     reject_status: Annotated[
-        str, typer.Option(help="C-STORE status when no input accepts an instance (hex).")
-    ] = "0xB007",
+        int,
+        typer.Option(
+            parser=lambda text: _status_code(text),
+            metavar="HEX",
+            help="C-STORE status when no input accepts an instance: 0xB007 (a warning, the sender does "
+            "not retry) or a failure status such as 0xA900.",
+        ),
+    ] = "0xB007",  # type: ignore[assignment]  # parsed by _status_code
     data_dir: Annotated[Path, typer.Option(help="Data directory of the node.")] = Path("dicomflow-node-data"),
 ) -> None:
     """Run one report type as a DICOM SCP with durable jobs: store what its inputs accept, refuse the rest
@@ -96,7 +102,7 @@ def node(
         accepts=_acceptor(chosen),
         project=chosen.name,
         on_released=released,
-        reject_status=int(reject_status, 16),
+        reject_status=reject_status,
     )
     server = receiver.serve(listen(settings))
     engine.start()
@@ -114,6 +120,18 @@ def node(
     server.shutdown()
     engine.stop()
     ingestor.close()
+
+
+def _status_code(text: str | int) -> int:
+    if isinstance(text, int):
+        return text
+    try:
+        code = int(text, 16)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a hexadecimal status such as 0xB007") from None
+    if not 0 <= code <= 0xFFFF:
+        raise typer.BadParameter(f"{text} is not a 16-bit status")
+    return code
 
 
 def _acceptor(report_type: Any) -> Any:

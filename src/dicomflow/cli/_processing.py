@@ -10,18 +10,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from dicomflow.cli._admin import opened_index
 from dicomflow.cli._options import DataDir, load_settings
-from dicomflow.config import Settings
-from dicomflow.flow import Stage
-from dicomflow.index import _processing as q
-from dicomflow.index import reading, writing
+from dicomflow.flow import JobState, Stage
+
+if TYPE_CHECKING:
+    from dicomflow.config import Settings
 
 STAGE_STYLE = {
     "Finished": "green",
@@ -77,7 +77,9 @@ def _json(value: Any) -> str:
 
 def status(
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
-    stage: Annotated[str | None, typer.Option(help="Only studies in this stage.")] = None,
+    stage: Annotated[
+        Stage | None, typer.Option(help="Only studies in this stage.", case_sensitive=False)
+    ] = None,
     all_versions: Annotated[
         bool, typer.Option("--all-versions", help="Every version, not the newest.")
     ] = False,
@@ -87,17 +89,23 @@ def status(
     data_dir: DataDir = None,
 ) -> None:
     """List studies with their stage, reason, findings and jobs."""
-    if stage is not None:
-        stage = Stage(stage).value
+    from dicomflow.index import _processing as q
+    from dicomflow.index import reading
+
     with opened_index(data_dir) as engine, reading(engine) as conn:
-        studies = q.list_studies(conn, project=project, stage=stage, latest_only=not all_versions)
+        if project is not None:
+            q.project_id(conn, project)  # an unknown project is an error, not an empty list
+        studies = q.list_studies(
+            conn, project=project, stage=stage and stage.value, latest_only=not all_versions
+        )
     if as_json:
         typer.echo(_json([asdict(s) for s in studies]))
         return
     if not studies:
         typer.echo("no studies")
         return
-    table = Table("study", "v", "project / subject / session", "stage", "reason", "jobs", "findings")
+    place = Column("project / subject / session", overflow="fold")
+    table = Table(_uid_column("study"), "v", place, "stage", "reason", "jobs", "findings")
     for s in studies:
         jobs_text = ", ".join(f"{j.report_type}:{j.state}" for j in s.jobs) or "-"
         table.add_row(
@@ -109,16 +117,38 @@ def status(
             jobs_text,
             "\n".join(f"{f.severity}: {f.message}" for f in s.findings) or "-",
         )
-    Console(width=200).print(table)
+    _print_table(table)
+
+
+def _uid_column(header: str) -> Column:
+    """A column that never shortens its UIDs: other commands take them whole."""
+    return Column(header, no_wrap=True, overflow="fold")
+
+
+def _print_table(table: Table) -> None:
+    """On a terminal as wide as the whole UIDs need; elsewhere unwrapped, so ``grep`` sees whole lines."""
+    from rich.measure import Measurement
+
+    console = Console()
+    if not console.is_terminal:
+        Console(width=10_000).print(table)
+        return
+    needed = Measurement.get(console, console.options.update_width(10_000), table).minimum
+    Console(width=max(console.width, needed)).print(table)
 
 
 def jobs(
-    state: Annotated[str | None, typer.Option(help="Only jobs in this state (queued, running, …).")] = None,
+    state: Annotated[
+        JobState | None, typer.Option(help="Only jobs in this state.", case_sensitive=False)
+    ] = None,
     log: Annotated[int | None, typer.Option(help="Print the log of this job's newest attempt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """List jobs (newest first), or print one job's log."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import reading
+
     settings = load_settings(data_dir)
     with opened_index(data_dir) as engine, reading(engine) as conn:
         if log is not None:
@@ -128,11 +158,11 @@ def jobs(
             path = job_workdir(settings, job.id, max(job.attempts, 1)) / "job.log"
             typer.echo(path.read_text() if path.is_file() else f"job {log} has no log yet")
             return
-        found = q.list_jobs(conn, state=state)
+        found = q.list_jobs(conn, state=state and state.value)
     if as_json:
         typer.echo(_json([asdict(j) for j in found]))
         return
-    table = Table("id", "study", "report type", "state", "attempts", "error")
+    table = Table("id", _uid_column("study"), "report type", "state", "attempts", "error")
     for j in found:
         table.add_row(
             str(j.id),
@@ -142,7 +172,7 @@ def jobs(
             f"{j.attempts}/{j.max_attempts}",
             j.error,
         )
-    Console(width=200).print(table)
+    _print_table(table)
 
 
 def reprocess(
@@ -156,6 +186,9 @@ def reprocess(
     data_dir: DataDir = None,
 ) -> None:
     """Run a study's report types again (force_reprocessing): checks, then fresh jobs."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import reading
+
     with _flow(data_dir) as (_, flow):
         study_id = flow.reprocess(study_instance_uid, report_type or [], actor="cli")
         with reading(flow.engine) as conn:
@@ -168,6 +201,9 @@ def reprocess(
 
 def qc_list(data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Studies waiting for review."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import reading
+
     with opened_index(data_dir) as engine, reading(engine) as conn:
         waiting = q.list_studies(conn, stage=Stage.QUALITY_CONTROL.value)
     if as_json:
@@ -219,6 +255,9 @@ def results(
     data_dir: DataDir = None,
 ) -> None:
     """List a study's result files, or download them."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import reading
+
     settings = load_settings(data_dir)
     with opened_index(data_dir) as engine, reading(engine) as conn:
         study = q.find_study(conn, study_instance_uid, version)
@@ -260,6 +299,8 @@ def rules_add(
     data_dir: DataDir = None,
 ) -> None:
     """Run REPORT_TYPE on new studies of PROJECT whose tags match."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import writing
     from dicomflow.pipelines import load_report_types
 
     pairs = dict(_pair(m) for m in match or [])
@@ -273,6 +314,9 @@ def rules_add(
 
 def rules_list(data_dir: DataDir = None) -> None:
     """Every project rule."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import reading
+
     with opened_index(data_dir) as engine, reading(engine) as conn:
         for rule in q.rules(conn):
             typer.echo(f"{rule.id}  {rule.project}  {rule.report_type}  {rule.match or 'every new study'}")
@@ -280,6 +324,9 @@ def rules_list(data_dir: DataDir = None) -> None:
 
 def rules_delete(rule_id: Annotated[int, typer.Argument()], data_dir: DataDir = None) -> None:
     """Remove a project rule."""
+    from dicomflow.index import _processing as q
+    from dicomflow.index import writing
+
     with opened_index(data_dir) as engine, writing(engine) as conn:
         q.delete_rule(conn, rule_id)
     typer.echo(f"rule {rule_id} deleted")

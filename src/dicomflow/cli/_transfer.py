@@ -6,9 +6,9 @@ import contextlib
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dicomflow.cli._options import DataDir, load_settings
-from dicomflow.config import Settings
+
+if TYPE_CHECKING:
+    from dicomflow.config import Settings
 
 console = Console(stderr=True)
 
@@ -63,23 +65,43 @@ def _progress() -> Progress:
     )
 
 
-def _summary(title: str, counts: Counter[str], failures: list[tuple[Path, str]]) -> None:
+def _summary(
+    title: str,
+    counts: Counter[str],
+    failures: list[tuple[Path, str]],
+    warnings: Sequence[tuple[Path, str]] = (),
+) -> None:
     table = Table(title=title)
     table.add_column("status")
     table.add_column("files", justify="right")
     for name, count in sorted(counts.items()):
         table.add_row(name, str(count))
     console.print(table)
-    for path, why in failures[:50]:
-        console.print(f"[red]{path}[/red]: {why}")
-    if len(failures) > 50:
-        console.print(f"... and {len(failures) - 50} more failures")
+    _listed(warnings, "warning", "yellow")
+    _listed(failures, "", "red")
+
+
+def _listed(outcomes: Sequence[tuple[Path, str]], prefix: str, style: str) -> None:
+    """One line per reason: ``reason: 120 files (first: path)``, or ``path: reason`` when it is one file."""
+    by_reason: dict[str, list[Path]] = {}
+    for path, why in outcomes:
+        by_reason.setdefault(f"{prefix} {why}".strip(), []).append(path)
+    for shown, (why, paths) in enumerate(by_reason.items()):
+        if shown == 50:
+            console.print(f"... and {len(by_reason) - 50} more reasons")
+            break
+        if len(paths) == 1:
+            console.print(f"[{style}]{paths[0]}[/{style}]: {why}", highlight=False)
+        else:
+            console.print(
+                f"[{style}]{why}[/{style}]: {len(paths)} files (first: {paths[0]})", highlight=False
+            )
 
 
 def send(
     paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or zip files.")],
     host: Annotated[str, typer.Option(help="Peer host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Peer port.")] = 11112,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Peer port.")] = 11112,
     calling_ae: Annotated[
         str, typer.Option(help="Our AE title (kp-<dataset> picks a dataset).")
     ] = "DICOMFLOW-SCU",
@@ -89,9 +111,13 @@ def send(
     associations: Annotated[int, typer.Option(help="Parallel associations.")] = 1,
 ) -> None:
     """Send DICOM files with C-STORE; exits non-zero if any file was not stored."""
-    from dicomflow.dimse._scu import describe
+    from dicomflow.dimse._scu import describe, probe
     from dicomflow.dimse._scu import send as send_items
+    from dicomflow.errors import ServerUnreachable
 
+    unreachable = probe(host, port)
+    if unreachable:
+        raise ServerUnreachable(f"{unreachable}; nothing was sent")
     with collected_files(paths) as files:
         described = [(path, describe(path)) for path in files]
         items = [item for _path, item in described if item is not None]
@@ -109,7 +135,7 @@ def send(
             )
     for path in skipped:
         report.add(path, "not DICOM")
-    _summary(f"sent to {called_ae}@{host}:{port}", report.counts, report.failures)
+    _summary(f"sent to {called_ae}@{host}:{port}", report.counts, report.failures, report.warnings)
     raise typer.Exit(0 if report.ok and items else 1)
 
 

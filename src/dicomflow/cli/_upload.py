@@ -7,23 +7,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from dicomflow.client import (
-    DEFAULT_URL,
-    Client,
-    DicomflowError,
-    ImportFailed,
-    Stage,
-    Study,
-    StudyFailed,
-    Upload,
-)
-from dicomflow.client._files import safe_name
+if TYPE_CHECKING:  # the SDK imports httpx: the command imports it when it runs, so --help stays quick
+    from dicomflow.client import Client, Study, Upload
 
+DEFAULT_URL = "http://127.0.0.1:8080"  # dicomflow.client.DEFAULT_URL
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 _MAX_LISTED = 50
 
@@ -62,8 +54,13 @@ def upload(
     Exits 1 if the import failed or refused a file, a study ended Failed (its reason and findings are
     printed), or a wait ran out of time.
     """
+    from dicomflow.client import Client, ImportFailed
+
     if not token:
-        raise typer.BadParameter("a token is needed (or DICOMFLOW_TOKEN)", param_hint="--token")
+        raise typer.BadParameter(
+            "a token is needed (or DICOMFLOW_TOKEN); create one with `dicomflow tokens create --user EMAIL`",
+            param_hint="--token",
+        )
     deadline = time.monotonic() + timeout
     ok = True
     with Client(url, token) as client:
@@ -83,9 +80,6 @@ def upload(
         except ImportFailed as exc:
             _print_file_errors(exc.errors, exc.summary_errors)
             console.print(f"[red]import failed[/red]: {exc.message}")
-            raise typer.Exit(1) from exc
-        except DicomflowError as exc:
-            console.print(f"[red]{exc.code}[/red]: {exc.message}")
             raise typer.Exit(1) from exc
     raise typer.Exit(0 if ok else 1)
 
@@ -117,6 +111,9 @@ def _print_file_errors(errors: Sequence[Mapping[str, Any]], summary: Sequence[st
 
 def _follow(client: Client, study: Study, deadline: float, download: Path | None) -> bool:
     """Wait for one study to end; print its failure; download its results. False if it failed."""
+    from dicomflow.client import Stage, StudyFailed
+    from dicomflow.client._files import safe_name
+
     uid = study.study_instance_uid
     shown: list[Stage] = [Stage.PROCESSING if study.stage == Stage.QUALITY_CONTROL else study.stage]
 

@@ -21,6 +21,17 @@ class DemoKind(StrEnum):
     ALL = "all"
 
 
+CT_SLICES = 60  # one CT series
+MR_SLICES = 40  # each of the two MR series (T1 and FLAIR)
+
+
+def demo_file_count(kind: Literal["ct", "mr", "all"] | DemoKind, patients: int = 1) -> int:
+    """How many files :func:`write_demo_data` writes for ``kind`` and ``patients``."""
+    kind = DemoKind(kind)
+    per_patient = (CT_SLICES if kind != DemoKind.MR else 0) + (2 * MR_SLICES if kind != DemoKind.CT else 0)
+    return patients * per_patient
+
+
 def write_demo_data(
     out_dir: Path,
     *,
@@ -62,10 +73,10 @@ def write_demo_data(
     for n in range(1, patients + 1):
         patient_id = f"DEMO{n:03d}"
         if kind in (DemoKind.CT, DemoKind.ALL):
-            phantom = make_ct_phantom(patient_id=patient_id, seed=n)
+            phantom = make_ct_phantom(patient_id=patient_id, seed=n, slices=CT_SLICES)
             written += _write_study(phantom.datasets, out_dir / f"{patient_id}_CT", progress)
         if kind in (DemoKind.MR, DemoKind.ALL):
-            study = make_ms_study(patient_id=patient_id, seed=n, lesions=3 + n % 4)
+            study = make_ms_study(patient_id=patient_id, seed=n, lesions=3 + n % 4, slices=MR_SLICES)
             written += _write_study((*study.t1, *study.flair), out_dir / f"{patient_id}_MR", progress)
     return written
 

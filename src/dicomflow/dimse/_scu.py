@@ -15,6 +15,7 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, evt
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.status import code_to_category
 
 _MAX_CONTEXTS = 128
 
@@ -30,17 +31,24 @@ class Outgoing:
 
 @dataclass
 class SendReport:
-    """What happened to every file: counts per status name, and the failures in detail."""
+    """What happened to every file: counts per status name, the failures and the warnings in detail.
+
+    A file the peer answered with a warning status (PS3.4 B.2.3: 0xB000, 0xB006, 0xB007; PS3.7 C: 0x0001,
+    0x0107, 0x0116) counts as ``warning``, not as a failure: the peer has taken it.
+    """
 
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[tuple[Path, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, path: Path, status: str, detail: str = "") -> None:
         """Record the outcome of one file (thread-safe)."""
         with self.lock:
             self.counts[status] += 1
-            if status not in {"success", "warning"}:
+            if status == "warning":
+                self.warnings.append((path, detail))
+            elif status != "success":
                 self.failures.append((path, f"{status}: {detail}" if detail else status))
 
     @property
@@ -88,6 +96,13 @@ def send(
     """
     pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True  # send the file's bytes as they are, without decoding
     report = SendReport()
+    unreachable = probe(host, port)
+    if unreachable:
+        for item in items:
+            report.add(item.path, "not-sent", unreachable)
+            if on_done:
+                on_done(item.path, "not-sent")
+        return report
     parts = [list(items[i :: max(1, associations)]) for i in range(max(1, associations))]
     threads = [
         threading.Thread(
@@ -118,19 +133,13 @@ def _send_part(
     report: SendReport,
     on_done: Callable[[Path, str], None] | None,
 ) -> None:
-    unreachable = _unreachable(host, port)
-    if unreachable:
-        for item in items:
-            report.add(item.path, "not-sent", unreachable)
-            if on_done:
-                on_done(item.path, "not-sent")
-        return
     ae = AE(ae_title=calling_ae)
     ae.maximum_pdu_size = 0
     ae.requested_contexts = _contexts(items)
     assoc = ae.associate(host, port, ae_title=called_ae, evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
     if not assoc.is_established:
-        reason = "association rejected" if assoc.is_rejected else "association failed"
+        peer = f"{called_ae}@{host}:{port}"
+        reason = f"association rejected by {peer}" if assoc.is_rejected else f"association with {peer} failed"
         for item in items:
             report.add(item.path, "not-sent", reason)
             if on_done:
@@ -146,7 +155,7 @@ def _send_part(
             assoc.release()
 
 
-def _unreachable(host: str, port: int) -> str:
+def probe(host: str, port: int) -> str:
     """Why a TCP connection to the peer fails, or "" when it opens.
 
     pynetdicom leaves its socket unclosed when the connection is refused; probing first keeps that leak
@@ -175,12 +184,13 @@ def _store_one(assoc: object, item: Outgoing, report: SendReport) -> str:
         return "no-response"
     code = int(response.Status)
     comment = str(response.get("ErrorComment", ""))
-    name = (
-        "success"
-        if code == 0
-        else "warning"
-        if code in (0x0001, 0xB000, 0xB006, 0xB007)
-        else f"failure 0x{code:04X}"
-    )
+    category = code_to_category(code)
+    if category == "Success":
+        report.add(item.path, "success")
+        return "success"
+    if category == "Warning":
+        report.add(item.path, "warning", f"0x{code:04X}" + (f" {comment}" if comment else ""))
+        return "warning"
+    name = f"failure 0x{code:04X}"
     report.add(item.path, name, comment)
     return name

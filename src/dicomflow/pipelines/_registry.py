@@ -59,8 +59,17 @@ class ReportTypes:
         try:
             return self._types[resolved]
         except KeyError:
-            known = ", ".join(sorted(self._types)) or "none"
-            raise UnknownReportType(f"unknown report type {name!r} (known: {known})") from None
+            raise UnknownReportType(f"unknown report type {name!r} (known: {self.describe()})") from None
+
+    def describe(self) -> str:
+        """Every name with its aliases: ``ct_volumetry, ms_lesions (alias icobrain_ms), nifti_export``."""
+        aliases: dict[str, list[str]] = {}
+        for alias, target in sorted(self.aliases.items()):
+            aliases.setdefault(target, []).append(alias)
+        named = [
+            f"{name} (alias {', '.join(aliases[name])})" if name in aliases else name for name in self.names()
+        ]
+        return ", ".join(named) or "none"
 
     def names(self) -> list[str]:
         """Every report type name, sorted."""

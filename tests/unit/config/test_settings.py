@@ -56,3 +56,26 @@ def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str | N
 def test_every_setting_is_documented() -> None:
     missing = [name for name, description in _fields(Settings) if not description]
     assert missing == []
+
+
+def test_the_toml_file_in_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "DICOMFLOW_CONFIG",
+        "DICOMFLOW_DATA_DIR",
+        "DICOMFLOW_DIMSE__PORT",
+        "DICOMFLOW_DIMSE__AE_TITLE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "dicomflow.toml").write_text('[dimse]\nae_title = "PACS2"\nport = 104\n')
+    monkeypatch.setenv("DICOMFLOW_DIMSE__PORT", "11113")
+
+    given = Settings(data_dir=tmp_path)  # as --data-dir gives it
+    monkeypatch.setenv("DICOMFLOW_DATA_DIR", str(tmp_path))
+    from_environment = Settings()  # type: ignore[call-arg]
+
+    for settings in (given, from_environment):
+        assert settings.dimse.ae_title == "PACS2"
+        assert settings.dimse.port == 11113  # the environment wins over the file
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DICOMFLOW_DATA_DIR")
+    assert Settings().dimse.ae_title == "DICOMFLOW"  # type: ignore[call-arg]  # ./dicomflow-data has none
