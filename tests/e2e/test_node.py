@@ -123,17 +123,17 @@ def _send(port: int, folder: Path) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def test_send_reports_the_node_refusal_as_a_warning_by_default(
-    node: tuple[int, Path], tmp_path: Path
-) -> None:
+def test_send_counts_the_node_refusal_0xb007_as_a_failure(node: tuple[int, Path], tmp_path: Path) -> None:
     port, _ = node
     mr = make_study(series=1, instances=2, modality="MR")
 
     write_files(mr, tmp_path / "mr")
     code, output = _send(port, tmp_path / "mr")
 
-    assert code == 0, output  # 0xB007 is a warning in PS3.4 B.2.3: the sender is not told to retry
-    assert "warning 0xB007" in output and "no input of mean_hu accepts it" in output
+    # 0xB007 is a warning in PS3.4 B.2.3, but the node answers it for instances it did not keep (issue 9, 24)
+    assert code == 1, output
+    assert "failure 0xB007" in output and "no input of mean_hu accepts it" in output
+    assert "Traceback" not in output
 
 
 def test_send_fails_when_the_node_refuses_with_a_failure_status(

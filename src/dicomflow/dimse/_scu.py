@@ -17,6 +17,8 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import code_to_category
 
+from dicomflow.dimse._status import REFUSED_AS_WARNING
+
 _MAX_CONTEXTS = 128
 
 
@@ -33,8 +35,10 @@ class Outgoing:
 class SendReport:
     """What happened to every file: counts per status name, the failures and the warnings in detail.
 
-    A file the peer answered with a warning status (PS3.4 B.2.3: 0xB000, 0xB006, 0xB007; PS3.7 C: 0x0001,
-    0x0107, 0x0116) counts as ``warning``, not as a failure: the peer has taken it.
+    A file the peer answered with a warning status (PS3.4 B.2.3: 0xB000, 0xB006; PS3.7 C: 0x0001, 0x0107,
+    0x0116) counts as ``warning``, not as a failure: the peer has taken it. 0xB007 is the exception: a
+    warning in PS3.4, it is what DicomNode and ``dicomflow node`` answer for an instance they refused and did
+    not keep, so it counts as a failure (nothing a sender believes sent may be silently dropped).
     """
 
     counts: Counter[str] = field(default_factory=Counter)
@@ -188,7 +192,7 @@ def _store_one(assoc: object, item: Outgoing, report: SendReport) -> str:
     if category == "Success":
         report.add(item.path, "success")
         return "success"
-    if category == "Warning":
+    if category == "Warning" and code != REFUSED_AS_WARNING:
         report.add(item.path, "warning", f"0x{code:04X}" + (f" {comment}" if comment else ""))
         return "warning"
     name = f"failure 0x{code:04X}"

@@ -19,6 +19,9 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122
 NOT_AUTHORIZED = 0x0124
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+# PS3.4 lists 0xB007 as a warning ("data set does not match SOP class", the object kept), but DicomNode and
+# our node mode answer it for an instance they did not keep: a sender counts it as refused.
+REFUSED_AS_WARNING = 0xB007
 CANNOT_UNDERSTAND = 0xC000
 PROCESSING_FAILURE = 0x0110
 
