@@ -243,11 +243,13 @@ class Flow:
         manifest = Manifest.load(workdir)
         with reading(self.engine) as conn:
             job = q.job_row(conn, job_id)
+            study = q.study_of_job(conn, job_id)
         nodes = self.settings.processing.nodes
         unknown = sorted({node for node, _ in manifest.exports if node not in nodes})
         if unknown:
             raise ValueError(f"export to unknown node(s) {', '.join(unknown)}; configure processing.nodes")
-        source = Source("pipeline", f"job {job_id} ({job.report_type})")
+        # derived objects join the study's session in its own project, never a namesake elsewhere
+        source = Source("pipeline", f"job {job_id} ({job.report_type})", project=(study.group, study.project))
         for relative in manifest.derived:
             self._ingest().ingest_file(workdir / relative, source)
         data_dir = self.settings.data_dir.resolve()
