@@ -42,7 +42,11 @@ def _copies(ingestor: Ingestor) -> dict[str, bytes]:
             .join(Session, Session.id == Acquisition.session_id)
             .join(Project, Project.id == Session.project_id)
         ).all()
-    return {label: ingestor.store.path_of(key).read_bytes() for label, key in rows}
+    copies = {}
+    for label, key in rows:
+        with ingestor.store.open(key) as handle:
+            copies[label] = handle.read()
+    return copies
 
 
 def test_the_same_bytes_are_stored_in_each_project(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:
