@@ -28,6 +28,13 @@ class DuplicatePolicy(StrEnum):
     KEEP_BOTH = "keep-both"
 
 
+class CrossProjectStudy(StrEnum):
+    """What happens when data for a study placed in one project is sent into another project."""
+
+    SEPARATE = "separate"
+    REJECT = "reject"
+
+
 class DimseSettings(BaseModel):
     """The DICOM receiver."""
 
@@ -126,6 +133,14 @@ class IngestSettings(BaseModel):
     timezone: str = Field("UTC", description="Time zone of naive DICOM dates and times.")
     fallback_group: str = Field("unknown", description="Group of instances no rule could place.")
     fallback_project: str = Field("Unsorted", description="Project of instances no rule could place.")
+    cross_project_study: CrossProjectStudy = Field(
+        CrossProjectStudy.SEPARATE,
+        description=(
+            "Data naming a project (upload, called AE kp-<project>, routing string) for a study that has "
+            "a session in another project: 'separate' opens a session in the named project, 'reject' "
+            "refuses it."
+        ),
+    )
 
 
 class NodeSettings(BaseModel):

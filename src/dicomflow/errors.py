@@ -7,6 +7,7 @@
      +-- InvalidInstance           invalid-instance      422  not DICOM, truncated, missing/bad UIDs
      +-- DuplicateConflict         duplicate-conflict    409  another object holds the SOP Instance UID
      +-- UnknownProject            unknown-project       404  an AE title or request names no existing project
+     +-- StudyInAnotherProject     cross-project-study   409  the study has a session in another project
      +-- UnknownReportType         unknown-report-type   422  a request or rule names no installed report type
      +-- InvalidState              invalid-state         409  e.g. approving a study that is not in review
      +-- NotFound                  not-found             404
@@ -73,6 +74,13 @@ class UnknownProject(DicomflowError):
     """A called AE title or request names a project that does not exist."""
 
     code, http_status = "unknown-project", 404
+
+
+class StudyInAnotherProject(DicomflowError):
+    """An instance names a project, its study is placed in another one, and ``ingest.cross_project_study``
+    is ``reject``."""
+
+    code, http_status = "cross-project-study", 409
 
 
 class UnknownReportType(DicomflowError):
@@ -224,6 +232,7 @@ ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
         InvalidInstance,
         DuplicateConflict,
         UnknownProject,
+        StudyInAnotherProject,
         UnknownReportType,
         InvalidState,
         NotFound,

@@ -10,8 +10,9 @@ from fastapi import Depends
 from sqlalchemy import Engine
 
 from dicomflow.api._deps import CurrentUser, IndexEngine
-from dicomflow.errors import NotFound, PermissionDenied
-from dicomflow.index import Role, UserInfo, project_roles
+from dicomflow.errors import NotFound, PermissionDenied, UnknownProject
+from dicomflow.index import Role, UserInfo, project_roles, reading
+from dicomflow.index import _processing as q
 
 READ = frozenset(Role)
 UPLOAD = frozenset({Role.ADMIN, Role.UPLOADER})
@@ -65,12 +66,41 @@ class Access:
             return
         role = self.roles.get((group, project))
         if role is None:
-            raise NotFound(f"no project {project!r}")
+            raise no_such_project()
         if role not in allowed:
             wanted = ", ".join(sorted(r.value for r in allowed))
             raise PermissionDenied(
                 f"role {role.value!r} in project {project!r} cannot {action}; needs {wanted}"
             )
+
+
+def no_such_project() -> NotFound:
+    """The one answer for a project that does not exist and for one the caller may not see (it names
+    neither, so the two cannot be told apart)."""
+    return NotFound("no such project among yours; run `dicomflow projects list` or GET /api/v1/projects")
+
+
+def project_of(engine: Engine, caller: Access, label: str, allowed: frozenset[Role], action: str) -> int:
+    """The id of project ``label`` once the caller may ``action`` there.
+
+    Raises
+    ------
+    NotFound
+        One answer (:func:`no_such_project`) for a project that does not exist and for one the caller may
+        not see; admins see every project and get the specific :class:`UnknownProject`.
+    PermissionDenied
+        The caller's role in the project does not allow ``action``.
+    """
+    try:
+        with reading(engine) as conn:
+            project_id = q.project_id(conn, label)
+            group, _ = q.project_ref(conn, project_id)
+        caller.check(group, label, allowed, action)
+    except (UnknownProject, NotFound):
+        if caller.roles is None:
+            raise
+        raise no_such_project() from None
+    return project_id
 
 
 async def current_access(user: CurrentUser, engine: IndexEngine) -> Access:

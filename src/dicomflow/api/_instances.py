@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from dicomflow.api._access import Access, Caller
 from dicomflow.api._archive import CHUNK, zip_stream
 from dicomflow.api._deps import BlobStore, IndexEngine, current_user
-from dicomflow.errors import NotFound, StorageError
+from dicomflow.errors import StorageError
 from dicomflow.index._queries import (
     BlobRef,
     SeriesInfo,
@@ -53,8 +53,8 @@ def download_series(
     series_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
 ) -> StreamingResponse:
     """Every instance of the series, byte-identical, streamed as a zip."""
-    _readable(engine, caller, series_instance_uid)
-    return _zip_response(store, series_blobs(engine, series_instance_uid), series_instance_uid)
+    blobs = series_blobs(engine, series_instance_uid, caller.sees)
+    return _zip_response(store, blobs, series_instance_uid)
 
 
 @router.get(
@@ -66,11 +66,9 @@ def download_series(
 def download_session(
     study_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
 ) -> StreamingResponse:
-    """Every instance of the study, byte-identical, series after series, streamed as a zip."""
-    blobs = study_blobs(engine, study_instance_uid)
-    if caller.roles is not None:
-        for series_uid in {blob.series_instance_uid for blob in blobs}:
-            _readable(engine, caller, series_uid)
+    """Every instance of the study (its session in the caller's project), byte-identical, series after
+    series, streamed as a zip."""
+    blobs = study_blobs(engine, study_instance_uid, caller.sees)
     return _zip_response(store, blobs, study_instance_uid)
 
 
@@ -84,8 +82,7 @@ def get_instance(
     sop_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
 ) -> JSONResponse:
     """The stored instance read up to its pixel data, in the DICOM JSON model."""
-    blob = instance_blob(engine, sop_instance_uid)
-    _readable(engine, caller, blob.series_instance_uid)
+    blob = instance_blob(engine, sop_instance_uid, caller.sees)
     with store.open(blob.blob_key) as handle:
         header = _dicom_json(handle, sop_instance_uid)
     return JSONResponse(header, media_type="application/dicom+json")
@@ -101,19 +98,15 @@ def get_instance_file(
     sop_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
 ) -> StreamingResponse:
     """The Part 10 file exactly as received (``application/dicom``)."""
-    blob = instance_blob(engine, sop_instance_uid)
-    _readable(engine, caller, blob.series_instance_uid)
+    blob = instance_blob(engine, sop_instance_uid, caller.sees)
     handle = store.open(blob.blob_key)
     headers = {"Content-Length": str(blob.size), **_attachment(f"{sop_instance_uid}.dcm")}
     return StreamingResponse(_chunks(handle), media_type="application/dicom", headers=headers)
 
 
 def _readable(engine: Engine, caller: Access, series_instance_uid: str) -> SeriesInfo:
-    """The series, if the caller may read its project (404 otherwise, as if it did not exist)."""
-    found = series(engine, series_instance_uid)
-    if not caller.sees(found.group, found.project):
-        raise NotFound(f"no series with Series Instance UID {series_instance_uid!r}")
-    return found
+    """The series in a project the caller may read (404 otherwise, exactly as if it did not exist)."""
+    return series(engine, series_instance_uid, caller.sees)
 
 
 def _zip_response(store: FileSystemBlobStore, blobs: list[BlobRef], uid: str) -> StreamingResponse:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from dicomflow.api._access import READ, REVIEW, UPLOAD, Access, Caller
+from dicomflow.api._access import READ, REVIEW, UPLOAD, Access, Caller, project_of
 from dicomflow.api._deps import AdminUser, IndexEngine, current_user
 from dicomflow.config import Settings
 from dicomflow.errors import InvalidState, NotFound
@@ -59,10 +59,15 @@ class RuleCreate(BaseModel):
 def _study(
     engine: Any, caller: Access, uid: str, version: int | None, allowed: frozenset[Role], action: str
 ) -> q.StudyInfo:
+    """The study version in a project the caller may see (404 as for an unknown UID otherwise)."""
     with reading(engine) as conn:
-        study = q.find_study(conn, uid, version)
+        study = q.find_study(conn, uid, version, sees=caller.sees)
     caller.check(study.group, study.project, allowed, action)
     return study
+
+
+def _where(study: q.StudyInfo) -> tuple[str, str]:
+    return study.group, study.project
 
 
 Version = Annotated[int | None, Query(description="Study version (default: the newest).")]
@@ -133,10 +138,10 @@ def get_result_file(result_id: int, request: Request, engine: IndexEngine, calle
 def post_reprocess(study_instance_uid: str, body: Reprocess, request: Request, caller: Caller) -> q.StudyInfo:
     """Checks and fresh jobs for the study's report types (``force_reprocessing``)."""
     flow = _flow(request)
-    _study(flow.engine, caller, study_instance_uid, None, UPLOAD | REVIEW, "reprocess")
-    flow.reprocess(study_instance_uid, body.report_types, actor=caller.user.email)
+    where = _where(_study(flow.engine, caller, study_instance_uid, None, UPLOAD | REVIEW, "reprocess"))
+    flow.reprocess(study_instance_uid, body.report_types, actor=caller.user.email, project=where)
     with reading(flow.engine) as conn:
-        return q.find_study(conn, study_instance_uid)
+        return q.find_study(conn, study_instance_uid, sees=caller.sees)
 
 
 @router.get("/qc", summary="Studies waiting for review")
@@ -150,10 +155,11 @@ def get_qc(engine: IndexEngine, caller: Caller) -> list[q.StudyInfo]:
 def post_approve(study_instance_uid: str, body: Review, request: Request, caller: Caller) -> q.StudyInfo:
     """Reviewers and admins of the project; recorded with the reviewer in the history and event log."""
     flow = _flow(request)
-    _study(flow.engine, caller, study_instance_uid, None, REVIEW, "review")
-    flow.review(study_instance_uid, approve=True, reviewer=caller.user.email, comment=body.comment)
+    where = _where(_study(flow.engine, caller, study_instance_uid, None, REVIEW, "review"))
+    email = caller.user.email
+    flow.review(study_instance_uid, approve=True, reviewer=email, comment=body.comment, project=where)
     with reading(flow.engine) as conn:
-        return q.find_study(conn, study_instance_uid)
+        return q.find_study(conn, study_instance_uid, sees=caller.sees)
 
 
 @router.post("/studies/{study_instance_uid}/qc/reject", summary="Reject results (→ Failed, or re-run)")
@@ -162,11 +168,18 @@ def post_reject(study_instance_uid: str, body: Review, request: Request, caller:
     if not body.comment.strip():
         raise InvalidState("a rejection needs a comment saying why")
     flow = _flow(request)
-    _study(flow.engine, caller, study_instance_uid, None, REVIEW, "review")
+    where = _where(_study(flow.engine, caller, study_instance_uid, None, REVIEW, "review"))
     email = caller.user.email
-    flow.review(study_instance_uid, approve=False, reviewer=email, comment=body.comment, rerun=body.rerun)
+    flow.review(
+        study_instance_uid,
+        approve=False,
+        reviewer=email,
+        comment=body.comment,
+        rerun=body.rerun,
+        project=where,
+    )
     with reading(flow.engine) as conn:
-        return q.find_study(conn, study_instance_uid)
+        return q.find_study(conn, study_instance_uid, sees=caller.sees)
 
 
 @router.get("/jobs", summary="Jobs, newest first")
@@ -218,10 +231,7 @@ def get_report_types(request: Request) -> list[dict[str, Any]]:
 @router.get("/projects/{label}/rules", summary="A project's rules")
 def get_rules(label: str, engine: IndexEngine, caller: Caller) -> list[q.RuleInfo]:
     """Report types run on the project's new studies, with their tag conditions."""
-    with reading(engine) as conn:
-        project_id = q.project_id(conn, label)
-        group, _ = q.project_ref(conn, project_id)
-    caller.check(group, label, READ, "read its rules")
+    project_id = project_of(engine, caller, label, READ, "read its rules")
     with reading(engine) as conn:
         return q.rules(conn, project_id)
 

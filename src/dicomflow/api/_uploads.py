@@ -11,11 +11,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from dicomflow.api._access import READ, UPLOAD, Access, Caller
+from dicomflow.api._access import READ, UPLOAD, Access, Caller, project_of
 from dicomflow.api._deps import IndexEngine, current_user
 from dicomflow.errors import NotFound, TooLarge
 from dicomflow.index import _processing as q
-from dicomflow.index import reading
 from dicomflow.uploads import UploadInfo, Uploads
 
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -67,9 +66,7 @@ def checked_uploads(request: Request, caller: Access, upload_id: str, action: st
 @router.post("/uploads", status_code=201, summary="Start an upload")
 def post_upload(body: UploadStart, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
     """Open an upload into a project (uploaders and admins of the project)."""
-    with reading(engine) as conn:
-        group, _ = q.project_ref(conn, q.project_id(conn, body.project))
-    caller.check(group, body.project, UPLOAD, "upload")
+    project_of(engine, caller, body.project, UPLOAD, "upload")
     return _uploads(request).start(
         body.project, body.report_type, force_reprocessing=body.force_reprocessing, user=caller.user.email
     )

@@ -10,6 +10,7 @@ from dicomflow.errors import (
     IndexUnavailable,
     InvalidInstance,
     StorageError,
+    StudyInAnotherProject,
     UnknownProject,
 )
 
@@ -29,6 +30,7 @@ _BY_ERROR: list[tuple[type[DicomflowError], int]] = [
     (InvalidInstance, CANNOT_UNDERSTAND),
     (DuplicateConflict, DUPLICATE_SOP_INSTANCE),
     (UnknownProject, NOT_AUTHORIZED),
+    (StudyInAnotherProject, NOT_AUTHORIZED),
     (StorageError, OUT_OF_RESOURCES),
     (IndexUnavailable, OUT_OF_RESOURCES),
 ]

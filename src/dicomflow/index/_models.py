@@ -127,7 +127,8 @@ class Instance(Base):
     slice_position: Mapped[float | None] = mapped_column(Float)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    blob_key: Mapped[str] = mapped_column(String(255), unique=True)
+    # keys name content (UIDs and a hash): the same bytes kept in two projects share one blob
+    blob_key: Mapped[str] = mapped_column(String(255), index=True)
     source: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
 

@@ -7,7 +7,7 @@ several changes in one transaction. Times are UTC.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -863,20 +863,31 @@ def project_ref(conn: Connection, project_id: int) -> tuple[str, str]:
     return str(row.group_id), str(row.label)
 
 
-def find_study(conn: Connection, study_instance_uid: str, version: int | None = None) -> StudyInfo:
+def find_study(
+    conn: Connection,
+    study_instance_uid: str,
+    version: int | None = None,
+    *,
+    sees: Callable[[str, str], bool] | None = None,
+) -> StudyInfo:
     """The newest (or a given) version of a study by StudyInstanceUID.
+
+    ``sees`` (group id, project label) limits the search to some projects: the same study may have a
+    session, and versions, in several.
 
     Raises
     ------
     NotFound
-        When no study version matches.
+        When no study version matches; the message does not echo the UID.
     """
     found = list_studies(conn, study_instance_uid=study_instance_uid, latest_only=version is None)
+    if sees is not None:
+        found = [s for s in found if sees(s.group, s.project)]
     if version is not None:
         found = [s for s in found if s.version == version]
     if not found:
         suffix = f" version {version}" if version is not None else ""
-        raise NotFound(f"no study {study_instance_uid!r}{suffix} in processing")
+        raise NotFound(f"no such study{suffix} in processing")
     return found[0]
 
 

@@ -468,7 +468,11 @@ def _group_node(row: _AnyRow, projects: dict[Any, list[ProjectNode]]) -> GroupNo
 # -- series and instances -----------------------------------------------------------------------------------
 
 
-def series(engine: Engine, series_instance_uid: str) -> SeriesInfo:
+Sees = Callable[[str, str], bool]
+"""Whether the caller may see a project, by group id and label (``None``: every project)."""
+
+
+def series(engine: Engine, series_instance_uid: str, sees: Sees | None = None) -> SeriesInfo:
     """A series with its placement and its instances.
 
     Parameters
@@ -477,6 +481,9 @@ def series(engine: Engine, series_instance_uid: str) -> SeriesInfo:
         Engine of the index.
     series_instance_uid
         The Series Instance UID.
+    sees
+        Only projects this accepts are looked at. The same series may be kept in several projects (each
+        its own copy); the one of the oldest session among them is returned.
 
     Returns
     -------
@@ -487,13 +494,13 @@ def series(engine: Engine, series_instance_uid: str) -> SeriesInfo:
     Raises
     ------
     NotFound
-        No acquisition has this Series Instance UID.
+        No acquisition (that ``sees`` accepts) has this Series Instance UID; the message does not echo it.
     """
     with reading(engine) as conn:
-        rows = conn.execute(_series_rows(series_instance_uid)).all()
-        instances = _instances_of_series(conn, series_instance_uid)
+        rows = _in_one_project(conn.execute(_series_rows(series_instance_uid)).all(), sees)
+        instances = _instances_of_acquisitions(conn, [row.id for row in rows])
     if not rows:
-        raise _series_not_found(series_instance_uid)
+        raise _series_not_found()
     first = rows[0]
     return SeriesInfo(
         series_instance_uid=series_instance_uid,
@@ -530,73 +537,87 @@ def instance(engine: Engine, sop_instance_uid: str) -> InstanceInfo:
     with reading(engine) as conn:
         row = conn.execute(query.order_by(Instance.id.desc()).limit(1)).first()
     if row is None:
-        raise _instance_not_found(sop_instance_uid)
+        raise _instance_not_found()
     return _instance_info(row)
 
 
-def instance_blob(engine: Engine, sop_instance_uid: str) -> BlobRef:
-    """Where the bytes of an instance are (the last received under this UID).
+def instance_blob(engine: Engine, sop_instance_uid: str, sees: Sees | None = None) -> BlobRef:
+    """Where the bytes of an instance are: the last received under this UID, in a project ``sees`` accepts.
 
     Raises
     ------
     NotFound
-        No instance has this SOP Instance UID.
+        No instance (that ``sees`` accepts) has this SOP Instance UID; the message does not echo it.
     """
-    query = _blob_query().where(Instance.sop_instance_uid == sop_instance_uid)
+    query = _located(_blob_query()).where(Instance.sop_instance_uid == sop_instance_uid)
     with reading(engine) as conn:
-        row = conn.execute(query.order_by(Instance.id.desc()).limit(1)).first()
-    if row is None:
-        raise _instance_not_found(sop_instance_uid)
-    return _blob_ref(row)
+        rows = conn.execute(query.order_by(Instance.id.desc())).all()
+    visible = [row for row in rows if sees is None or sees(row.group_id, row.project)]
+    if not visible:
+        raise _instance_not_found()
+    return _blob_ref(visible[0])
 
 
-def series_blobs(engine: Engine, series_instance_uid: str) -> list[BlobRef]:
-    """Where the bytes of every instance of a series are, in instance order.
-
-    Raises
-    ------
-    NotFound
-        The series has no instances.
-    """
-    blobs = _blobs(engine, Instance.series_instance_uid == series_instance_uid)
-    if not blobs:
-        raise _series_not_found(series_instance_uid)
-    return blobs
-
-
-def study_blobs(engine: Engine, study_instance_uid: str) -> list[BlobRef]:
-    """Where the bytes of every instance of a study (a session) are, series by series.
+def series_blobs(engine: Engine, series_instance_uid: str, sees: Sees | None = None) -> list[BlobRef]:
+    """Where the bytes of every instance of a series are (one project's copy, as :func:`series`).
 
     Raises
     ------
     NotFound
-        The study has no instances.
+        The series has no instances (that ``sees`` accepts).
     """
-    blobs = _blobs(engine, Instance.study_instance_uid == study_instance_uid)
+    blobs = _blobs(engine, Instance.series_instance_uid == series_instance_uid, sees)
     if not blobs:
-        raise NotFound(
-            f"Study Instance UID {study_instance_uid!r} has no instances in the index",
-            {"study_instance_uid": study_instance_uid},
-        )
+        raise _series_not_found()
     return blobs
 
 
-def _series_not_found(series_instance_uid: str) -> NotFound:
-    return NotFound(
-        f"Series Instance UID {series_instance_uid!r} is not in the index",
-        {"series_instance_uid": series_instance_uid},
+def study_blobs(engine: Engine, study_instance_uid: str, sees: Sees | None = None) -> list[BlobRef]:
+    """Where the bytes of every instance of a study (one project's session) are, series by series.
+
+    Raises
+    ------
+    NotFound
+        The study has no instances (that ``sees`` accepts); the message does not echo the UID.
+    """
+    blobs = _blobs(engine, Instance.study_instance_uid == study_instance_uid, sees)
+    if not blobs:
+        raise NotFound("no study with this Study Instance UID is in the index")
+    return blobs
+
+
+def _in_one_project(rows: Sequence[_AnyRow], sees: Sees | None) -> list[_AnyRow]:
+    """The rows ``sees`` accepts, of the oldest session among them (one project's copy of a UID)."""
+    visible = [row for row in rows if sees is None or sees(row.group_id, row.project)]
+    if not visible:
+        return []
+    oldest = min(row.session_id for row in visible)
+    return [row for row in visible if row.session_id == oldest]
+
+
+def _located(query: _Query) -> _Query:
+    """``query`` over instances, with the session and project each instance is placed in."""
+    return (
+        query.add_columns(Acquisition.session_id, Project.group_id, Project.label.label("project"))
+        .join(Acquisition, Acquisition.id == Instance.acquisition_id)
+        .join(Session, Session.id == Acquisition.session_id)
+        .join(Project, Project.id == Session.project_id)
     )
 
 
-def _instance_not_found(sop_instance_uid: str) -> NotFound:
-    return NotFound(
-        f"SOP Instance UID {sop_instance_uid!r} is not in the index", {"sop_instance_uid": sop_instance_uid}
-    )
+def _series_not_found() -> NotFound:
+    return NotFound("no series with this Series Instance UID is in the index")
+
+
+def _instance_not_found() -> NotFound:
+    return NotFound("no instance with this SOP Instance UID is in the index")
 
 
 def _series_rows(series_instance_uid: str) -> _Query:
     return (
         select(
+            Acquisition.id,
+            Acquisition.session_id,
             Acquisition.acquisition_uid,
             Acquisition.modality,
             Acquisition.series_number,
@@ -637,6 +658,12 @@ def _instance_info(row: _AnyRow) -> InstanceInfo:
     return InstanceInfo(**values)
 
 
+def _instances_of_acquisitions(conn: Connection, acquisition_ids: list[int]) -> tuple[InstanceInfo, ...]:
+    query = _instance_query().where(Instance.acquisition_id.in_(acquisition_ids))
+    instances = [_instance_info(row) for row in conn.execute(query)]
+    return tuple(sorted(instances, key=_instance_order))
+
+
 def _instances_of_series(conn: Connection, series_instance_uid: str) -> tuple[InstanceInfo, ...]:
     query = _instance_query().where(Instance.series_instance_uid == series_instance_uid)
     instances = [_instance_info(row) for row in conn.execute(query)]
@@ -670,9 +697,9 @@ def _blob_ref(row: _AnyRow) -> BlobRef:
     )
 
 
-def _blobs(engine: Engine, where: Any) -> list[BlobRef]:
+def _blobs(engine: Engine, where: Any, sees: Sees | None) -> list[BlobRef]:
     with reading(engine) as conn:
-        rows = conn.execute(_blob_query().where(where)).all()
+        rows = _in_one_project(conn.execute(_located(_blob_query()).where(where)).all(), sees)
     ordered = sorted(rows, key=lambda row: (row.series_instance_uid, *_instance_order(row)))
     return [_blob_ref(row) for row in ordered]
 

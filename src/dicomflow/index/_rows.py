@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from dicomflow.index._models import Event, Instance
+from dicomflow.index._models import Acquisition, Event, Instance, Session
 
 _INSTANCE_COLUMNS = (
     "acquisition_id",
@@ -32,7 +32,11 @@ _INSTANCE_COLUMNS = (
     "received_at",
 )
 _EVENT_COLUMNS = ("at", "kind", "actor", "object_uid", "outcome", "reason")
-_SQLITE_PREVIOUS = "SELECT id, sha256, blob_key, acquisition_id FROM instances WHERE sop_instance_uid = ?"
+_SQLITE_PREVIOUS = (
+    "SELECT i.id, i.sha256, i.blob_key, i.acquisition_id FROM instances i "
+    "JOIN acquisitions a ON a.id = i.acquisition_id JOIN sessions s ON s.id = a.session_id "
+    "WHERE i.sop_instance_uid = ? AND s.project_id = ?"
+)
 
 
 def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
@@ -41,8 +45,11 @@ def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
 
 _SQLITE_INSERT_INSTANCE = _sqlite_insert("instances", _INSTANCE_COLUMNS)
 _SQLITE_INSERT_EVENT = _sqlite_insert("events", _EVENT_COLUMNS)
-_SELECT_PREVIOUS = select(Instance.id, Instance.sha256, Instance.blob_key, Instance.acquisition_id).where(
-    Instance.sop_instance_uid == bindparam("uid")
+_SELECT_PREVIOUS = (
+    select(Instance.id, Instance.sha256, Instance.blob_key, Instance.acquisition_id)
+    .join(Acquisition, Acquisition.id == Instance.acquisition_id)
+    .join(Session, Session.id == Acquisition.session_id)
+    .where(Instance.sop_instance_uid == bindparam("uid"), Session.project_id == bindparam("project_id"))
 )
 _INSERT_INSTANCE = insert(Instance)
 _INSERT_EVENT = insert(Event)
@@ -57,12 +64,14 @@ class StoredInstance(NamedTuple):
     acquisition_id: int
 
 
-def instances_with_uid(conn: Connection, uid: str) -> list[StoredInstance]:
-    """The rows stored under ``uid`` (in the caller's transaction)."""
+def instances_with_uid(conn: Connection, uid: str, project_id: int) -> list[StoredInstance]:
+    """The rows stored under ``uid`` in one project (in the caller's transaction); the same instance may
+    be kept in several projects, each copy its own."""
     cursor = _sqlite_cursor(conn)
     if cursor is None:
-        return [StoredInstance(*row) for row in conn.execute(_SELECT_PREVIOUS, {"uid": uid})]
-    return [StoredInstance(*row) for row in cursor.execute(_SQLITE_PREVIOUS, (uid,))]
+        params = {"uid": uid, "project_id": project_id}
+        return [StoredInstance(*row) for row in conn.execute(_SELECT_PREVIOUS, params)]
+    return [StoredInstance(*row) for row in cursor.execute(_SQLITE_PREVIOUS, (uid, project_id))]
 
 
 def insert_instance(conn: Connection, row: dict[str, Any]) -> None:

@@ -48,12 +48,20 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Who sent an instance and how: ``kind`` is dimse, import or upload."""
+    """Who sent an instance and how: ``kind`` is dimse, import or upload.
+
+    ``project`` is the ``(group, label)`` of the project the source itself names (an upload's, a job's),
+    which wins over a project named by label in ``called_ae``.
+    """
 
     kind: str
     actor: str
     calling_ae: str | None = None
     called_ae: str | None = None
+    project: tuple[str, str] | None = None
+
+
+_PlacedKey = tuple[str, str, str | None, str | None, tuple[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,11 @@ def blob_key(header: InstanceHeader, sha256: str) -> str:
     """The key of an instance's bytes: validated UIDs and a content hash, never raw input."""
     study, series, sop = header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
     return f"{study}/{series}/{sop}.{sha256[:16]}.dcm"
+
+
+def _referenced(conn: Connection, keys: list[str]) -> set[str]:
+    """Those of ``keys`` that an instance row still refers to."""
+    return set(conn.scalars(select(Instance.blob_key).where(Instance.blob_key.in_(keys))))
 
 
 def slice_position(header: InstanceHeader) -> float | None:
@@ -110,9 +123,10 @@ class Ingestor:
             project_ae_prefix=settings.dimse.project_ae_prefix,
             fallback_group=settings.ingest.fallback_group,
             fallback_project=settings.ingest.fallback_project,
+            cross_project_study=settings.ingest.cross_project_study.value,
         )
         self._extra = () if settings.ingest.routing_tag == "PatientID" else (settings.ingest.routing_tag,)
-        self._placed: OrderedDict[tuple[str, str, str | None, str | None], int] = OrderedDict()
+        self._placed: OrderedDict[_PlacedKey, tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._write_lock = WriteLock(
             engine.url.render_as_string(hide_password=False),
@@ -255,8 +269,19 @@ class Ingestor:
     def _index(
         self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
+        try:
+            return self._index_placed(conn, header, staged, key, source)
+        except BaseException:
+            self._forget(header)  # placement rows made in this transaction are rolled back
+            raise
+
+    def _index_placed(
+        self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
+    ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         uid = header.sop_instance_uid
-        previous = instances_with_uid(conn, uid)
+        # placed first: identity and the duplicate policy hold within a project, never across projects
+        acquisition_id, project_id = self._acquisition_id(conn, header, source)
+        previous = instances_with_uid(conn, uid, project_id)
         same = next((row for row in previous if row.sha256 == staged.sha256), None)
         if same is not None:
             reason = "identical instance received again; no second copy kept"
@@ -264,14 +289,17 @@ class Ingestor:
             conn.commit()
             return IngestResult(Outcome.DUPLICATE, uid, same.blob_key, same.acquisition_id), []
         outcome = self._duplicate_outcome(uid, bool(previous))
-        acquisition_id = self._acquisition_id(conn, header, source)
         insert_instance(conn, self._row(header, staged, key, acquisition_id, source))
         replaced = []
         if outcome is Outcome.OVERWRITTEN:
             conn.execute(delete(Instance).where(Instance.id.in_([row.id for row in previous])))
             # a staged name for each replaced blob: if we die between commit and deletion, recovery
-            # finds it, sees no row for its key, and removes the blob (no orphan)
-            replaced = [(row.blob_key, self.store.hold(row.blob_key)) for row in previous]
+            # finds it, sees no row for its key, and removes the blob (no orphan); a blob that another
+            # project holds too (the same bytes were sent there) stays
+            kept = _referenced(conn, [row.blob_key for row in previous])
+            replaced = [
+                (row.blob_key, self.store.hold(row.blob_key)) for row in previous if row.blob_key not in kept
+            ]
         record_event(conn, "received", source.actor, uid, self._reason(outcome, source))
         conn.commit()
         return IngestResult(outcome, uid, key, acquisition_id), replaced
@@ -293,24 +321,26 @@ class Ingestor:
             return f"stored via {via}; another object with this SOP Instance UID kept too (policy: keep-both)"
         return f"stored via {via}"
 
-    def _acquisition_id(self, conn: Connection, header: InstanceHeader, source: Source) -> int:
+    def _acquisition_id(self, conn: Connection, header: InstanceHeader, source: Source) -> tuple[int, int]:
+        """The acquisition the instance goes to, and its project's id."""
         # the acquisition, not the series: one series may split (AcquisitionNumber, screen saves)
-        cache_key = (header.study_instance_uid, acquisition_uid(header), source.called_ae, source.calling_ae)
+        study, acquisition = header.study_instance_uid, acquisition_uid(header)
+        cache_key = (study, acquisition, source.called_ae, source.calling_ae, source.project)
         with self._lock:
             cached = self._placed.get(cache_key)
         if cached is not None:
             return cached
         placed: PlacedSeries = resolve_series(
-            conn, header, source.called_ae, self.placement_config, source.actor
+            conn, header, source.called_ae, self.placement_config, source.actor, source.project
         )
         dataset = dataset_from_calling_ae(source.calling_ae or "", self.placement_config.project_ae_prefix)
         if dataset:
             add_to_dataset(conn, dataset, placed.acquisition_id)
         with self._lock:
-            self._placed[cache_key] = placed.acquisition_id
+            self._placed[cache_key] = (placed.acquisition_id, placed.project_id)
             while len(self._placed) > _CACHE_SIZE:
                 self._placed.popitem(last=False)
-        return placed.acquisition_id
+        return placed.acquisition_id, placed.project_id
 
     def _forget(self, header: InstanceHeader) -> None:
         with self._lock:

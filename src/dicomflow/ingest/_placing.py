@@ -38,22 +38,32 @@ def find_project(conn: Connection, label: str) -> tuple[str, str] | None:
 
 
 def resolve_series(
-    conn: Connection, header: InstanceHeader, called_ae: str | None, config: PlacementConfig, actor: str
+    conn: Connection,
+    header: InstanceHeader,
+    called_ae: str | None,
+    config: PlacementConfig,
+    actor: str,
+    project: tuple[str, str] | None = None,
 ) -> PlacedSeries:
-    """Place the instance's series: decide with the pure rules, then find or create every level."""
+    """Place the instance's series: decide with the pure rules, then find or create every level.
+
+    ``project`` is the ``(group, label)`` the source names itself (an upload's project); it wins over the
+    called AE title, which can only name a project by label.
+    """
     existing = conn.execute(
         select(Project.group_id, Project.label)
         .join(Session, Session.project_id == Project.id)
         .where(Session.study_instance_uid == header.study_instance_uid)
         .order_by(Session.id)
-        .limit(1)
-    ).first()
+    ).all()
     ae_project = project_from_called_ae(called_ae or "", config.project_ae_prefix)
+    if project is None and ae_project:
+        project = find_project(conn, ae_project)
     placement = place(
         header,
         config,
-        existing_session=(existing[0], existing[1]) if existing else None,
-        called_ae_project=find_project(conn, ae_project) if ae_project else None,
+        existing_sessions=[(group, label) for group, label in existing],
+        called_ae_project=project,
         existing_groups=set(conn.scalars(select(Group.id))),
         existing_projects={(g, p) for g, p in conn.execute(select(Project.group_id, Project.label))},
     )

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -245,11 +245,13 @@ class Flow:
         manifest = Manifest.load(workdir)
         with reading(self.engine) as conn:
             job = q.job_row(conn, job_id)
+            study = q.study_of_job(conn, job_id)
         nodes = self.settings.processing.nodes
         unknown = sorted({node for node, _ in manifest.exports if node not in nodes})
         if unknown:
             raise ValueError(f"export to unknown node(s) {', '.join(unknown)}; configure processing.nodes")
-        source = Source("pipeline", f"job {job_id} ({job.report_type})")
+        # derived objects join the study's session in its own project, never a namesake elsewhere
+        source = Source("pipeline", f"job {job_id} ({job.report_type})", project=(study.group, study.project))
         for relative in manifest.derived:
             self._ingest().ingest_file(workdir / relative, source)
         data_dir = self.settings.data_dir.resolve()
@@ -305,11 +307,19 @@ class Flow:
     # -- people -------------------------------------------------------------------------------------------
 
     def review(
-        self, study_instance_uid: str, *, approve: bool, reviewer: str, comment: str = "", rerun: bool = False
+        self,
+        study_instance_uid: str,
+        *,
+        approve: bool,
+        reviewer: str,
+        comment: str = "",
+        rerun: bool = False,
+        project: tuple[str, str] | None = None,
     ) -> None:
-        """Approve (→ Finished) or reject (→ Failed, or → Processing with ``rerun``) a study in review."""
+        """Approve (→ Finished) or reject (→ Failed, or → Processing with ``rerun``) a study in review
+        (its session in ``project`` (group, label), when the same study is in several)."""
         with writing(self.engine) as conn:
-            study = q.find_study(conn, study_instance_uid)
+            study = q.find_study(conn, study_instance_uid, sees=_only(project))
             if study.stage != Stage.QUALITY_CONTROL.value:
                 raise InvalidState(f"study {study_instance_uid} is {study.stage}, not in QualityControl")
             if approve:
@@ -331,10 +341,20 @@ class Flow:
                     conn, study.id, Stage.FAILED, reviewer, f"rejected in review: {comment or 'no comment'}"
                 )
 
-    def reprocess(self, study_instance_uid: str, report_types: Sequence[str] = (), *, actor: str) -> int:
-        """Run a study's report types again (all requested, or the ones named); returns the study id."""
+    def reprocess(
+        self,
+        study_instance_uid: str,
+        report_types: Sequence[str] = (),
+        *,
+        actor: str,
+        project: tuple[str, str] | None = None,
+    ) -> int:
+        """Run a study's report types again (all requested, or the ones named); returns the study id.
+
+        ``project`` (group, label) picks the study's session there, when the same study is in several.
+        """
         with writing(self.engine) as conn:
-            study = q.find_study(conn, study_instance_uid)
+            study = q.find_study(conn, study_instance_uid, sees=_only(project))
             if study.stage not in {s.value for s in TERMINAL} | {Stage.QUALITY_CONTROL.value}:
                 raise InvalidState(
                     f"study {study_instance_uid} is {study.stage}; wait until it ends to reprocess"
@@ -410,3 +430,10 @@ def _sha256(path: Path) -> str:
 
 
 __all__ = ["Flow"]
+
+
+def _only(project: tuple[str, str] | None) -> Callable[[str, str], bool] | None:
+    """A visibility test accepting one project (``None``: every project)."""
+    if project is None:
+        return None
+    return lambda group, label: (group, label) == project

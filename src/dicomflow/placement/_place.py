@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from dicomflow.errors import StudyInAnotherProject
 from dicomflow.placement._containers import (
     acquisition_label,
     acquisition_uid,
@@ -36,7 +37,8 @@ class Rule(StrEnum):
     """Which rule decided the group and project of a placement."""
 
     EXISTING_SESSION = "existing-session"
-    """A session with this StudyInstanceUID already exists: the instance stays there."""
+    """A session with this StudyInstanceUID already exists in the named project (or, when nothing names a
+    project, anywhere): the instance stays there."""
     CALLED_AE = "called-ae"
     """The called AE title ``kp-<project>`` names an existing project."""
     ROUTING_STRING = "routing-string"
@@ -65,6 +67,9 @@ class PlacementConfig:
         Group of instances whose group is unknown; always treated as existing.
     fallback_project
         Project of instances whose routing names no project.
+    cross_project_study
+        ``"separate"``: data naming a project opens a session there even when its study has a session in
+        another project; ``"reject"``: such data is refused.
     """
 
     routing_tag: str = "PatientID"
@@ -73,6 +78,7 @@ class PlacementConfig:
     project_ae_prefix: str = PROJECT_AE_PREFIX
     fallback_group: str = "unknown"
     fallback_project: str = "Unsorted"
+    cross_project_study: str = "separate"
 
     def __post_init__(self) -> None:
         """Fail at construction, not at the first instance, when a value is unusable."""
@@ -81,6 +87,10 @@ class PlacementConfig:
         for name in ("routing_tag", "project_ae_prefix", "fallback_group", "fallback_project"):
             if not getattr(self, name):
                 raise ValueError(f"placement setting {name!r} must not be empty")
+        if self.cross_project_study not in ("separate", "reject"):
+            raise ValueError(
+                f"cross_project_study {self.cross_project_study!r} is not 'separate' or 'reject'"
+            )
 
 
 @dataclass(frozen=True)
@@ -194,7 +204,7 @@ def place(
     header: InstanceHeader,
     config: PlacementConfig,
     *,
-    existing_session: tuple[str, str] | None,
+    existing_sessions: Sequence[tuple[str, str]] = (),
     called_ae_project: tuple[str, str] | None,
     existing_groups: Collection[str],
     existing_projects: Collection[tuple[str, str]],
@@ -202,11 +212,15 @@ def place(
 ) -> Placement:
     """Decide where one instance goes.
 
-    Group and project, first rule that applies: the session that already holds this StudyInstanceUID
-    (so a study is never split by a changed routing string); the project named by the called AE title;
-    the routing string in ``config.routing_tag`` (see :func:`resolve_destination`); the fallback group
-    and project. Subject, session and acquisition labels given by the routing string override the
-    defaults derived from the header in every case.
+    The project named by the sender comes first: the project of the called AE title (an upload names its
+    project this way), else the routing string in ``config.routing_tag`` when it names an existing group
+    (see :func:`resolve_destination`). A session that already holds this StudyInstanceUID keeps the
+    instance only within that named project: projects are walls, so data for a study placed in another
+    project opens a session of its own in the named project (``config.cross_project_study`` "separate") or
+    is refused ("reject"). When nothing names a project (a plain PatientID, an unknown group, no routing
+    string), the oldest existing session keeps the instance, so a study is never split by a changed
+    routing string; else the fallback group and project. Subject, session and acquisition labels given
+    by the routing string override the defaults derived from the header in every case.
 
     Parameters
     ----------
@@ -215,8 +229,9 @@ def place(
         ``header.patient_id``.
     config
         Placement settings.
-    existing_session
-        ``(group, project label)`` of the session with this StudyInstanceUID, if there is one.
+    existing_sessions
+        ``(group, project label)`` of every project holding a session with this StudyInstanceUID, oldest
+        first.
     called_ae_project
         ``(group, project label)`` of the existing project the called AE title names (resolved by the
         caller with :func:`project_from_called_ae`); ``None`` when it names none or an unknown one.
@@ -230,29 +245,57 @@ def place(
     Returns
     -------
     Placement
+
+    Raises
+    ------
+    StudyInAnotherProject
+        A project is named, the study has sessions only in other projects, and the policy is "reject".
+        The message names no other project.
     """
     value = _routing_value(header, config)
     routing = parse_routing_string(value, config.routing_pattern)
-    if existing_session is not None:
-        reason = (
-            f"study {header.study_instance_uid!r} already has a session in {'/'.join(existing_session)!r}"
-        )
-        destination = Destination(*existing_session, Rule.EXISTING_SESSION, reason)
-    elif called_ae_project is not None:
+    if called_ae_project is not None:
         named_by = f"called AE {called_ae_title!r}" if called_ae_title else "the called AE title"
         reason = f"{named_by} names project {'/'.join(called_ae_project)!r}"
         destination = Destination(*called_ae_project, Rule.CALLED_AE, reason)
     else:
-        source = f"{config.routing_tag} {value!r}"
         destination = resolve_destination(
             routing.group,
             routing.project,
             config,
             existing_groups=existing_groups,
             existing_projects=existing_projects,
-            source=source,
+            source=f"{config.routing_tag} {value!r}",
         )
+    destination = _within_walls(header, config, destination, existing_sessions)
     return _placement(header, config.timezone, routing, destination)
+
+
+def _within_walls(
+    header: InstanceHeader,
+    config: PlacementConfig,
+    named: Destination,
+    existing_sessions: Sequence[tuple[str, str]],
+) -> Destination:
+    """Apply the existing-session rule: only within the named project, or anywhere if none is named."""
+    uid = header.study_instance_uid
+    if named.rule not in (Rule.CALLED_AE, Rule.ROUTING_STRING):  # nothing names a project
+        if not existing_sessions:
+            return named
+        group, project = existing_sessions[0]
+        reason = f"study {uid!r} already has a session in {group + '/' + project!r}"
+        return Destination(group, project, Rule.EXISTING_SESSION, reason)
+    key = (named.group.lower(), named.project.lower())
+    if any((group.lower(), project.lower()) == key for group, project in existing_sessions):
+        reason = f"study {uid!r} already has a session in {named.group + '/' + named.project!r}"
+        return Destination(named.group, named.project, Rule.EXISTING_SESSION, reason)
+    if existing_sessions and config.cross_project_study == "reject":
+        raise StudyInAnotherProject(
+            f"study is in another project (cross_project_study=reject): Study Instance UID {uid!r} is "
+            f"not added to project {named.project!r}",
+            {"study_instance_uid": uid, "project": named.project},
+        )
+    return named
 
 
 def _routing_value(header: InstanceHeader, config: PlacementConfig) -> str:

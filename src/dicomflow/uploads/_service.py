@@ -618,13 +618,16 @@ class _Sources:
         if upload_id not in self._known:
             with reading(self.engine) as conn:
                 row = conn.execute(
-                    select(Upload.created_by, Project.label)
+                    select(Upload.created_by, Project.group_id, Project.label)
                     .join(Project, Project.id == Upload.project_id)
                     .where(Upload.id == upload_id)
                 ).one()
             prefix = self.settings.dimse.project_ae_prefix
             self._known[upload_id] = Source(
-                "upload", f"{row.created_by} upload {upload_id}", called_ae=f"{prefix}{row.label}"
+                "upload",
+                f"{row.created_by} upload {upload_id}",
+                called_ae=f"{prefix}{row.label}",
+                project=(row.group_id, row.label),  # the upload's own project, even if its label is ambiguous
             )
         return self._known[upload_id]
 

@@ -72,7 +72,6 @@ def test_called_ae_project_places_the_instance(make_header: Callable[..., Instan
     placement = place(
         make_header(patient_id="fw://neuro/Amnesia"),
         PlacementConfig(),
-        existing_session=None,
         called_ae_project=("radiology", "study1"),
         existing_groups=["neuro", "radiology"],
         existing_projects=[("radiology", "study1")],
@@ -87,7 +86,6 @@ def test_unknown_called_ae_project_falls_back(make_header: Callable[..., Instanc
     placement = place(
         make_header(),
         PlacementConfig(),
-        existing_session=None,
         called_ae_project=None,
         existing_groups=[],
         existing_projects=[],

@@ -29,7 +29,7 @@ def placed(
     return place(
         header,
         config or PlacementConfig(),
-        existing_session=existing_session,
+        existing_sessions=[existing_session] if existing_session else [],
         called_ae_project=called_ae_project,
         existing_groups=existing_groups,
         existing_projects=PROJECTS,
@@ -41,10 +41,17 @@ def placed(
     [
         pytest.param(
             ("psych", "study01"),
-            ("neuro", "Amnesia"),
-            "fw://neuro/Amnesia",
+            None,
+            "PAT001",
             ("psych", "study01", Rule.EXISTING_SESSION),
-            id="existing-session-beats-all",
+            id="existing-session-beats-an-unnamed-project",
+        ),
+        pytest.param(
+            ("neuro", "Amnesia"),
+            ("neuro", "Amnesia"),
+            "fw://psych/study01",
+            ("neuro", "Amnesia", Rule.EXISTING_SESSION),
+            id="existing-session-in-the-named-project",
         ),
         pytest.param(
             None,
@@ -103,6 +110,13 @@ def test_plain_patient_id_still_labels_the_subject(make_header: MakeHeader) -> N
             "",
             "study '1.2.826.0.1.3680043.8.498.1' already has a session in 'psych/study01'",
             id="existing-session",
+        ),
+        pytest.param(
+            ("psych", "study01"),
+            None,
+            "fw://psych/Study01",
+            "study '1.2.826.0.1.3680043.8.498.1' already has a session in 'psych/study01'",
+            id="existing-session-in-the-named-project",
         ),
         pytest.param(
             None, ("psych", "study01"), "", "the called AE title names project 'psych/study01'", id="ae"
@@ -219,9 +233,9 @@ def test_defaults_without_routing_labels(make_header: MakeHeader) -> None:
 
 def test_routing_labels_apply_with_an_existing_session(make_header: MakeHeader) -> None:
     placement = placed(
-        make_header(patient_id="fw://neuro/Amnesia/sub-02"), existing_session=("psych", "study01")
+        make_header(patient_id="fw://psych/study01/sub-02"), existing_session=("psych", "study01")
     )
-    assert (placement.group, placement.subject) == ("psych", "sub-02")
+    assert (placement.group, placement.subject, placement.rule) == ("psych", "sub-02", Rule.EXISTING_SESSION)
 
 
 @pytest.mark.parametrize(

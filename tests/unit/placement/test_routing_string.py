@@ -74,7 +74,6 @@ def test_padded_routing_value_is_stripped_by_place(make_header: MakeHeader) -> N
     placement = place(
         header,
         config,
-        existing_session=None,
         called_ae_project=None,
         existing_groups=["neuro"],
         existing_projects=[],
@@ -88,7 +87,6 @@ def test_empty_data_takes_the_default_group(make_header: MakeHeader) -> None:
     placement = place(
         make_header(),
         config,
-        existing_session=None,
         called_ae_project=None,
         existing_groups=[],
         existing_projects=[],
@@ -146,7 +144,6 @@ def test_study_date_and_time_give_the_session_timestamp(make_header: MakeHeader)
     placement = place(
         make_header(study_date="20001231", study_time="133742"),
         PlacementConfig(),
-        existing_session=None,
         called_ae_project=None,
         existing_groups=[],
         existing_projects=[],

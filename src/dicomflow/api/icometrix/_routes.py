@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pydicom import dcmread
 from sqlalchemy import Engine, func, select
 
-from dicomflow.api._access import READ, UPLOAD, Access
+from dicomflow.api._access import READ, UPLOAD, Access, no_such_project
 from dicomflow.api._deps import Identities, IndexEngine, get_identities
 from dicomflow.api.icometrix import _model as m
 from dicomflow.errors import NotFound
@@ -130,7 +130,7 @@ def _project(engine: Engine, who: Access, project_id: str, allowed: frozenset[An
     with reading(engine) as conn:
         row = conn.execute(select(Project).where(Project.id == number)).first()
     if row is None or not who.sees(row.group_id, row.label):
-        raise NotFound(f"no project {project_id!r}")
+        raise no_such_project()
     who.check(row.group_id, row.label, allowed, "do this")
     return row
 
