@@ -121,7 +121,7 @@ class FastStore:
         self._control_limit = max(max_pdu_size, _CONTROL_PDU_LIMIT)
         self._aborting = False  # an invalid PDU was answered with A-ABORT: the stream is not read as PDUs
         self._original = self.dul._read_pdu_data
-        self._buffer = bytearray(_INITIAL_BUFFER)
+        self._buffer = bytearray()  # allocated by the first C-STORE: a connection alone costs no buffer
         self._request: StoreRequest | None = None  # a C-STORE whose data set is being received
         self._header = bytearray(6)
 
@@ -227,6 +227,8 @@ class FastStore:
             or self.assoc._sent_release
         ):
             return None
+        if not self._buffer:
+            self._buffer = bytearray(_INITIAL_BUFFER)
         return StoreRequest(
             context_id,
             int(command["message_id"]),
