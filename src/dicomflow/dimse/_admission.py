@@ -54,6 +54,12 @@ class Admission:
             self._associated = {assoc for assoc in self._associated if assoc.is_alive()}
             return len(self._associated)
 
+    @property
+    def connections(self) -> int:
+        """Connections held now, pending or associated (how busy this process is)."""
+        with self._lock:
+            return len(self._pending) + len(self._associated)
+
     def connected(self, assoc: Any) -> None:
         """A connection was accepted (``EVT_CONN_OPEN``); hang up the oldest pending ones if full."""
         transport = assoc.dul.socket

@@ -309,11 +309,10 @@ class _SharedSocketServer(ThreadedAssociationServer):
         """The shared socket is listening already."""
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        busy = self.admission.associations
-        if busy >= self.admission.max_associations:
+        if self.admission.associations >= self.admission.max_associations:
             time.sleep(0.05)  # full: a sibling with room should take it; if none does, it is refused as busy
-        elif busy:
-            time.sleep(0.004 * busy)
+        elif busy := min(self.admission.connections, self.admission.max_associations):
+            time.sleep(0.004 * busy)  # a connection not yet associated soon will be: it counts here
         conn, address = self.shared_socket.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         set_timeouts(conn, self.network_timeout)
