@@ -193,7 +193,7 @@ class Receiver:
         """Why the calling AE and address may not associate (``dimse.allowed_peers``), or ``None``."""
         if self.peers.allows(_calling_ae(assoc), str(assoc.requestor.address)):
             return None
-        error = PermissionDenied(f"peer {_actor(assoc)!r} is not in the allowed peers (DIMSE__ALLOWED_PEERS)")
+        error = PermissionDenied(f"peer {_actor(assoc)!r} is not in DICOMFLOW_DIMSE__ALLOWED_PEERS")
         return error, status.REASON_CALLING_AE_NOT_RECOGNISED
 
     def called_ae_refusal(self, called: str) -> tuple[DicomflowError, int] | None:
