@@ -6,12 +6,13 @@ The TOML file is ``$DICOMFLOW_CONFIG`` or ``<data_dir>/dicomflow.toml``; environ
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,7 +56,49 @@ class DimseSettings(BaseModel):
         60.0, description="Seconds an association may stay silent before it is aborted."
     )
     acse_timeout: float = Field(30.0, description="Seconds to wait for association negotiation.")
-    max_pdu_size: int = Field(0, description="Maximum PDU size we accept (0 = unlimited, fastest).")
+    max_pdu_size: int = Field(
+        1 << 20,
+        ge=0,
+        description=(
+            "Largest P-DATA-TF PDU accepted, in bytes, as announced in A-ASSOCIATE-AC; a PDU declaring more "
+            "is aborted (other PDUs: at most this or 1 MiB). 0 = no limit (trusted networks only)."
+        ),
+    )
+    network_timeout: float = Field(
+        30.0, gt=0, description="Seconds a read or write of a PDU may wait on the network before abort."
+    )
+    max_pending_connections: int = Field(
+        64,
+        ge=1,
+        description=(
+            "Connections not yet associated, apart from max_associations; past it the oldest is closed."
+        ),
+    )
+    allowed_peers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Callers allowed to associate: calling AE titles, IP addresses or networks (10.0.0.0/8), or "
+            "AE@address; empty = everyone. Others get A-ASSOCIATE-RJ (calling AE not recognised)."
+        ),
+    )
+
+    @field_validator("allowed_peers")
+    @classmethod
+    def _check_peers(cls, peers: list[str]) -> list[str]:
+        for peer in peers:
+            title, at, address = peer.strip().rpartition("@")
+            if at and not 0 < len(title.strip()) <= 16:
+                raise ValueError(
+                    f"allowed peer {peer!r}: the AE title before '@' must have 1 to 16 characters"
+                )
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                if at or not 0 < len(address) <= 16:
+                    raise ValueError(
+                        f"allowed peer {peer!r} is no AE title, address, network or AE@address"
+                    ) from None
+        return peers
 
 
 class HttpSettings(BaseModel):

@@ -23,7 +23,7 @@ from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _status as status
 from dicomflow.dimse._receiver import Receiver, _actor
-from dicomflow.errors import InvalidInstance
+from dicomflow.errors import DicomflowError, InvalidInstance
 from dicomflow.ingest import Ingestor, Source
 
 LOGGER = logging.getLogger(__name__)
@@ -71,8 +71,9 @@ class NodeReceiver(Receiver):
             (evt.EVT_ABORTED, self._aborted),
         ]
 
-    def on_requested(self, event: Any) -> None:
+    def called_ae_refusal(self, called: str) -> tuple[DicomflowError, int] | None:
         """Any called AE is the node (it has one purpose)."""
+        return None
 
     def source(self, assoc: Any) -> Source:
         """As the receiver's, but everything goes to the node's project whatever the called AE."""

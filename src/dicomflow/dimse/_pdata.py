@@ -14,8 +14,15 @@ the way pynetdicom goes:
 
 - other PDUs (release, abort, ...) and PDUs in any other state: decoded and queued for the state machine;
 - any other message (C-ECHO, ...), a C-STORE whose command set is unusual (split over several fragments,
-  an unknown element, no data set, a rejected presentation context): its PDVs are passed to
+  an unknown element, no data set, a rejected presentation context or one accepted for another SOP
+  Class, which the receiver refuses there): its PDVs are passed to
   ``DIMSEServiceProvider.receive_primitive``, as DT-2 does.
+
+Every read is bounded: a PDU that declares more than the largest we accept (``dimse.max_pdu_size`` for a
+P-DATA-TF, at most that or 1 MiB for any other), an unknown PDU type or a malformed P-DATA-TF is answered
+with an A-ABORT (Evt19, as pynetdicom does for what it cannot decode), and its bytes are then never read
+as PDUs again: what follows is dropped until the peer closes or the ARTIM timer ends the connection.
+Buffers grow as bytes arrive, never from a declared length, so memory follows what was really received.
 
 Sending from this thread is safe: the DUL thread is the only one that writes to the socket, and sending a
 P-DATA-TF in Sta6 (DT-1) does not change the state. A sender gets its response only when the store
@@ -48,6 +55,9 @@ _C_STORE_RQ, _C_STORE_RSP, _NO_DATA_SET = 0x0001, 0x8001, 0x0101
 PREFIX_ROOM = 1024  # free bytes kept before each data set, so that file meta can be put in front of it
 _INITIAL_BUFFER = PREFIX_ROOM + (1 << 20)  # grows to the largest message of the association...
 _KEPT_BUFFER = 64 << 20  # ...up to this; a larger one is dropped after its message
+_CONTROL_PDU_LIMIT = 1 << 20  # PDUs other than P-DATA-TF may be this large even with a smaller max_pdu_size
+_CHUNK = 64 << 10  # the most read at once into a growing buffer
+_KNOWN_PDU_TYPES = frozenset(range(0x01, 0x08))
 _COMMAND_KEYWORDS = {
     0x0000: "group_length",
     0x0002: "sop_class_uid",
@@ -99,14 +109,19 @@ class FastStore:
         The association (on ``EVT_CONN_OPEN``, before any PDU is read).
     store
         Stores one request; returns the status and error comment of the response.
+    max_pdu_size
+        The largest P-DATA-TF PDU accepted (its length field); 0 = no limit.
     """
 
-    def __init__(self, assoc: Any, store: StoreFunction) -> None:
+    def __init__(self, assoc: Any, store: StoreFunction, max_pdu_size: int = 0) -> None:
         self.assoc = assoc
         self.dul = assoc.dul
         self.store = store
+        self._data_limit = max_pdu_size or None
+        self._control_limit = max(max_pdu_size, _CONTROL_PDU_LIMIT)
+        self._aborting = False  # an invalid PDU was answered with A-ABORT: the stream is not read as PDUs
         self._original = self.dul._read_pdu_data
-        self._buffer = bytearray(_INITIAL_BUFFER)
+        self._buffer = bytearray()  # allocated by the first C-STORE: a connection alone costs no buffer
         self._request: StoreRequest | None = None  # a C-STORE whose data set is being received
         self._header = bytearray(6)
 
@@ -118,21 +133,34 @@ class FastStore:
         """Read one PDU: P-DATA-TF in Sta6 here, anything else as pynetdicom does."""
         sock = self.dul.socket.socket
         try:
+            if self._aborting:
+                if not sock.recv(_CHUNK):  # drop what follows an invalid PDU until the peer closes
+                    self.dul.event_queue.put("Evt17")
+                return
             if not sock.recv_into(self._header, 1):
                 self.dul.event_queue.put("Evt17")  # closed between PDUs: the normal end
                 return
             _read_exactly(sock, memoryview(self._header)[1:])
             pdu_type, _, length = _HEADER.unpack(self._header)
-            if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
-                LOGGER.error(f"Unknown PDU type received '0x{pdu_type:02X}'")
-                self.dul.event_queue.put("Evt19")
+            if pdu_type not in _KNOWN_PDU_TYPES:
+                self._abort(f"unknown PDU type 0x{pdu_type:02X}")
+            elif pdu_type == _P_DATA_TF and self._data_limit is not None and length > self._data_limit:
+                self._abort(f"P-DATA-TF PDU of {length} bytes, more than the {self._data_limit} accepted")
+            elif pdu_type != _P_DATA_TF and length > self._control_limit:
+                self._abort(f"PDU 0x{pdu_type:02X} of {length} bytes, more than the {self._control_limit}")
             elif pdu_type != _P_DATA_TF or self.dul.state_machine.current_state != "Sta6":
-                self._hand_over(bytes(self._header) + _read_bytes(sock, length))
+                self._hand_over(bytes(self._header) + _read_growing(sock, length))
             else:
                 self._read_p_data(sock, length)
-        except (_Closed, OSError):
+        except (_Closed, OSError):  # OSError includes a read that timed out (network_timeout)
             LOGGER.error("Connection closed before the entire PDU was received")
             self.dul.event_queue.put("Evt17")  # transport connection closed
+
+    def _abort(self, reason: str) -> None:
+        """Answer an invalid PDU with an A-ABORT (Evt19: AA-1 before association, AA-8 after it)."""
+        LOGGER.error("invalid PDU from %s: %s; aborting", self.assoc.requestor.address, reason)
+        self._aborting = True
+        self.dul.event_queue.put("Evt19")
 
     def _hand_over(self, pdu: bytes) -> None:
         """What pynetdicom's ``_read_pdu_data`` does with a PDU once read."""
@@ -153,19 +181,18 @@ class FastStore:
             _read_exactly(sock, memoryview(header))
             item_length, context_id, control = _PDV_HEADER.unpack(header)
             if item_length < 2 or item_length + 4 > length:
-                self.dul.event_queue.put("Evt19")  # invalid PDU: the state machine aborts
-                _read_bytes(sock, length - 6)
+                self._abort(f"PDV item of {item_length} bytes in a P-DATA-TF PDU of {length} bytes")
                 return
             length -= 4 + item_length
             self._pdv(sock, context_id, control & 0x03, item_length - 2)
+            if self._aborting:
+                return
 
     def _pdv(self, sock: Any, context_id: int, control: int, size: int) -> None:
         request = self._request
         if request is not None:
             if control & 1 or context_id != request.context_id:
-                LOGGER.error("P-DATA of another message in the middle of a C-STORE data set")
-                self.dul.event_queue.put("Evt19")
-                _read_bytes(sock, size)
+                self._abort("P-DATA of another message in the middle of a C-STORE data set")
                 return
             self._receive_into_data_set(sock, request, size)
             if control & 2:
@@ -174,7 +201,7 @@ class FastStore:
                 if len(self._buffer) > _KEPT_BUFFER:  # a huge instance: do not hold its memory for good
                     self._buffer = bytearray(_INITIAL_BUFFER)
             return
-        fragment = _read_bytes(sock, size)
+        fragment = _read_growing(sock, size)
         if control == 0x03 and self.assoc.dimse.message is None:
             request = self._start(context_id, fragment)
             if request is not None:
@@ -195,10 +222,13 @@ class FastStore:
             or command.get("data_set_type") in (None, _NO_DATA_SET)
             or not {"message_id", "sop_class_uid", "sop_instance_uid"} <= command.keys()
             or context is None
+            or context.abstract_syntax != command["sop_class_uid"]  # refused on pynetdicom's path (0x0122)
             or not _is_storage(str(command["sop_class_uid"]))
             or self.assoc._sent_release
         ):
             return None
+        if not self._buffer:
+            self._buffer = bytearray(_INITIAL_BUFFER)
         return StoreRequest(
             context_id,
             int(command["message_id"]),
@@ -210,12 +240,18 @@ class FastStore:
         )
 
     def _receive_into_data_set(self, sock: Any, request: StoreRequest, size: int) -> None:
-        end = PREFIX_ROOM + request._size + size
-        if end > len(self._buffer):
-            grown = bytearray(max(end, 2 * len(self._buffer)))
-            grown[: PREFIX_ROOM + request._size] = memoryview(self._buffer)[: PREFIX_ROOM + request._size]
-            self._buffer = request._buffer = grown
-        _read_exactly(sock, memoryview(self._buffer)[end - size : end])
+        """Read ``size`` bytes of the data set; the buffer doubles whenever what arrived fills it."""
+        position = PREFIX_ROOM + request._size
+        end = position + size
+        while position < end:
+            if position == len(self._buffer):
+                grown = bytearray(2 * len(self._buffer))
+                grown[:position] = memoryview(self._buffer)[:position]
+                self._buffer = request._buffer = grown
+            received = sock.recv_into(memoryview(self._buffer)[position : min(end, len(self._buffer))])
+            if not received:
+                raise _Closed
+            position += received
         request._size += size
 
     def _answer(self, request: StoreRequest) -> None:
@@ -252,10 +288,19 @@ def _read_exactly(sock: Any, view: memoryview) -> None:
         view = view[received:]
 
 
-def _read_bytes(sock: Any, size: int) -> bytes:
-    buffer = bytearray(size)
-    _read_exactly(sock, memoryview(buffer))
-    return bytes(buffer)
+def _read_growing(sock: Any, size: int) -> bytes:
+    """``size`` bytes, in a buffer that grows as they arrive (a declared size allocates nothing)."""
+    if size <= _CHUNK:
+        buffer = bytearray(size)
+        _read_exactly(sock, memoryview(buffer))
+        return bytes(buffer)
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(min(size - len(data), _CHUNK))
+        if not chunk:
+            raise _Closed
+        data += chunk
+    return bytes(data)
 
 
 @lru_cache(maxsize=256)

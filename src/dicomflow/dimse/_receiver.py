@@ -38,9 +38,11 @@ from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _reactor
 from dicomflow.dimse import _status as status
+from dicomflow.dimse._admission import Admission, set_timeouts
 from dicomflow.dimse._pdata import FastStore, StoreRequest
+from dicomflow.dimse._peers import AllowedPeers
 from dicomflow.dimse._setup import reactor_clock
-from dicomflow.errors import DicomflowError, InvalidInstance, UnknownProject
+from dicomflow.errors import DicomflowError, InvalidInstance, PermissionDenied, UnknownProject
 from dicomflow.index import reading
 from dicomflow.ingest import Ingestor, Source
 from dicomflow.ingest._placing import find_project
@@ -80,6 +82,8 @@ class Receiver:
         Index engine, to check that a called ``kp-`` AE names an existing project.
     max_associations
         This process's share of ``settings.max_associations`` (default: all of it).
+    max_pending_connections
+        This process's share of ``settings.max_pending_connections`` (default: all of it).
     """
 
     def __init__(
@@ -89,18 +93,26 @@ class Receiver:
         engine: Engine,
         *,
         max_associations: int | None = None,
+        max_pending_connections: int | None = None,
     ) -> None:
         self.settings = settings
         self.max_associations = max_associations or settings.max_associations
+        self.admission = Admission(
+            self.max_associations,
+            max_pending_connections or settings.max_pending_connections,
+            settings.acse_timeout,
+        )
         self.ingestor = ingestor
         self.engine = engine
-        self._own_titles = {settings.ae_title.strip(), *(a.strip() for a in settings.aliases)}
+        self.peers = AllowedPeers(settings.allowed_peers)
         self.ae = self._build_ae()
 
     def _build_ae(self) -> AE:
         ae = AE(ae_title=self.settings.ae_title)
         ae.maximum_pdu_size = self.settings.max_pdu_size
-        ae.maximum_associations = self.max_associations
+        # pynetdicom counts every connection, associated or not, against its bound: ours (``admission``)
+        # bounds the two apart, so pynetdicom's must never be the one reached
+        ae.maximum_associations = _UNBOUNDED
         ae.network_timeout = self.settings.idle_timeout
         ae.acse_timeout = self.settings.acse_timeout
         ae.dimse_timeout = self.settings.idle_timeout
@@ -115,14 +127,19 @@ class Receiver:
         return [
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_CONN_OPEN, self.on_connection),
-            (evt.EVT_CONN_CLOSE, lambda event: _reactor.release(event.assoc)),
+            (evt.EVT_CONN_CLOSE, self.on_connection_closed),
             (evt.EVT_C_ECHO, lambda _event: status.SUCCESS),
             (evt.EVT_C_STORE, self.on_store),
         ]
 
     def serve(self, listening: socket.socket) -> ThreadedAssociationServer:
         """Serve associations accepted from ``listening`` (shared with sibling processes) in a thread."""
-        server_class = type("SharedSocketServer", (_SharedSocketServer,), {"shared_socket": listening})
+        attributes = {
+            "shared_socket": listening,
+            "admission": self.admission,
+            "network_timeout": self.settings.network_timeout,
+        }
+        server_class = type("SharedSocketServer", (_SharedSocketServer,), attributes)
         address = listening.getsockname()[:2]
         server = self.ae.make_server(address, evt_handlers=self.handlers(), server_class=server_class)
         self.ae._servers.append(server)  # so that server.shutdown() finds it, as with ae.start_server()
@@ -131,38 +148,80 @@ class Receiver:
         return server
 
     def on_connection(self, event: Any) -> None:
-        """Make this association's reactors wait for events instead of polling (see ``_reactor.py``), and
-        receive C-STORE requests in its DUL thread (see ``_pdata.py``)."""
+        """Count the connection as pending (see ``_admission.py``), make this association's reactors wait
+        for events instead of polling (see ``_reactor.py``), and receive C-STORE requests in its DUL thread
+        (see ``_pdata.py``)."""
+        assoc = event.assoc
+        self.admission.connected(assoc)
         clock = reactor_clock()
         if clock is not None:
-            _reactor.make_event_driven(clock, event.assoc)
-        assoc = event.assoc
-        FastStore(assoc, lambda request: self.on_fast_store(assoc, request)).install()
+            _reactor.make_event_driven(clock, assoc)
+        store = FastStore(
+            assoc, lambda request: self.on_fast_store(assoc, request), self.settings.max_pdu_size
+        )
+        store.install()
+
+    def on_connection_closed(self, event: Any) -> None:
+        """Free what the connection held."""
+        self.admission.closed(event.assoc)
+        _reactor.release(event.assoc)
 
     def on_requested(self, event: Any) -> None:
-        """Reject, at association time, a called AE that is neither ours nor names an existing project."""
-        request = event.assoc.requestor
-        called = str(request.primitive.called_ae_title).strip()
-        if called in self._own_titles:
-            return
+        """Reject, at association time, a peer not allowed, a called AE that names no existing project,
+        and an association over this process's share of the bound (A-ASSOCIATE-RJ)."""
+        assoc = event.assoc
+        called = str(assoc.requestor.primitive.called_ae_title).strip()
+        refusal = self.peer_refusal(assoc) or self.called_ae_refusal(called)
+        if refusal is not None:
+            error, reason = refusal
+            self.ingestor.record_rejection(
+                Source("dimse", _actor(assoc), _calling_ae(assoc), called), "", error
+            )
+            _reject(assoc, status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, reason)
+        elif not self.admission.requested(assoc):
+            LOGGER.warning(
+                "association from %s refused: %d associations already", _actor(assoc), self.max_associations
+            )
+            _reject(
+                assoc,
+                status.REJECTED_TRANSIENT,
+                status.SOURCE_PROVIDER_PRESENTATION,
+                status.REASON_LOCAL_LIMIT_EXCEEDED,
+            )
+
+    def peer_refusal(self, assoc: Any) -> tuple[DicomflowError, int] | None:
+        """Why the calling AE and address may not associate (``dimse.allowed_peers``), or ``None``."""
+        if self.peers.allows(_calling_ae(assoc), str(assoc.requestor.address)):
+            return None
+        error = PermissionDenied(f"peer {_actor(assoc)!r} is not in DICOMFLOW_DIMSE__ALLOWED_PEERS")
+        return error, status.REASON_CALLING_AE_NOT_RECOGNISED
+
+    def called_ae_refusal(self, called: str) -> tuple[DicomflowError, int] | None:
+        """Why the called AE is refused, or ``None``: only a ``kp-`` AE that names no existing project is;
+        any other goes to the placement rules (as Orthanc accepts any called AE)."""
         project = project_from_called_ae(called, self.settings.project_ae_prefix)
-        if project is not None and self._project_exists(project):
-            return
+        if project is None or self._project_exists(project):
+            return None
         error = UnknownProject(f"called AE title not recognised: {called!r} names no existing project")
-        source = Source("dimse", _actor(event.assoc), _calling_ae(event.assoc), called)
-        self.ingestor.record_rejection(source, "", error)
-        event.assoc.acse.send_reject(
-            status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, status.REASON_CALLED_AE_NOT_RECOGNISED
-        )
-        event.assoc.kill()  # as pynetdicom's own rejections do: lets the DUL send the A-ASSOCIATE-RJ first
+        return error, status.REASON_CALLED_AE_NOT_RECOGNISED
 
     def _project_exists(self, label: str) -> bool:
         with reading(self.engine) as conn:
             return find_project(conn, label) is not None
 
     def on_store(self, event: Any) -> int | Dataset:
-        """Store one instance; success is returned only once it is durable and indexed."""
+        """Store one instance; success is returned only once it is durable and indexed.
+
+        A request whose SOP Class is not the one its presentation context was accepted for is refused
+        (0x0122), as pynetdicom refuses it in its own C-STORE SCP; ``FastStore`` leaves it to this path.
+        """
         command = event.request
+        if str(event.context.abstract_syntax) != str(command.AffectedSOPClassUID):
+            comment = f"SOP Class not accepted on presentation context {event.context.context_id}"
+            LOGGER.warning(
+                "C-STORE of %s from %s refused: %s", command.AffectedSOPClassUID, _actor(event.assoc), comment
+            )
+            return status.status_dataset(status.SOP_CLASS_NOT_SUPPORTED, comment)
         return self._store(
             event.assoc,
             str(command.AffectedSOPClassUID),
@@ -210,6 +269,14 @@ class Receiver:
         return status.SUCCESS
 
 
+_UNBOUNDED = 1 << 30
+
+
+def _reject(assoc: Any, result: int, source: int, reason: int) -> None:
+    assoc.acse.send_reject(result, source, reason)
+    assoc.kill()  # as pynetdicom's own rejections do: lets the DUL send the A-ASSOCIATE-RJ first
+
+
 def _calling_ae(assoc: Any) -> str:
     # from the A-ASSOCIATE-RQ itself: requestor.ae_title is only filled in after negotiation
     return str(assoc.requestor.primitive.calling_ae_title).strip()
@@ -228,6 +295,8 @@ class _SharedSocketServer(ThreadedAssociationServer):
     """
 
     shared_socket: socket.socket
+    admission: Admission
+    network_timeout: float
     daemon_threads = True
 
     def server_bind(self) -> None:
@@ -240,14 +309,19 @@ class _SharedSocketServer(ThreadedAssociationServer):
         """The shared socket is listening already."""
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        busy = len(self.active_associations)
-        if busy >= self.ae.maximum_associations:
+        if self.admission.associations >= self.admission.max_associations:
             time.sleep(0.05)  # full: a sibling with room should take it; if none does, it is refused as busy
-        elif busy:
-            time.sleep(0.004 * busy)
+        elif busy := min(self.admission.connections, self.admission.max_associations):
+            time.sleep(0.004 * busy)  # a connection not yet associated soon will be: it counts here
         conn, address = self.shared_socket.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_timeouts(conn, self.network_timeout)
         return conn, address
+
+    def service_actions(self) -> None:
+        """Also, twice a second: end connections that sent no A-ASSOCIATE-RQ within the ACSE timeout."""
+        super().service_actions()
+        self.admission.reap()
 
     def server_close(self) -> None:
         """Leave the shared socket open for the siblings; the supervisor closes it."""

@@ -144,8 +144,14 @@ def run_worker(settings: Settings, listening: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     configure(settings)
     ingestor = open_ingestor(settings)
-    share = -(-settings.dimse.max_associations // worker_count(settings))  # ceil: the bound holds overall
-    receiver = Receiver(settings.dimse, ingestor, ingestor.engine, max_associations=share)
+    workers = worker_count(settings)
+    receiver = Receiver(
+        settings.dimse,
+        ingestor,
+        ingestor.engine,
+        max_associations=-(-settings.dimse.max_associations // workers),  # ceil: the bound holds overall
+        max_pending_connections=-(-settings.dimse.max_pending_connections // workers),
+    )
     server = receiver.serve(listening)
     stop.wait()
     server.shutdown()
