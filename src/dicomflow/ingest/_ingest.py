@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dicomflow.config import DuplicatePolicy, Settings
-from dicomflow.dicom import InstanceHeader, read_header
+from dicomflow.dicom import InstanceHeader, dataset_offset, read_header
 from dicomflow.errors import (
     DicomflowError,
     DuplicateConflict,
@@ -164,7 +164,7 @@ class Ingestor:
         except DicomflowError as exc:
             self.record_rejection(source, label, exc)
             raise
-        return self._accept(header, staged, source)
+        return self._accept(header, staged, source, data)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -202,9 +202,11 @@ class Ingestor:
         except (DBAPIError, OSError):
             LOGGER.exception("could not record the rejection in the event log")
 
-    def _accept(self, header: InstanceHeader, staged: StagedBlob, source: Source) -> IngestResult:
+    def _accept(
+        self, header: InstanceHeader, staged: StagedBlob, source: Source, data: bytes | memoryview
+    ) -> IngestResult:
         try:
-            result = self._commit(header, staged, source)
+            result = self._commit(header, staged, source, data)
         except DicomflowError as exc:
             self.store.release(staged)
             self.record_rejection(source, header.sop_instance_uid, exc)
@@ -216,26 +218,30 @@ class Ingestor:
         self.store.release(staged, published_as=published)
         return result
 
-    def _commit(self, header: InstanceHeader, staged: StagedBlob, source: Source) -> IngestResult:
+    def _commit(
+        self, header: InstanceHeader, staged: StagedBlob, source: Source, data: bytes | memoryview
+    ) -> IngestResult:
         key = blob_key(header, staged.sha256)
         created = self.store.publish(staged, key)  # before taking the writer lock: its fsyncs wait alone
         try:
-            result, replaced = self._commit_row(header, staged, key, source)
+            result, replaced = self._commit_row(header, staged, key, source, data)
         except BaseException:
             if created:
                 self._delete_unreferenced(key)
             raise
+        if created and result.blob_key != key:  # the same data set is stored under another file meta
+            self._delete_unreferenced(key)
         for old_key, hold in replaced:
             self.store.retire(old_key, hold)
         return result
 
     def _commit_row(
-        self, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
+        self, header: InstanceHeader, staged: StagedBlob, key: str, source: Source, data: bytes | memoryview
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         for attempt in range(3):
             try:
                 with self._write_lock, self._connection() as conn:
-                    return self._index(conn, header, staged, key, source)
+                    return self._index(conn, header, staged, key, source, data)
             except IntegrityError:  # another process created the same row first: look again
                 if attempt == 2:
                     raise IndexUnavailable(
@@ -253,13 +259,22 @@ class Ingestor:
                 self.store.delete(key)
 
     def _index(
-        self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
+        self,
+        conn: Connection,
+        header: InstanceHeader,
+        staged: StagedBlob,
+        key: str,
+        source: Source,
+        data: bytes | memoryview,
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         uid = header.sop_instance_uid
         previous = instances_with_uid(conn, uid)
         same = next((row for row in previous if row.sha256 == staged.sha256), None)
+        reason = "identical instance received again; no second copy kept"
+        if same is None and previous:  # rare: compare what was sent, not the file meta written for it
+            same = next((row for row in previous if self._same_data_set(row.blob_key, data)), None)
+            reason = "identical data set received again (another file meta); no second copy kept"
         if same is not None:
-            reason = "identical instance received again; no second copy kept"
             record_event(conn, "duplicate", source.actor, uid, reason)
             conn.commit()
             return IngestResult(Outcome.DUPLICATE, uid, same.blob_key, same.acquisition_id), []
@@ -275,6 +290,17 @@ class Ingestor:
         record_event(conn, "received", source.actor, uid, self._reason(outcome, source))
         conn.commit()
         return IngestResult(outcome, uid, key, acquisition_id), replaced
+
+    def _same_data_set(self, key: str, data: bytes | memoryview) -> bool:
+        """Whether the blob under ``key`` holds the data set of ``data`` (its file meta may differ: the
+        receiver names the calling AE there, an uploaded file keeps its own)."""
+        try:
+            with self.store.open(key) as handle:
+                stored = handle.read()
+        except StorageError:
+            return False
+        received = memoryview(data)[dataset_offset(data) :]
+        return memoryview(stored)[dataset_offset(stored) :] == received
 
     def _duplicate_outcome(self, uid: str, exists: bool) -> Outcome:
         if not exists:
