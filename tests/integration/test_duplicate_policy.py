@@ -36,6 +36,11 @@ def _blobs(tmp_path: Path) -> list[Path]:
     return sorted(p for p in (tmp_path / "blobs" / "objects").rglob("*.dcm"))
 
 
+def _staged(tmp_path: Path) -> list[Path]:
+    """Staged files of every process (each stages in a folder of its own)."""
+    return sorted(p for p in (tmp_path / "blobs" / "staging").rglob("*") if p.suffix in (".part", ".dcm"))
+
+
 def _kinds(ingestor: Ingestor) -> list[str]:
     with ingestor.engine.connect() as conn:
         return list(conn.scalars(select(Event.kind).order_by(Event.id)))
@@ -48,7 +53,7 @@ def test_identical_resend_is_success_without_second_copy(tmp_path: Path, pair: t
     assert len(_blobs(tmp_path)) == 1
     assert _kinds(ingestor)[-1] == "duplicate"
     ingestor.store.flush()
-    assert not list((tmp_path / "blobs" / "staging").iterdir())
+    assert _staged(tmp_path) == []
 
 
 def test_reject_keeps_the_first(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:
@@ -59,7 +64,7 @@ def test_reject_keeps_the_first(tmp_path: Path, pair: tuple[bytes, bytes]) -> No
     assert [p.read_bytes() for p in _blobs(tmp_path)] == [pair[0]]
     assert _kinds(ingestor)[-1] == "rejected"
     ingestor.store.flush()
-    assert not list((tmp_path / "blobs" / "staging").iterdir())
+    assert _staged(tmp_path) == []
 
 
 def test_overwrite_replaces_row_and_bytes(tmp_path: Path, pair: tuple[bytes, bytes]) -> None:

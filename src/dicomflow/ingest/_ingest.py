@@ -6,6 +6,8 @@ The caller learns of success only after the bytes are durable and the index row 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import queue
 import threading
@@ -66,6 +68,16 @@ class IngestResult:
     acquisition_id: int
 
 
+def source_from_origin(origin: str) -> Source | None:
+    """The source a staged file was written for (see :meth:`Ingestor._origin`); ``None`` if unreadable."""
+    try:
+        fields = json.loads(origin)
+        known = {field.name for field in dataclasses.fields(Source)}
+        return Source(**{name: value for name, value in fields.items() if name in known})
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def blob_key(header: InstanceHeader, sha256: str) -> str:
     """The key of an instance's bytes: validated UIDs and a content hash, never raw input."""
     study, series, sop = header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
@@ -113,6 +125,7 @@ class Ingestor:
         )
         self._extra = () if settings.ingest.routing_tag == "PatientID" else (settings.ingest.routing_tag,)
         self._placed: OrderedDict[tuple[str, str, str | None, str | None], int] = OrderedDict()
+        self._origins: dict[Source, str] = {}
         self._lock = threading.Lock()
         self._write_lock = WriteLock(
             engine.url.render_as_string(hide_password=False),
@@ -160,11 +173,21 @@ class Ingestor:
             return header
 
         try:
-            staged, header = self.store.stage_while([data], parse)  # parse while the disk works
+            # parse while the disk works; the source goes with the staged file, for recovery
+            staged, header = self.store.stage_while([data], parse, self._origin(source))
         except DicomflowError as exc:
             self.record_rejection(source, label, exc)
             raise
         return self._accept(header, staged, source, data)
+
+    def _origin(self, source: Source) -> str:
+        """``source`` as one line of JSON (see :func:`source_from_origin`), made once per source."""
+        origin = self._origins.get(source)
+        if origin is None:
+            if len(self._origins) >= _CACHE_SIZE:
+                self._origins.clear()
+            origin = self._origins[source] = json.dumps(dataclasses.asdict(source), separators=(",", ":"))
+        return origin
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from dicomflow.dicom import read_header
 from dicomflow.errors import DicomflowError
 from dicomflow.index import Instance, reading
-from dicomflow.ingest._ingest import Ingestor, Source, blob_key
+from dicomflow.ingest._ingest import Ingestor, Source, blob_key, source_from_origin
 from dicomflow.storage import RecoveryReport
 
 LOGGER = logging.getLogger(__name__)
@@ -25,7 +25,11 @@ _SOURCE = Source("recovery", "dicomflow")
 
 
 def recover_store(ingestor: Ingestor) -> RecoveryReport:
-    """Finish or undo the writes that were in flight when the last process stopped."""
+    """Finish or undo the writes that were in flight when processes that ended stopped.
+
+    Only the staging of processes that have ended is looked at (see ``dicomflow.storage``); a staged
+    instance is ingested again for the source it was staged for, so it is placed as it would have been.
+    """
 
     def key_of(path: Path) -> str | None:
         try:
@@ -48,8 +52,9 @@ def recover_store(ingestor: Ingestor) -> RecoveryReport:
 
 
 def _ingest_again(ingestor: Ingestor, path: Path) -> None:
+    source = source_from_origin(ingestor.store.origin_of(path)) or _SOURCE
     try:
-        result = ingestor.ingest_file(path, _SOURCE)
+        result = ingestor.ingest_file(path, source)
         LOGGER.warning("recovered %s (%s) from an unfinished write", result.sop_instance_uid, result.outcome)
     except DicomflowError as exc:
         LOGGER.warning("dropped an unfinished write %s: %s", path.name, exc.message)
