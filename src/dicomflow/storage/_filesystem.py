@@ -320,19 +320,23 @@ class FileSystemBlobStore:
             try:
                 making.mkdir()
                 fd = try_lock(making / _LOCK)
-                if fd is None:  # a recovery took the new folder for a dead one's: make another
-                    continue
-                try:
-                    os.rename(making, directory)
-                    if os.stat(directory / _LOCK).st_ino == os.fstat(fd).st_ino:
-                        if self._fsync:
-                            _fsync_dir(self.staging)
-                        return _OwnStaging(directory, fd, {})
-                except FileNotFoundError:
-                    pass  # as above: a recovery removed it meanwhile
-                os.close(fd)
+            except FileNotFoundError as exc:  # a recovery took the new folder for a dead one's: again
+                if not self.staging.is_dir():
+                    raise StorageError(f"cannot make a staging folder in {self.staging}: {exc}") from exc
+                continue
             except OSError as exc:
                 raise StorageError(f"cannot make a staging folder in {self.staging}: {exc}") from exc
+            if fd is None:  # as above
+                continue
+            try:
+                os.rename(making, directory)
+                if os.stat(directory / _LOCK).st_ino == os.fstat(fd).st_ino:
+                    if self._fsync:
+                        _fsync_dir(self.staging)
+                    return _OwnStaging(directory, fd, {})
+            except OSError:
+                pass  # as above: a recovery removed it meanwhile
+            os.close(fd)
         raise StorageError(f"cannot make a staging folder in {self.staging}: taken away repeatedly")
 
     def _record_origin(self, own: _OwnStaging, origin: str) -> int:
@@ -360,8 +364,12 @@ class FileSystemBlobStore:
     def _claim_dead(self) -> list[tuple[Path, int]]:
         """Lock the staging folders of processes that ended (their lock is free)."""
         own = self._own.directory if self._own is not None and self._own_pid == os.getpid() else None
-        claimed = []
-        for directory in sorted(self.staging.iterdir()):
+        claimed: list[tuple[Path, int]] = []
+        try:
+            folders = sorted(self.staging.iterdir())
+        except FileNotFoundError:
+            return claimed
+        for directory in folders:
             if directory == own or not directory.is_dir():
                 continue
             try:
