@@ -186,7 +186,9 @@ class Ingestor:
         if origin is None:
             if len(self._origins) >= _CACHE_SIZE:
                 self._origins.clear()
-            origin = self._origins[source] = json.dumps(dataclasses.asdict(source), separators=(",", ":"))
+            origin = self._origins[source] = json.dumps(
+                dataclasses.asdict(source), separators=(",", ":"), default=str
+            )
         return origin
 
     @contextmanager
