@@ -179,16 +179,47 @@ def _stall_before_publish(settings: Settings, data: bytes, source: Source) -> No
     ingestor.ingest_bytes([data], source)
 
 
-def test_recovery_leaves_a_live_process_staged_writes_alone(ready: Callable[..., Settings]) -> None:
+SOURCES = {
+    "dimse": Source("dimse", "MODALITY@127.0.0.1", calling_ae="kp-cohort", called_ae="kp-lungs"),
+    "upload": Source("upload", "someone@example.org upload 0b1e5b0c", called_ae="kp-lungs"),
+}
+
+
+def with_project(settings: Settings, label: str = "lungs") -> Settings:
+    engine = create_index_engine(settings.index_url)
+    create_project(engine, label)
+    engine.dispose()
+    return settings
+
+
+def placement_of(data_dir: Path, sop_instance_uid: str) -> tuple[str, str | None]:
+    """The project of an instance and the datasets (comma separated) its series belongs to."""
+    [(project, datasets)] = DataDir(data_dir).rows(
+        "SELECT p.label, (SELECT group_concat(d.name) FROM dataset_series m JOIN datasets d"
+        "  ON d.id = m.dataset_id WHERE m.acquisition_id = a.id)"
+        " FROM instances i JOIN acquisitions a ON a.id = i.acquisition_id"
+        " JOIN sessions s ON s.id = a.session_id JOIN projects p ON p.id = s.project_id"
+        " WHERE i.sop_instance_uid = ?",
+        (sop_instance_uid,),
+    )
+    return project, datasets
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+def test_recovery_leaves_a_live_process_staged_writes_alone(
+    ready: Callable[..., Settings], kind: str
+) -> None:
     """A server starting (or any recovery) used to ingest again, then delete, the staged files of a process
-    still writing them: the files of instances it was about to acknowledge."""
-    settings = ready()
+    still writing them: the files of instances it was about to acknowledge. Once that process is killed
+    (SIGKILL), its write is finished for the source it was sent with."""
+    settings = with_project(ready())
+    source = SOURCES[kind]
     ds = make_instance()
     data = to_bytes(ds)
     context = multiprocessing.get_context("fork")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        child = context.Process(target=_stall_before_publish, args=(settings, data, SOURCE))
+        child = context.Process(target=_stall_before_publish, args=(settings, data, source))
         child.start()
     try:
         deadline = time.monotonic() + 60
@@ -211,12 +242,10 @@ def test_recovery_leaves_a_live_process_staged_writes_alone(ready: Callable[...,
     assert assert_consistent(DataDir(settings.data_dir)) == {
         ds.SOPInstanceUID: hashlib.sha256(data).hexdigest()
     }
-
-
-SOURCES = {
-    "dimse": Source("dimse", "MODALITY@127.0.0.1", calling_ae="kp-cohort", called_ae="kp-lungs"),
-    "upload": Source("upload", "someone@example.org upload 0b1e5b0c", called_ae="kp-lungs"),
-}
+    assert placement_of(settings.data_dir, ds.SOPInstanceUID) == (
+        "lungs",
+        "cohort" if source.calling_ae else None,
+    )
 
 
 @pytest.mark.parametrize("kind", list(SOURCES))
@@ -226,25 +255,16 @@ def test_an_instance_recovered_goes_where_its_live_ingest_would_have(
 ) -> None:
     """The source (called and calling AE, upload) is kept with the staged file, so that an instance whose
     row was lost lands in the project and dataset its sender chose, not in the fallback project."""
-    settings = ready()
+    settings = with_project(ready())
     source = SOURCES[kind]
-    engine = create_index_engine(settings.index_url)
-    create_project(engine, "lungs")
-    engine.dispose()
     ds = make_instance()
     patches, exit_after, _indexed = CRASH_POINTS[point]
 
     crash_while_ingesting(settings, to_bytes(ds), patches, exit_after=exit_after, source=source)
     recover(settings)
 
-    [(project, datasets)] = DataDir(settings.data_dir).rows(
-        "SELECT p.label, (SELECT group_concat(d.name) FROM dataset_series m JOIN datasets d"
-        "  ON d.id = m.dataset_id WHERE m.acquisition_id = a.id)"
-        " FROM instances i JOIN acquisitions a ON a.id = i.acquisition_id"
-        " JOIN sessions s ON s.id = a.session_id JOIN projects p ON p.id = s.project_id"
-        " WHERE i.sop_instance_uid = ?",
-        (ds.SOPInstanceUID,),
+    assert placement_of(settings.data_dir, ds.SOPInstanceUID) == (
+        "lungs",
+        "cohort" if source.calling_ae else None,
     )
-    assert project == "lungs"
-    assert datasets == ("cohort" if source.calling_ae else None)
     assert_consistent(DataDir(settings.data_dir))
