@@ -5,17 +5,15 @@ recovery ran, and the server that holds the data directory keeps every instance 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from scu import StoreStatus, association, chunked
 
 from factories import DicomflowServer, make_study, server_env, write_files
 
@@ -75,30 +73,14 @@ def test_a_port_in_use_creates_no_data_directory(tmp_path: Path, free_port: Call
     assert not (tmp_path / "new").exists()
 
 
-class Streamer(threading.Thread):
-    """Sends files over one association, one after the other, and records those acknowledged."""
-
-    def __init__(self, port: int, paths: list[Path]) -> None:
-        super().__init__(daemon=True)
-        self.port, self.paths = port, paths
-        self.acknowledged: list[Path] = []
-        self.failed: list[tuple[Path, StoreStatus]] = []
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with (
-                chunked(),
-                association(self.port, [(CTImageStorage, ExplicitVRLittleEndian)], timeout=120) as assoc,
-            ):
-                for path in self.paths:
-                    status = StoreStatus.of(assoc.send_c_store(path))
-                    if status.status == 0:
-                        self.acknowledged.append(path)
-                    else:
-                        self.failed.append((path, status))
-        except BaseException as exc:
-            self.error = exc
+def storescu_v(port: int, paths: list[Path]) -> subprocess.Popen[str]:
+    """DCMTK ``storescu -v`` sending ``paths`` over one association, in the background."""
+    return subprocess.Popen(
+        ["storescu", "-v", "-aec", "DICOMFLOW", "127.0.0.1", str(port), *map(str, paths)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_a_second_server_on_a_data_directory_in_use_refuses_to_start(
@@ -107,28 +89,26 @@ def test_a_second_server_on_a_data_directory_in_use_refuses_to_start(
     """A second ``serve`` used to run its start-up recovery on the first one's staged writes and delete
     the files of instances already acknowledged and indexed."""
     first = make_server()
-    paths = write_files(make_study(series=4, instances=100), tmp_path / "files")
-    streamers = [Streamer(first.dimse_port, paths[i::2]) for i in range(2)]
-    for streamer in streamers:
-        streamer.start()
+    paths = write_files(make_study(series=4, instances=200), tmp_path / "files")
+    senders = [storescu_v(first.dimse_port, paths[i::2]) for i in range(2)]
     deadline = time.monotonic() + 60
-    while sum(len(s.acknowledged) for s in streamers) < 20:
-        assert time.monotonic() < deadline and all(s.error is None for s in streamers)
+    while first.instance_count() < 20:
+        assert time.monotonic() < deadline and all(s.poll() is None for s in senders)
         time.sleep(0.01)
 
     done = serve(first.data_dir, free_port(), free_port())  # while the first one receives
 
-    for streamer in streamers:
-        streamer.join(120)
+    outputs = [sender.communicate(timeout=300)[0] for sender in senders]
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     [line] = done.stderr.strip().splitlines()
     assert "in use" in line and f"pid {first.process.pid if first.process else 0}" in line
     assert str(first.data_dir) in line and "--data-dir" in line
-    assert [s.error for s in streamers] == [None, None]
-    assert [s.failed for s in streamers] == [[], []]
-    acknowledged = [path for s in streamers for path in s.acknowledged]
-    assert len(acknowledged) == len(paths)
+    assert [sender.returncode for sender in senders] == [0, 0], outputs
+    responses = [re.findall(r"Received Store Response \(([^)]*)\)", output) for output in outputs]
+    assert [len(r) for r in responses] == [len(paths) // 2] * 2
+    assert {status for r in responses for status in r} == {"Success"}
+    acknowledged = paths
     first.stop()  # every blob is durable and its staging name gone once stopped
     rows = dict(first.rows("SELECT sop_instance_uid, blob_key FROM instances"))
     for path in acknowledged:
