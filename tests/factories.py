@@ -484,9 +484,13 @@ class DataDir:
         second); anything still there after that is a leftover.
         """
         deadline = time.monotonic() + settle
-        while (found := sorted(self.staging_dir.iterdir())) and time.monotonic() < deadline:
+        while (found := self.staged_now()) and time.monotonic() < deadline:
             time.sleep(0.02)
         return found
+
+    def staged_now(self) -> list[Path]:
+        """Staged instances and holds of every process (each stages in a folder of its own)."""
+        return sorted(p for p in self.staging_dir.rglob("*") if p.suffix in (".part", ".dcm"))
 
     def blob_files(self) -> list[Path]:
         """Every published blob file."""

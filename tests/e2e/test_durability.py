@@ -70,7 +70,7 @@ def send_until_killed(server: DicomflowServer, paths: list[Path]) -> tuple[list[
             sender.join(30)
     assert not any(s.is_alive() for s in senders)
     assert not [f for s in senders for f in s.failed], "instances refused before the kill"
-    staged = sorted(server.staging_dir.iterdir())
+    staged = server.staged_now()
     return [path for s in senders for path in s.acknowledged], staged
 
 
@@ -97,7 +97,7 @@ def test_acknowledged_instances_survive_sigkill_and_store_stays_consistent(
         data = blob.read_bytes()
         assert hashlib.sha256(data).hexdigest() == sha256
         assert dataset_bytes(data) == dataset_bytes(path.read_bytes())
-    assert list(server.staging_dir.iterdir()) == []
+    assert server.staged_now() == []
     published = {str(p.relative_to(server.objects_dir)) for p in server.blob_files()}
     indexed = {blob_key for _sha, blob_key in rows.values()}
     assert indexed - published == set(), "index rows without a blob"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from pydicom.uid import (
 )
 from scu import store_files
 
+from dicomflow.client import Client
 from dicomflow.dimse import TRANSFER_SYNTAXES as ACCEPTED_SYNTAXES
 from factories import (
     TRANSFER_SYNTAXES,
@@ -258,3 +261,56 @@ def test_echo_and_store_share_an_association(server: DicomflowServer, tmp_path: 
     assert statuses == [SUCCESS, SUCCESS, SUCCESS, SUCCESS]
     assert int(refused.Status) == DUPLICATE_SOP_INSTANCE
     assert str(refused.ErrorComment).startswith("different content already stored")
+
+
+def store_responses(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The status names of the C-STORE responses ``storescu -v`` reports."""
+    return re.findall(r"Received Store Response \(([^)]*)\)", done.stdout + done.stderr)
+
+
+def assert_stored_once(server: DicomflowServer, path: Path, uid: str) -> None:
+    assert server.scalar("SELECT count(*) FROM instances WHERE sop_instance_uid = ?", (uid,)) == 1
+    assert len([p for p in server.blob_files() if uid in p.name]) == 1
+    assert server.events(kind="rejected", object_uid=uid) == []
+    assert len(server.events(kind="duplicate", object_uid=uid)) == 1
+    assert dataset_bytes(server.http.get(f"/instances/{uid}/file").content) == dataset_bytes(
+        path.read_bytes()
+    )
+
+
+def test_the_same_files_from_another_calling_ae_are_a_success_stored_once(
+    server: DicomflowServer, tmp_path: Path
+) -> None:
+    """The stored file meta names the first sender (SourceApplicationEntityTitle); a re-send from another
+    modality carries the same data set and is an identical re-send, not a conflict (0x0111)."""
+    study, paths = send_study(server, tmp_path)
+
+    done = storescu(server.dimse_port, paths, "-v", calling_ae="OTHER_MODALITY")
+
+    assert store_responses(done) == ["Success"] * len(paths)
+    for ds, path in zip(study, paths, strict=True):
+        assert_stored_once(server, path, ds.SOPInstanceUID)
+
+
+def test_the_same_file_over_http_and_over_dicom_is_a_success_stored_once(
+    server: DicomflowServer, tmp_path: Path
+) -> None:
+    server.http.post("/projects", json={"label": "twice"}).raise_for_status()
+    ds = make_instance()
+    [path] = write_files([ds], tmp_path / "file")
+
+    with Client(f"http://127.0.0.1:{server.http_port}", server.token) as client:
+        upload = client.wait_for_import(client.upload_dir("twice", path, progress=False).id, timeout=60)
+        assert upload.errors == [] and upload.summary_errors == []
+        done = storescu(server.dimse_port, [path], "-v", called_ae="kp-twice", calling_ae="MODALITY")
+        assert store_responses(done) == ["Success"]
+        again = client.wait_for_import(client.upload_dir("twice", path, progress=False).id, timeout=60)
+        assert again.errors == [] and again.summary_errors == []
+
+    assert (
+        server.scalar("SELECT count(*) FROM instances WHERE sop_instance_uid = ?", (ds.SOPInstanceUID,)) == 1
+    )
+    assert server.events(kind="rejected", object_uid=ds.SOPInstanceUID) == []
+    assert len(server.events(kind="duplicate", object_uid=ds.SOPInstanceUID)) == 2
+    # the copy kept is the first one received: the uploaded file, its own file meta included
+    assert server.http.get(f"/instances/{ds.SOPInstanceUID}/file").content == path.read_bytes()

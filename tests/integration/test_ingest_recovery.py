@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from dicomflow.config import DuplicatePolicy, Settings
-from dicomflow.index import WriteLock, migrate
+from dicomflow.index import WriteLock, create_index_engine, create_project, migrate
 from dicomflow.ingest import Ingestor, Source, open_ingestor, recover_store
 from dicomflow.storage import FileSystemBlobStore
 from factories import DataDir, make_conflicting_pair, make_instance, to_bytes
@@ -42,22 +43,29 @@ def _die(*_args: Any, **_kwargs: Any) -> Any:
     os._exit(CRASHED)
 
 
-def _child(settings: Settings, data: bytes, patches: list[tuple[type, str]], exit_after: bool) -> None:
+def _child(
+    settings: Settings, data: bytes, patches: list[tuple[type, str]], exit_after: bool, source: Source
+) -> None:
     for owner, name in patches:
         setattr(owner, name, _die)
     ingestor = open_ingestor(settings)
-    ingestor.ingest_bytes([data], SOURCE)
+    ingestor.ingest_bytes([data], source)
     os._exit(CRASHED if exit_after else 0)
 
 
 def crash_while_ingesting(
-    settings: Settings, data: bytes, patches: list[tuple[type, str]], *, exit_after: bool = False
+    settings: Settings,
+    data: bytes,
+    patches: list[tuple[type, str]],
+    *,
+    exit_after: bool = False,
+    source: Source = SOURCE,
 ) -> None:
     """Ingest ``data`` in a child that dies where a patched method is first called (or right after)."""
     context = multiprocessing.get_context("fork")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork of a threaded process (Python 3.12+)
-        child = context.Process(target=_child, args=(settings, data, patches, exit_after))
+        child = context.Process(target=_child, args=(settings, data, patches, exit_after, source))
         child.start()
     child.join(60)
     assert child.exitcode == CRASHED, f"the child did not die at the crash point (exit {child.exitcode})"
@@ -72,8 +80,8 @@ def recover(settings: Settings) -> None:
 
 
 def assert_consistent(data_dir: DataDir) -> dict[str, str]:
-    """Staging empty, every row's blob present with its checksum, no blob without a row; rows by UID."""
-    assert list(data_dir.staging_dir.iterdir()) == []
+    """Nothing staged, every row's blob present with its checksum, no blob without a row; rows by UID."""
+    assert staged(data_dir.data_dir) == []
     rows = data_dir.rows("SELECT sop_instance_uid, sha256, blob_key FROM instances")
     published = {str(p.relative_to(data_dir.objects_dir)) for p in data_dir.blob_files()}
     indexed = {blob_key for _uid, _sha, blob_key in rows}
@@ -155,3 +163,145 @@ def test_crash_before_the_replaced_blob_is_deleted_leaves_no_orphan(ready: Calla
 
     rows = assert_consistent(DataDir(settings.data_dir))
     assert rows == {first.SOPInstanceUID: hashlib.sha256(to_bytes(second)).hexdigest()}
+
+
+def staged(data_dir: Path) -> list[Path]:
+    """Staged instances (and holds) of every process, wherever their process keeps them."""
+    return DataDir(data_dir).staged_now()
+
+
+def _stall_before_publish(settings: Settings, data: bytes, source: Source) -> None:
+    def stall(*_args: Any, **_kwargs: Any) -> Any:
+        time.sleep(3600)  # a live process in the middle of a write, until the test kills it
+
+    FileSystemBlobStore.publish = stall  # type: ignore[method-assign]  # the child's copy only
+    ingestor = open_ingestor(settings)
+    ingestor.ingest_bytes([data], source)
+
+
+SOURCES = {
+    "dimse": Source("dimse", "MODALITY@127.0.0.1", calling_ae="kp-cohort", called_ae="kp-lungs"),
+    "upload": Source("upload", "someone@example.org upload 0b1e5b0c", called_ae="kp-lungs"),
+}
+
+
+def with_project(settings: Settings, label: str = "lungs") -> Settings:
+    engine = create_index_engine(settings.index_url)
+    create_project(engine, label)
+    engine.dispose()
+    return settings
+
+
+def placement_of(data_dir: Path, sop_instance_uid: str) -> tuple[str, str | None]:
+    """The project of an instance and the datasets (comma separated) its series belongs to."""
+    [(project, datasets)] = DataDir(data_dir).rows(
+        "SELECT p.label, (SELECT group_concat(d.name) FROM dataset_series m JOIN datasets d"
+        "  ON d.id = m.dataset_id WHERE m.acquisition_id = a.id)"
+        " FROM instances i JOIN acquisitions a ON a.id = i.acquisition_id"
+        " JOIN sessions s ON s.id = a.session_id JOIN projects p ON p.id = s.project_id"
+        " WHERE i.sop_instance_uid = ?",
+        (sop_instance_uid,),
+    )
+    return project, datasets
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+def test_recovery_leaves_a_live_process_staged_writes_alone(
+    ready: Callable[..., Settings], kind: str
+) -> None:
+    """A server starting (or any recovery) used to ingest again, then delete, the staged files of a process
+    still writing them: the files of instances it was about to acknowledge. Once that process is killed
+    (SIGKILL), its write is finished for the source it was sent with."""
+    settings = with_project(ready())
+    source = SOURCES[kind]
+    ds = make_instance()
+    data = to_bytes(ds)
+    context = multiprocessing.get_context("fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = context.Process(target=_stall_before_publish, args=(settings, data, source))
+        child.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not staged(settings.data_dir):
+            assert child.is_alive() and time.monotonic() < deadline, "the child staged nothing"
+            time.sleep(0.02)
+        [in_flight] = staged(settings.data_dir)
+        content = in_flight.read_bytes()
+
+        recover(settings)
+
+        assert staged(settings.data_dir) == [in_flight]
+        assert in_flight.read_bytes() == content == data
+        assert DataDir(settings.data_dir).instance_count() == 0
+        assert DataDir(settings.data_dir).blob_files() == []
+    finally:
+        child.kill()
+        child.join(10)
+    recover(settings)  # now its process is gone: the write is finished
+    assert assert_consistent(DataDir(settings.data_dir)) == {
+        ds.SOPInstanceUID: hashlib.sha256(data).hexdigest()
+    }
+    assert placement_of(settings.data_dir, ds.SOPInstanceUID) == (
+        "lungs",
+        "cohort" if source.calling_ae else None,
+    )
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+@pytest.mark.parametrize("point", ["before-publish", "before-row-commit"])
+def test_an_instance_recovered_goes_where_its_live_ingest_would_have(
+    ready: Callable[..., Settings], kind: str, point: str
+) -> None:
+    """The source (called and calling AE, upload) is kept with the staged file, so that an instance whose
+    row was lost lands in the project and dataset its sender chose, not in the fallback project."""
+    settings = with_project(ready())
+    source = SOURCES[kind]
+    ds = make_instance()
+    patches, exit_after, _indexed = CRASH_POINTS[point]
+
+    crash_while_ingesting(settings, to_bytes(ds), patches, exit_after=exit_after, source=source)
+    recover(settings)
+
+    assert placement_of(settings.data_dir, ds.SOPInstanceUID) == (
+        "lungs",
+        "cohort" if source.calling_ae else None,
+    )
+    assert_consistent(DataDir(settings.data_dir))
+
+
+def projects_of(data_dir: Path, sop_instance_uid: str) -> list[str]:
+    rows = DataDir(data_dir).rows(
+        "SELECT p.label FROM instances i JOIN acquisitions a ON a.id = i.acquisition_id"
+        " JOIN sessions s ON s.id = a.session_id JOIN projects p ON p.id = s.project_id"
+        " WHERE i.sop_instance_uid = ? ORDER BY p.label",
+        (sop_instance_uid,),
+    )
+    return [label for (label,) in rows]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        Source("dimse", "MODALITY@127.0.0.1", called_ae="kp-heart"),
+        Source("upload", "someone@example.org upload 1c2d", project=("default", "heart")),
+    ],
+    ids=["kp-called-ae", "upload-project"],
+)
+def test_a_copy_into_a_second_project_is_recovered_though_another_project_has_its_blob(
+    ready: Callable[..., Settings], source: Source
+) -> None:
+    """Identical bytes in two projects share one blob key; the row of project lungs must not make recovery
+    think the staged copy for project heart was indexed (issue 9, items 6 and 14)."""
+    settings = with_project(with_project(ready()), "heart")
+    ds = make_instance()
+    ingestor = open_ingestor(settings)
+    ingestor.ingest_bytes([to_bytes(ds)], SOURCES["dimse"])  # into lungs
+    ingestor.close()
+
+    patches, exit_after, _indexed = CRASH_POINTS["before-row-commit"]
+    crash_while_ingesting(settings, to_bytes(ds), patches, exit_after=exit_after, source=source)
+    recover(settings)
+
+    assert projects_of(settings.data_dir, ds.SOPInstanceUID) == ["heart", "lungs"]
+    assert_consistent(DataDir(settings.data_dir))

@@ -38,12 +38,13 @@ def http_worker_count(settings: Settings) -> int:
 
 def listen_http(settings: Settings) -> socket.socket:
     """Bind and listen on the API's address (non-blocking, shared by the HTTP processes)."""
+    from dicomflow.dimse._workers import cannot_listen
+
+    address = (settings.http.host, settings.http.port)
     try:
-        sock = socket.create_server((settings.http.host, settings.http.port), backlog=256)
+        sock = socket.create_server(address, backlog=256)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {settings.http.host}:{settings.http.port} (DICOMFLOW_HTTP__PORT): {exc}"
-        ) from exc
+        raise ConfigError(cannot_listen("HTTP", address, exc, "--http-port or DICOMFLOW_HTTP__PORT")) from exc
     sock.setblocking(False)
     return sock
 

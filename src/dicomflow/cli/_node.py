@@ -104,7 +104,7 @@ def node(
         on_released=released,
         reject_status=reject_status,
     )
-    server = receiver.serve(listen(settings))
+    server = receiver.serve(listen(settings, option="--port"))
     engine.start()
     logging.getLogger("dicomflow").info(
         "node %s (%s v%s) on %s:%d, grouping by %s, data in %s",

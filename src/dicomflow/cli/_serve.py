@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dicomflow.cli._options import DataDir, load_settings
+
+if TYPE_CHECKING:
+    from dicomflow.config import Settings
 
 
 def serve(
@@ -22,13 +26,16 @@ def serve(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Receiving processes (default: 2 per core).")] = None,
 ) -> None:
-    """Run the DICOM receiver and the HTTP API until interrupted."""
-    from dicomflow.api._server import http_worker_count, listen_http, run_http_worker, run_upload_janitor
-    from dicomflow.dimse import ReceiverPool, listen, worker_count
-    from dicomflow.index import create_index_engine, migrate
-    from dicomflow.ingest import open_ingestor, recover_store
-    from dicomflow.jobs import ProcessingEngine
-    from dicomflow.uploads import Uploads
+    """Run the DICOM receiver and the HTTP API until interrupted.
+
+    Start-up changes nothing until it knows it can run: it takes the data directory's lock (one server per
+    data directory) and binds both ports first; only then does it migrate the index and recover unfinished
+    writes. Either failure is one line on stderr and exit status 1.
+    """
+    from dicomflow.api._server import listen_http
+    from dicomflow.dimse import listen
+    from dicomflow.errors import ConfigError
+    from dicomflow.storage import DataDirLock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(
@@ -40,7 +47,31 @@ def serve(
             "dimse.workers": workers,
         },
     )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock: DataDirLock | None = None
+    try:
+        if settings.data_dir.is_dir():  # else nobody holds it, and it is made only once the ports are ours
+            lock = DataDirLock.acquire(settings.data_dir)
+        sockets = listen(settings), listen_http(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock or DataDirLock.acquire(settings.data_dir)
+    except ConfigError as exc:
+        typer.echo(f"dicomflow serve: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    lock.record_pid()
+    try:
+        _serve(settings, *sockets)
+    finally:
+        lock.release()
+
+
+def _serve(settings: Settings, dimse_socket: socket.socket, http_socket: socket.socket) -> None:
+    from dicomflow.api._server import http_worker_count, run_http_worker, run_upload_janitor
+    from dicomflow.dimse import ReceiverPool, worker_count
+    from dicomflow.index import create_index_engine, migrate
+    from dicomflow.ingest import open_ingestor, recover_store
+    from dicomflow.jobs import ProcessingEngine
+    from dicomflow.uploads import Uploads
+
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     migrate(engine)
     engine.dispose()
@@ -55,10 +86,10 @@ def serve(
             report.kept,
             report.removed,
         )
-    pool = ReceiverPool(settings, listen(settings))
+    pool = ReceiverPool(settings, dimse_socket)
     http = ReceiverPool(
         settings,
-        listen_http(settings),
+        http_socket,
         target=run_http_worker,
         count=http_worker_count(settings),
         name="http",

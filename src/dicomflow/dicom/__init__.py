@@ -1,6 +1,6 @@
 """Pure helpers over pydicom: read an instance header, check UIDs."""
 
-from dicomflow.dicom._file_meta import IMPLEMENTATION_CLASS_UID, encode_file_meta
+from dicomflow.dicom._file_meta import IMPLEMENTATION_CLASS_UID, dataset_offset, encode_file_meta
 from dicomflow.dicom._header import InstanceHeader, header_from_dataset, read_header
 from dicomflow.dicom._orientation import ORIENTATION_TOLERANCE, is_same_orientation
 from dicomflow.dicom._uid import check_uid, is_valid_uid
@@ -12,6 +12,7 @@ __all__ = [
     "InstanceHeader",
     "Volume",
     "check_uid",
+    "dataset_offset",
     "encode_file_meta",
     "header_from_dataset",
     "is_same_orientation",

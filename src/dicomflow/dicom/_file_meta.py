@@ -14,6 +14,7 @@ from pydicom.uid import generate_uid
 IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["dicomflow"])
 IMPLEMENTATION_VERSION_NAME = "DICOMFLOW_01"
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
 
 
 def _short(group_element: int, vr: bytes, value: bytes) -> bytes:
@@ -42,3 +43,28 @@ def encode_file_meta(
     body = b"".join(elements)
     group_length = struct.pack("<HH", 0x0002, 0x0000) + b"UL" + struct.pack("<HI", 4, len(body))
     return _PREAMBLE + group_length + body
+
+
+def dataset_offset(data: bytes | memoryview) -> int:
+    """Where the data set starts in Part 10 bytes: after the preamble, ``DICM`` and the group 0002 elements.
+
+    The file meta is rebuilt by whoever writes the file (the receiver names the calling AE in it), so two
+    copies of one instance may differ there alone; the data set is what a C-STORE carries. Bytes without
+    ``DICM`` (a bare data set) start at 0. A file meta cut short ends at the end of ``data``.
+    """
+    if bytes(data[128:132]) == b"DICM":
+        position = 132
+    elif bytes(data[:4]) == b"DICM":
+        position = 4
+    else:
+        position = 0
+    size = len(data)
+    while position + 8 <= size and bytes(data[position : position + 2]) == b"\x02\x00":
+        vr = bytes(data[position + 4 : position + 6])  # the file meta is always explicit VR little endian
+        if vr in _LONG_VRS:
+            if position + 12 > size:
+                return size
+            position += 12 + struct.unpack_from("<I", data, position + 8)[0]
+        else:
+            position += 8 + struct.unpack_from("<H", data, position + 6)[0]
+    return min(position, size)

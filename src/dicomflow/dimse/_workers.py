@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import multiprocessing
 import os
@@ -34,16 +35,33 @@ def worker_count(settings: Settings) -> int:
     return max(2, 2 * (os.cpu_count() or 1))
 
 
-def listen(settings: Settings) -> socket.socket:
-    """Bind and listen on the receiver's address; non-blocking so that sibling workers can share it."""
+def listen(settings: Settings, option: str = "--dimse-port") -> socket.socket:
+    """Bind and listen on the receiver's address; non-blocking so that sibling workers can share it.
+
+    Raises
+    ------
+    ConfigError
+        If the address cannot be bound (the message names ``option``, the flag that changes the port).
+    """
+    address = (settings.dimse.host, settings.dimse.port)
     try:
-        sock = socket.create_server((settings.dimse.host, settings.dimse.port), backlog=128)
+        sock = socket.create_server(address, backlog=128)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {settings.dimse.host}:{settings.dimse.port} (DICOMFLOW_DIMSE__PORT): {exc}"
-        ) from exc
+        raise ConfigError(cannot_listen("DICOM", address, exc, f"{option} or DICOMFLOW_DIMSE__PORT")) from exc
     sock.setblocking(False)
     return sock
+
+
+def cannot_listen(what: str, address: tuple[str, int], exc: OSError, change: str) -> str:
+    """One line saying why a port cannot be bound and what to change."""
+    host, port = address
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the port is in use (another program listens on it)"
+    elif exc.errno == errno.EACCES:
+        reason = "permission denied (ports below 1024 need privileges)"
+    else:
+        reason = exc.strerror or str(exc)
+    return f"cannot listen for {what} on {host}:{port}: {reason}; choose another port with {change}"
 
 
 class ReceiverPool:

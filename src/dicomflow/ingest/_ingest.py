@@ -6,6 +6,8 @@ The caller learns of success only after the bytes are durable and the index row 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import queue
 import threading
@@ -20,7 +22,7 @@ from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dicomflow.config import DuplicatePolicy, Settings
-from dicomflow.dicom import InstanceHeader, read_header
+from dicomflow.dicom import InstanceHeader, dataset_offset, read_header
 from dicomflow.errors import (
     DicomflowError,
     DuplicateConflict,
@@ -30,7 +32,12 @@ from dicomflow.errors import (
 )
 from dicomflow.index import Instance, WriteLock, insert_instance, instances_with_uid, utcnow
 from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
-from dicomflow.placement import PlacementConfig, acquisition_uid, dataset_from_calling_ae
+from dicomflow.placement import (
+    PlacementConfig,
+    acquisition_uid,
+    dataset_from_calling_ae,
+    project_from_called_ae,
+)
 from dicomflow.storage import BlobStore, StagedBlob
 
 LOGGER = logging.getLogger(__name__)
@@ -72,6 +79,19 @@ class IngestResult:
     sop_instance_uid: str
     blob_key: str
     acquisition_id: int
+
+
+def source_from_origin(origin: str) -> Source | None:
+    """The source a staged file was written for (see :meth:`Ingestor._origin`); ``None`` if unreadable."""
+    try:
+        fields = json.loads(origin)
+        known = {field.name for field in dataclasses.fields(Source)}
+        values = {name: value for name, value in fields.items() if name in known}
+        if values.get("project") is not None:  # JSON has no tuples; a Source must stay hashable
+            values["project"] = tuple(values["project"])
+        return Source(**values)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def blob_key(header: InstanceHeader, sha256: str) -> str:
@@ -127,6 +147,7 @@ class Ingestor:
         )
         self._extra = () if settings.ingest.routing_tag == "PatientID" else (settings.ingest.routing_tag,)
         self._placed: OrderedDict[_PlacedKey, tuple[int, int]] = OrderedDict()
+        self._origins: dict[Source, str] = {}
         self._lock = threading.Lock()
         self._write_lock = WriteLock(
             engine.url.render_as_string(hide_password=False),
@@ -174,11 +195,23 @@ class Ingestor:
             return header
 
         try:
-            staged, header = self.store.stage_while([data], parse)  # parse while the disk works
+            # parse while the disk works; the source goes with the staged file, for recovery
+            staged, header = self.store.stage_while([data], parse, self._origin(source))
         except DicomflowError as exc:
             self.record_rejection(source, label, exc)
             raise
-        return self._accept(header, staged, source)
+        return self._accept(header, staged, source, data)
+
+    def _origin(self, source: Source) -> str:
+        """``source`` as one line of JSON (see :func:`source_from_origin`), made once per source."""
+        origin = self._origins.get(source)
+        if origin is None:
+            if len(self._origins) >= _CACHE_SIZE:
+                self._origins.clear()
+            origin = self._origins[source] = json.dumps(
+                dataclasses.asdict(source), separators=(",", ":"), default=str
+            )
+        return origin
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -216,9 +249,11 @@ class Ingestor:
         except (DBAPIError, OSError):
             LOGGER.exception("could not record the rejection in the event log")
 
-    def _accept(self, header: InstanceHeader, staged: StagedBlob, source: Source) -> IngestResult:
+    def _accept(
+        self, header: InstanceHeader, staged: StagedBlob, source: Source, data: bytes | memoryview
+    ) -> IngestResult:
         try:
-            result = self._commit(header, staged, source)
+            result = self._commit(header, staged, source, data)
         except DicomflowError as exc:
             self.store.release(staged)
             self.record_rejection(source, header.sop_instance_uid, exc)
@@ -230,26 +265,30 @@ class Ingestor:
         self.store.release(staged, published_as=published)
         return result
 
-    def _commit(self, header: InstanceHeader, staged: StagedBlob, source: Source) -> IngestResult:
+    def _commit(
+        self, header: InstanceHeader, staged: StagedBlob, source: Source, data: bytes | memoryview
+    ) -> IngestResult:
         key = blob_key(header, staged.sha256)
         created = self.store.publish(staged, key)  # before taking the writer lock: its fsyncs wait alone
         try:
-            result, replaced = self._commit_row(header, staged, key, source)
+            result, replaced = self._commit_row(header, staged, key, source, data)
         except BaseException:
             if created:
                 self._delete_unreferenced(key)
             raise
+        if created and result.blob_key != key:  # the same data set is stored under another file meta
+            self._delete_unreferenced(key)
         for old_key, hold in replaced:
             self.store.retire(old_key, hold)
         return result
 
     def _commit_row(
-        self, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
+        self, header: InstanceHeader, staged: StagedBlob, key: str, source: Source, data: bytes | memoryview
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         for attempt in range(3):
             try:
                 with self._write_lock, self._connection() as conn:
-                    return self._index(conn, header, staged, key, source)
+                    return self._index(conn, header, staged, key, source, data)
             except IntegrityError:  # another process created the same row first: look again
                 if attempt == 2:
                     raise IndexUnavailable(
@@ -267,24 +306,39 @@ class Ingestor:
                 self.store.delete(key)
 
     def _index(
-        self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
+        self,
+        conn: Connection,
+        header: InstanceHeader,
+        staged: StagedBlob,
+        key: str,
+        source: Source,
+        data: bytes | memoryview,
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         try:
-            return self._index_placed(conn, header, staged, key, source)
+            return self._index_placed(conn, header, staged, key, source, data)
         except BaseException:
             self._forget(header)  # placement rows made in this transaction are rolled back
             raise
 
     def _index_placed(
-        self, conn: Connection, header: InstanceHeader, staged: StagedBlob, key: str, source: Source
+        self,
+        conn: Connection,
+        header: InstanceHeader,
+        staged: StagedBlob,
+        key: str,
+        source: Source,
+        data: bytes | memoryview,
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         uid = header.sop_instance_uid
         # placed first: identity and the duplicate policy hold within a project, never across projects
         acquisition_id, project_id = self._acquisition_id(conn, header, source)
         previous = instances_with_uid(conn, uid, project_id)
         same = next((row for row in previous if row.sha256 == staged.sha256), None)
+        reason = "identical instance received again; no second copy kept"
+        if same is None and previous:  # rare: compare what was sent, not the file meta written for it
+            same = next((row for row in previous if self._same_data_set(row.blob_key, data)), None)
+            reason = "identical data set received again (another file meta); no second copy kept"
         if same is not None:
-            reason = "identical instance received again; no second copy kept"
             record_event(conn, "duplicate", source.actor, uid, reason)
             conn.commit()
             return IngestResult(Outcome.DUPLICATE, uid, same.blob_key, same.acquisition_id), []
@@ -304,6 +358,17 @@ class Ingestor:
         conn.commit()
         return IngestResult(outcome, uid, key, acquisition_id), replaced
 
+    def _same_data_set(self, key: str, data: bytes | memoryview) -> bool:
+        """Whether the blob under ``key`` holds the data set of ``data`` (its file meta may differ: the
+        receiver names the calling AE there, an uploaded file keeps its own)."""
+        try:
+            with self.store.open(key) as handle:
+                stored = handle.read()
+        except StorageError:
+            return False
+        received = memoryview(data)[dataset_offset(data) :]
+        return memoryview(stored)[dataset_offset(stored) :] == received
+
     def _duplicate_outcome(self, uid: str, exists: bool) -> Outcome:
         if not exists:
             return Outcome.STORED
@@ -320,6 +385,12 @@ class Ingestor:
         if outcome is Outcome.KEPT_BOTH:
             return f"stored via {via}; another object with this SOP Instance UID kept too (policy: keep-both)"
         return f"stored via {via}"
+
+    def project_named_by(self, source: Source) -> tuple[str, str] | str | None:
+        """The project ``source`` names: its own ``(group, label)``, a ``kp-`` called AE's label, or none."""
+        if source.project is not None:
+            return source.project
+        return project_from_called_ae(source.called_ae or "", self.placement_config.project_ae_prefix)
 
     def _acquisition_id(self, conn: Connection, header: InstanceHeader, source: Source) -> tuple[int, int]:
         """The acquisition the instance goes to, and its project's id."""

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from dicomflow.dicom import read_header
 from dicomflow.errors import DicomflowError
-from dicomflow.index import Instance, reading
-from dicomflow.ingest._ingest import Ingestor, Source, blob_key
+from dicomflow.index import Acquisition, Instance, Project, Session, reading
+from dicomflow.ingest._ingest import Ingestor, Source, blob_key, source_from_origin
 from dicomflow.storage import RecoveryReport
 
 LOGGER = logging.getLogger(__name__)
@@ -25,7 +25,11 @@ _SOURCE = Source("recovery", "dicomflow")
 
 
 def recover_store(ingestor: Ingestor) -> RecoveryReport:
-    """Finish or undo the writes that were in flight when the last process stopped."""
+    """Finish or undo the writes that were in flight when processes that ended stopped.
+
+    Only the staging of processes that have ended is looked at (see ``dicomflow.storage``); a staged
+    instance is ingested again for the source it was staged for, so it is placed as it would have been.
+    """
 
     def key_of(path: Path) -> str | None:
         try:
@@ -41,15 +45,38 @@ def recover_store(ingestor: Ingestor) -> RecoveryReport:
 
     for path in ingestor.store.staged_leftovers():
         key = key_of(path) if path.suffix == ".part" else None
-        if key is not None and not is_indexed(key):
-            _ingest_again(ingestor, path)
+        if key is None:
+            continue
+        source = source_from_origin(ingestor.store.origin_of(path)) or _SOURCE
+        if not _is_indexed_for(ingestor, key, source):
+            _ingest_again(ingestor, path, source)
     ingestor.store.flush()
     return ingestor.store.recover(key_of, is_indexed)
 
 
-def _ingest_again(ingestor: Ingestor, path: Path) -> None:
+def _is_indexed_for(ingestor: Ingestor, key: str, source: Source) -> bool:
+    """Whether the instance under ``key`` has its row in the project ``source`` names (any, if none).
+
+    Identical bytes sent into two projects share one blob key, each with its own row: a row of another
+    project does not make this staged copy's row.
+    """
+    named = ingestor.project_named_by(source)
+    with reading(ingestor.engine) as conn:
+        projects = conn.execute(
+            select(Project.group_id, Project.label)
+            .join(Session, Session.project_id == Project.id)
+            .join(Acquisition, Acquisition.session_id == Session.id)
+            .join(Instance, Instance.acquisition_id == Acquisition.id)
+            .where(Instance.blob_key == key)
+        ).all()
+    if named is None:
+        return bool(projects)
+    return any(named in ((group, label), label) for group, label in projects)
+
+
+def _ingest_again(ingestor: Ingestor, path: Path, source: Source) -> None:
     try:
-        result = ingestor.ingest_file(path, _SOURCE)
+        result = ingestor.ingest_file(path, source)
         LOGGER.warning("recovered %s (%s) from an unfinished write", result.sop_instance_uid, result.outcome)
     except DicomflowError as exc:
         LOGGER.warning("dropped an unfinished write %s: %s", path.name, exc.message)

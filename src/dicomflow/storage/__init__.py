@@ -2,5 +2,6 @@
 
 from dicomflow.storage._filesystem import FileSystemBlobStore, RecoveryReport, StagedBlob
 from dicomflow.storage._interface import BlobStore
+from dicomflow.storage._locks import DataDirLock
 
-__all__ = ["BlobStore", "FileSystemBlobStore", "RecoveryReport", "StagedBlob"]
+__all__ = ["BlobStore", "DataDirLock", "FileSystemBlobStore", "RecoveryReport", "StagedBlob"]

@@ -14,10 +14,12 @@ class BlobStore(Protocol):
 
     before_release: Callable[[], None] | None  # makes index rows durable before staged names go
 
-    def stage(self, chunks: list[bytes | memoryview]) -> StagedBlob:
-        """Write bytes durably under a temporary name; return their size and SHA-256."""
+    def stage(self, chunks: list[bytes | memoryview], origin: str = "") -> StagedBlob:
+        """Write bytes durably under a temporary name (with ``origin``); return their size and SHA-256."""
 
-    def stage_while(self, chunks: list[bytes | memoryview], work: Callable[[], T]) -> tuple[StagedBlob, T]:
+    def stage_while(
+        self, chunks: list[bytes | memoryview], work: Callable[[], T], origin: str = ""
+    ) -> tuple[StagedBlob, T]:
         """:meth:`stage`, running ``work`` meanwhile."""
 
     def publish(self, staged: StagedBlob, key: str) -> bool:
@@ -44,7 +46,10 @@ class BlobStore(Protocol):
         """Finish or undo the writes a stopped process left behind."""
 
     def staged_leftovers(self) -> list[Path]:
-        """Staged files a stopped process left behind."""
+        """Staged files stopped processes left behind (never those of a live process)."""
+
+    def origin_of(self, path: Path) -> str:
+        """The ``origin`` a staged leftover was staged with (``""`` if none)."""
 
     def flush(self) -> None:
         """Finish deferred work now."""

@@ -14,12 +14,15 @@ from pydicom.uid import (
     UID,
     CTImageStorage,
     ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     generate_uid,
 )
 
-from dicomflow.dicom import IMPLEMENTATION_CLASS_UID, encode_file_meta
+from dicomflow.dicom import IMPLEMENTATION_CLASS_UID, dataset_offset, encode_file_meta
 from dicomflow.dicom._file_meta import IMPLEMENTATION_VERSION_NAME
+from factories import dataset_offset as factories_offset
+from factories import make_instance, to_bytes
 
 
 def _pydicom_meta(sop_class: str, sop: str, syntax: str, ae: str) -> bytes:
@@ -51,3 +54,15 @@ def test_reads_back() -> None:
     )
     assert meta.file_meta.MediaStorageSOPInstanceUID == "1.2.3"
     assert meta.file_meta.SourceApplicationEntityTitle == "X"
+
+
+@pytest.mark.parametrize("ae", ["", "MODALITY_A"])
+def test_dataset_offset_is_where_the_file_meta_ends(ae: str) -> None:
+    ds = make_instance()
+    data = to_bytes(ds)
+    dataset = data[factories_offset(data) :]
+    meta = encode_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ExplicitVRLittleEndian, ae)
+    for part10 in (data, meta + dataset, meta[128:] + dataset):
+        assert part10[dataset_offset(part10) :] == dataset
+    assert dataset_offset(dataset) == 0
+    assert dataset_offset(meta[: len(meta) - 3]) == len(meta) - 3  # cut short inside the file meta

@@ -26,7 +26,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileSystem
 
 
 def staged_names(store: FileSystemBlobStore) -> list[Path]:
-    return sorted(store.staging.iterdir())
+    """Staged files of every process (each stages in a folder of its own below ``staging/``)."""
+    return sorted(p for p in store.staging.rglob("*") if p.suffix in (".part", ".dcm"))
+
+
+def die(store: FileSystemBlobStore) -> None:
+    """What the end of its process does to a store: the lock on its staging folder ends, its files stay.
+
+    The store object then acts as the next process would (a new staging folder at its next write).
+    """
+    own = store._own
+    assert own is not None
+    os.close(own.lock_fd)
+    store._own = None
 
 
 def objects(store: FileSystemBlobStore) -> list[str]:
@@ -57,7 +69,7 @@ def test_stage_writes_and_hashes_the_chunks(store: FileSystemBlobStore) -> None:
 
     staged = store.stage(chunks)
 
-    assert staged.path.parent == store.staging
+    assert staged.path.parent.parent == store.staging
     assert staged.path.suffix == ".part"
     assert staged.path.read_bytes() == b"abcdefg"
     assert (staged.size, staged.sha256) == (7, hashlib.sha256(b"abcdefg").hexdigest())
@@ -175,7 +187,7 @@ def test_stage_into_a_missing_staging_directory_is_a_storage_error(tmp_path: Pat
     store = FileSystemBlobStore(tmp_path / "blobs")
     store.staging.rmdir()
 
-    with pytest.raises(StorageError, match="cannot write"):
+    with pytest.raises(StorageError, match="cannot make a staging folder"):
         store.stage([DATA])
 
 
@@ -198,12 +210,14 @@ def test_store_directory_that_cannot_be_created_is_a_storage_error(tmp_path: Pat
 
 
 def crash_state(store: FileSystemBlobStore, data: bytes, *, published: bool) -> tuple[StagedBlob, str]:
-    """A write stopped after staging (and publishing, if ``published``), before release."""
+    """A write stopped after staging (and publishing, if ``published``), before release, by the end of
+    its process."""
     staged = store.stage([data])
     key = key_by_content(staged.path)
     assert key is not None
     if published:
         store.publish(staged, key)
+    die(store)
     return staged, key
 
 
@@ -275,8 +289,8 @@ def test_recover_does_not_delete_a_blob_it_did_not_stage(store: FileSystemBlobSt
 
 
 def test_recover_removes_unreadable_leftovers(store: FileSystemBlobStore) -> None:
-    crash_state(store, DATA, published=True)
-    garbage = store.new_staging_path()
+    staged, _key = crash_state(store, DATA, published=True)
+    garbage = staged.path.with_name("0123456789abcdef01234567.part")
     garbage.write_bytes(b"garbage, half written")
     (store.staging / "left.dcm").write_bytes(b"garbage too")
 
@@ -305,3 +319,71 @@ def test_recover_ignores_published_blobs_without_leftovers(store: FileSystemBlob
 
     assert store.recover(key_by_content, Index()) == RecoveryReport(kept=0, removed=0)
     assert objects(store) == [key]
+
+
+# -- one staging folder per process ----------------------------------------------------------------------
+
+
+def test_recovery_leaves_the_staged_files_of_a_live_process_alone(store: FileSystemBlobStore) -> None:
+    other = FileSystemBlobStore(store.root)  # another process's store, writing
+    staged = other.stage([DATA])
+    published = other.stage([DATA + b"p"])
+    assert key_by_content(published.path) is not None
+    other.publish(published, str(key_by_content(published.path)))
+
+    assert store.staged_leftovers() == []
+    assert store.recover(key_by_content, Index()) == RecoveryReport(kept=0, removed=0)
+
+    assert staged.path.read_bytes() == DATA
+    assert published.path.exists() and len(objects(store)) == 1
+    die(other)
+    assert store.recover(key_by_content, Index()) == RecoveryReport(kept=0, removed=2)
+    assert (staged_names(store), objects(store), list(store.staging.iterdir())) == ([], [], [])
+
+
+def test_a_staged_file_keeps_its_origin_for_recovery(store: FileSystemBlobStore) -> None:
+    other = FileSystemBlobStore(store.root)
+    first = other.stage([DATA], origin='{"kind":"dimse","called_ae":"kp-lungs"}')
+    second = other.stage([DATA + b"2"], origin="an upload")
+    again = other.stage([DATA + b"3"], origin="an upload")
+    plain = other.stage([DATA + b"4"])
+    die(other)
+
+    leftovers = store.staged_leftovers()
+
+    assert sorted(leftovers) == sorted([first.path, second.path, again.path, plain.path])
+    assert [store.origin_of(p) for p in (first.path, second.path, again.path, plain.path)] == [
+        '{"kind":"dimse","called_ae":"kp-lungs"}',
+        "an upload",
+        "an upload",
+        "",
+    ]
+    with pytest.raises(ValueError, match="one line"):
+        store.stage([DATA], origin="two\nlines")
+
+
+def test_a_clean_close_leaves_no_staging_folder(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path / "blobs")
+    staged = store.stage([DATA], origin="someone")
+    store.publish(staged, KEY)
+    store.release(staged, published_as=KEY)
+    store.close()
+    assert list(store.staging.iterdir()) == []
+    assert objects(store) == [KEY]
+
+
+def test_a_forked_process_stages_in_a_folder_of_its_own(store: FileSystemBlobStore) -> None:
+    parent = store.stage([DATA]).path.parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the store object it inherited must not write into the parent's folder
+        try:
+            os.write(write, str(store.stage([DATA]).path.parent).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = Path(os.read(read, 4096).decode())
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child.parent == parent.parent and child != parent
+    assert {p.parent for p in store.staged_leftovers()} == {child}  # the child has ended, we have not
