@@ -21,6 +21,8 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.association import Association
 from pynetdicom.presentation import build_context
 
+from dicomflow.dimse._scu import keep_responses_for_the_requester
+
 CALLING_AE = "E2E-SCU"
 
 
@@ -103,6 +105,9 @@ def association(
     assoc = ae.associate("127.0.0.1", port, ae_title=called_ae)
     if not assoc.is_established:
         raise AssertionError(f"association to {called_ae} not established (rejected: {assoc.is_rejected})")
+    keep_responses_for_the_requester(
+        assoc
+    )  # or, loaded, a response is sometimes lost to pynetdicom's reactor
     # Without TCP_NODELAY each C-STORE waits ~40 ms for a delayed ACK (Nagle): pynetdicom writes a request
     # in several small pieces.
     transport = assoc.dul.socket

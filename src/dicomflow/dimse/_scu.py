@@ -149,6 +149,7 @@ def _send_part(
             if on_done:
                 on_done(item.path, "not-sent")
         return
+    keep_responses_for_the_requester(assoc)
     try:
         for item in items:
             status = _store_one(assoc, item, report)
@@ -157,6 +158,29 @@ def _send_part(
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def keep_responses_for_the_requester(assoc: Any) -> None:
+    """Make the association's reactor hand back a response it took instead of dropping it.
+
+    pynetdicom 3.0's ``send_c_store`` pauses the association's reactor thread before it sends and then
+    waits for the response; but the reactor can pass its pause point just before the pause is asked for
+    and still be on its way to its own ``get_msg``. Loaded (several senders in one process, the GIL taken
+    away between two lines), it sometimes takes the response off the queue, logs "Received unexpected
+    C-STORE service message" and drops it, and the sender waits out its DIMSE timeout. A requester serves
+    no requests of its own here, so a message that is not a request goes back on the queue, where the
+    waiting sender finds it. (A patch of pynetdicom's private ``_serve_request``: see the canary test.)
+    """
+    serve = assoc._serve_request
+    queue = assoc.dimse.msg_queue
+
+    def serve_or_hand_back(msg: Any, context_id: int) -> None:
+        if msg.is_valid_request:
+            serve(msg, context_id)
+        else:
+            queue.put((context_id, msg))
+
+    assoc._serve_request = serve_or_hand_back
 
 
 def probe(host: str, port: int) -> str:
