@@ -42,10 +42,6 @@ class DimseSettings(BaseModel):
     ae_title: str = Field("DICOMFLOW", description="AE title of the receiver.", max_length=16)
     host: str = Field("127.0.0.1", description="Address the receiver listens on.")
     port: int = Field(11112, description="TCP port of the receiver.")
-    aliases: list[str] = Field(
-        default_factory=list,
-        description="Further called AE titles accepted and routed like the receiver's own.",
-    )
     project_ae_prefix: str = Field("kp-", description="Called AE '<prefix><project>' selects a project.")
     max_associations: int = Field(16, description="Associations served at once; more are rejected (busy).")
     workers: int = Field(
