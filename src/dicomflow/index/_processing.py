@@ -878,7 +878,8 @@ def find_study(
     Raises
     ------
     NotFound
-        When no study version matches; the message does not echo the UID.
+        When no study version matches; the message echoes the UID only to a caller who sees every
+        project (``sees`` is None), so that another project's UID looks like an unknown one.
     """
     found = list_studies(conn, study_instance_uid=study_instance_uid, latest_only=version is None)
     if sees is not None:
@@ -887,7 +888,8 @@ def find_study(
         found = [s for s in found if s.version == version]
     if not found:
         suffix = f" version {version}" if version is not None else ""
-        raise NotFound(f"no such study{suffix} in processing")
+        which = "such study" if sees is not None else f"study {study_instance_uid!r}"
+        raise NotFound(f"no {which}{suffix} in processing")
     return found[0]
 
 
