@@ -89,7 +89,7 @@ def test_a_second_server_on_a_data_directory_in_use_refuses_to_start(
     """A second ``serve`` used to run its start-up recovery on the first one's staged writes and delete
     the files of instances already acknowledged and indexed."""
     first = make_server()
-    paths = write_files(make_study(series=4, instances=200), tmp_path / "files")
+    paths = write_files(make_study(series=2, instances=150), tmp_path / "files")
     senders = [storescu_v(first.dimse_port, paths[i::2]) for i in range(2)]
     deadline = time.monotonic() + 60
     while first.instance_count() < 20:

@@ -288,7 +288,11 @@ class Ingestor:
         for attempt in range(3):
             try:
                 with self._write_lock, self._connection() as conn:
-                    return self._index(conn, header, staged, key, source, data)
+                    try:
+                        return self._index(conn, header, staged, key, source, data)
+                    except BaseException:
+                        self._forget(header)  # placement rows made in this transaction are rolled back
+                        raise
             except IntegrityError:  # another process created the same row first: look again
                 if attempt == 2:
                     raise IndexUnavailable(
@@ -306,21 +310,6 @@ class Ingestor:
                 self.store.delete(key)
 
     def _index(
-        self,
-        conn: Connection,
-        header: InstanceHeader,
-        staged: StagedBlob,
-        key: str,
-        source: Source,
-        data: bytes | memoryview,
-    ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
-        try:
-            return self._index_placed(conn, header, staged, key, source, data)
-        except BaseException:
-            self._forget(header)  # placement rows made in this transaction are rolled back
-            raise
-
-    def _index_placed(
         self,
         conn: Connection,
         header: InstanceHeader,
