@@ -96,6 +96,7 @@ app = typer.Typer(
     cls=ErrorHandlingGroup,
     help="dicomflow: receive, index, place and process medical images.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: typer's rich help formatter imports rich.markdown and markdown_it
     pretty_exceptions_show_locals=False,  # a traceback (a bug) must not print passwords or tokens
 )
 app.command("serve")(_serve.serve)
