@@ -117,17 +117,25 @@ async def get_identities(request: Request) -> Identities:
     return identities
 
 
+BEARER_USER = "dicomflow.bearer_user"
+"""Key of the request state under which the guard (``api/_guard.py``) leaves the bearer token's user."""
+
+
 async def current_user(
+    request: Request,
     identities: Annotated[Identities, Depends(get_identities)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> UserInfo:
-    """The user of the request's bearer token.
+    """The user of the request's bearer token, as the guard already checked it (else checked here).
 
     Raises
     ------
     AuthenticationRequired
         No ``Authorization: Bearer`` header, or a refused token (see :func:`bearer_user`).
     """
+    checked = request.scope.get("state", {}).get(BEARER_USER)
+    if isinstance(checked, UserInfo):
+        return checked
     return bearer_user(identities, credentials.credentials if credentials else None)
 
 

@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dicomflow.api._deps import bearer_user
+from dicomflow.api._deps import BEARER_USER, bearer_user
 from dicomflow.api.errors import dicomflow_error_response
 from dicomflow.errors import AuthenticationRequired, DicomflowError, InvalidRequest, TooLarge
 from dicomflow.index._accounts import Refusal, UserInfo
@@ -65,7 +65,7 @@ class RequestGuard:
         headers = Headers(scope=scope)
         try:
             if self._protected(scope["path"], scope["method"]):
-                self._user(scope["path"], headers)
+                self._user(scope, headers)
             limit = self._limit(scope["path"], scope["method"])
             declared = _declared(headers)
             if declared is not None and declared > limit:
@@ -85,10 +85,13 @@ class RequestGuard:
             return True
         return not self.state.settings.http.public_docs and path.startswith(_DOCS)
 
-    def _user(self, path: str, headers: Headers) -> UserInfo:
+    def _user(self, scope: Scope, headers: Headers) -> UserInfo:
+        path: str = scope["path"]
         scheme, token = get_authorization_scheme_param(headers.get("authorization"))
         if token and scheme.lower() == "bearer":
-            return bearer_user(self.state.identities, token)
+            user = bearer_user(self.state.identities, token)
+            scope.setdefault("state", {})[BEARER_USER] = user  # current_user takes it from here
+            return user
         cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE)
         if not cookie and path.startswith(_ICOMETRIX):  # that API logs in to a cookie session
             raise AuthenticationRequired("log in first: POST /authentication-service/api/v1/token-sessions")
