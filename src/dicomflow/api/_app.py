@@ -18,11 +18,7 @@ from dicomflow.api._guard import RequestGuard
 from dicomflow.api._server import run_upload_janitor
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
-from dicomflow.index import create_index_engine, migrate
-from dicomflow.jobs import Flow
-from dicomflow.pipelines import load_report_types
-from dicomflow.storage import FileSystemBlobStore
-from dicomflow.uploads import Uploads
+from dicomflow.runtime import open_application
 
 API_PREFIX = "/api/v1"
 """Prefix of the native routes."""
@@ -50,34 +46,33 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
         OpenAPI documentation is served at ``/docs`` and ``/redoc`` with local assets (public unless
         ``http.public_docs`` is off).
     """
-    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    migrate(engine)
+    application = open_application(settings)
+    engine = application.engine
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        uploads: Uploads = app.state.uploads
         stop = threading.Event()
         if not supervised:
             janitor = threading.Thread(
-                target=run_upload_janitor, args=(uploads, settings, stop), name="upload-janitor", daemon=True
+                target=run_upload_janitor,
+                args=(application.uploads, settings, stop),
+                name="upload-janitor",
+                daemon=True,
             )
             janitor.start()
         yield
         stop.set()
-        uploads.close()
-        app.state.flow.close()
         app.state.identities.close()
-        engine.dispose()
+        application.close()
 
     app = FastAPI(title="dicomflow", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.application = application
     app.state.settings = settings
     app.state.engine = engine
     app.state.identities = Identities(engine, session_idle_timeout=settings.http.session_idle_timeout)
-    app.state.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
-    processing = settings.processing
-    registry = load_report_types(processing.plugins, processing.aliases, processing.options)
-    app.state.flow = Flow(settings, engine, app.state.store, registry)
-    app.state.uploads = Uploads(settings, engine, app.state.flow)
+    app.state.store = application.store
+    app.state.flow = application.flow
+    app.state.uploads = application.uploads
     app.state.ingest_limiter = anyio.CapacityLimiter(
         settings.uploads.ingest_threads
     )  # files ingested at once
