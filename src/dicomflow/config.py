@@ -262,6 +262,17 @@ def _data_dir_toml(init_settings: PydanticBaseSettingsSource) -> Path | None:
     return toml if toml.is_file() else None
 
 
+class PerformanceSettings(BaseModel):
+    """Speed-ups that reach into a library's internals: each measured in ``bench/``, each with a canary test."""
+
+    fast_paths: bool = Field(
+        True,
+        description="Run dicomflow's fast paths into pynetdicom, pydicom, uvicorn, Starlette and SQLAlchemy "
+        "internals; off, every one of them runs on the stock library code (slower, but immune to a change "
+        "in a library's private parts).",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of a dicomflow installation."""
 
@@ -277,6 +288,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest rules.")  # type: ignore[arg-type]
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings, description="Processing.")  # type: ignore[arg-type]
     uploads: UploadSettings = Field(default_factory=UploadSettings, description="Upload sessions.")  # type: ignore[arg-type]
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings, description="Fast paths.")  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(
