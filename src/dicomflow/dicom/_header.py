@@ -100,6 +100,8 @@ _INT_KEYWORDS = {
 def read_header(
     source: str | os.PathLike[str] | IO[bytes] | bytes | bytearray | memoryview,
     extra_keywords: Iterable[str] = (),
+    *,
+    fast_paths: bool = True,
 ) -> InstanceHeader:
     """Parse the header of a DICOM Part 10 file, stopping before the pixel data.
 
@@ -113,6 +115,8 @@ def read_header(
         of the whole file.
     extra_keywords
         Further DICOM keywords whose values are returned in ``InstanceHeader.extra``.
+    fast_paths
+        Off (``performance.fast_paths``), everything goes through pydicom's ``dcmread`` and its values.
 
     Raises
     ------
@@ -124,14 +128,14 @@ def read_header(
     extra_keywords = tuple(extra_keywords)
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return _read_buffer(memoryview(source), extra_keywords)
+            return _read_buffer(memoryview(source), extra_keywords, fast_paths)
         if isinstance(source, io.BytesIO):
             with source.getbuffer() as buffer:
-                return _read_buffer(buffer[source.tell() :], extra_keywords)
+                return _read_buffer(buffer[source.tell() :], extra_keywords, fast_paths)
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as handle:
-                return _read(handle, extra_keywords)
-        return _read(source, extra_keywords)
+                return _read(handle, extra_keywords, fast_paths)
+        return _read(source, extra_keywords, fast_paths)
     except InvalidInstance:
         raise
     except InvalidDicomError as exc:
@@ -146,7 +150,7 @@ def read_header(
         raise InvalidInstance("the data set nests sequences too deeply to be read") from None
 
 
-def _read(handle: IO[bytes], extra_keywords: tuple[str, ...]) -> InstanceHeader:
+def _read(handle: IO[bytes], extra_keywords: tuple[str, ...], fast_paths: bool) -> InstanceHeader:
     start = handle.tell()
     size = handle.seek(0, os.SEEK_END)
     handle.seek(start)
@@ -154,7 +158,7 @@ def _read(handle: IO[bytes], extra_keywords: tuple[str, ...]) -> InstanceHeader:
     meta = getattr(ds, "file_meta", None)
     if meta is None or str(meta.get("TransferSyntaxUID", "")) != DeflatedExplicitVRLittleEndian:
         _check_complete(ds, handle, size)  # a deflated stream is checked by zlib instead
-    return header_from_dataset(ds, extra_keywords)
+    return header_from_dataset(ds, extra_keywords, fast_paths=fast_paths)
 
 
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -232,22 +236,29 @@ def _wanted(extra_keywords: tuple[str, ...]) -> list[BaseTag]:
     return [tag for tag in map(_tag, keywords) if tag is not None]
 
 
-def header_from_dataset(ds: Dataset, extra_keywords: Iterable[str] = ()) -> InstanceHeader:
-    """Build an :class:`InstanceHeader` from a parsed dataset (file meta optional)."""
+def header_from_dataset(
+    ds: Dataset, extra_keywords: Iterable[str] = (), *, fast_paths: bool = True
+) -> InstanceHeader:
+    """Build an :class:`InstanceHeader` from a parsed dataset (file meta optional).
+
+    With ``fast_paths`` off, every value is read through pydicom (never decoded from its raw bytes here).
+    """
     meta = getattr(ds, "file_meta", None)
-    transfer_syntax = _text(_values(meta, "TransferSyntaxUID")) if meta else ""
-    return _header(lambda keyword: _values(ds, keyword), transfer_syntax, extra_keywords)
+    transfer_syntax = _text(_values(meta, "TransferSyntaxUID", fast_paths)) if meta else ""
+    return _header(lambda keyword: _values(ds, keyword, fast_paths), transfer_syntax, extra_keywords)
 
 
-def _read_buffer(data: memoryview, extra_keywords: tuple[str, ...]) -> InstanceHeader:
+def _read_buffer(data: memoryview, extra_keywords: tuple[str, ...], fast_paths: bool) -> InstanceHeader:
     """The header of a whole file in memory: scanned directly when possible, else through pydicom."""
+    if not fast_paths:
+        return _read(io.BytesIO(data), extra_keywords, fast_paths)
     try:
         transfer_syntax, raw = scan(data, _wanted_ints(extra_keywords))
         encoding = _DIRECT_ENCODINGS.get(_charset_name(raw.get(int(_CHARSET))))
         if encoding is None:
             raise Unsupported
     except Unsupported:
-        return _read(io.BytesIO(data), extra_keywords)
+        return _read(io.BytesIO(data), extra_keywords, fast_paths)
     return _header(lambda keyword: _raw_values(raw, keyword, encoding), transfer_syntax, extra_keywords)
 
 
@@ -302,7 +313,7 @@ _DIRECT_ENCODINGS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-
 _CHARSET = Tag(0x00080005)
 
 
-def _values(ds: Dataset | None, keyword: str) -> list[str]:
+def _values(ds: Dataset | None, keyword: str, fast_paths: bool = True) -> list[str]:
     """The values of an element as stripped strings (empty list when absent or unreadable).
 
     Fast path: the raw bytes of a not yet converted element are decoded directly, which is what pydicom
@@ -315,7 +326,7 @@ def _values(ds: Dataset | None, keyword: str) -> list[str]:
         elem = ds.get_item(tag)
         if elem is None:
             return []
-        if isinstance(elem, RawDataElement):
+        if fast_paths and isinstance(elem, RawDataElement):
             encoding = _direct_encoding(ds)
             if encoding is not None and elem.value is not None:
                 text = elem.value.decode(encoding, "replace")

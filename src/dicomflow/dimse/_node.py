@@ -97,7 +97,11 @@ class NodeReceiver(Receiver):
         source = self.source(assoc)
         try:
             meta = encode_file_meta(
-                sop_class_uid, sop_instance_uid, transfer_syntax_uid, source.calling_ae or ""
+                sop_class_uid,
+                sop_instance_uid,
+                transfer_syntax_uid,
+                source.calling_ae or "",
+                fast_paths=self.fast_paths,
             )
             data = part10(meta)
             header = dcmread(io.BytesIO(data), stop_before_pixels=True)

@@ -84,6 +84,10 @@ class Receiver:
         This process's share of ``settings.max_associations`` (default: all of it).
     max_pending_connections
         This process's share of ``settings.max_pending_connections`` (default: all of it).
+    fast_paths
+        Receive C-STORE requests in the DUL thread (``_pdata.py``) and let the reactors wait for events
+        (``_reactor.py``); off, pynetdicom's own code does both. Default: the ingestor's
+        (``performance.fast_paths`` of the settings it was built from).
     """
 
     def __init__(
@@ -94,8 +98,10 @@ class Receiver:
         *,
         max_associations: int | None = None,
         max_pending_connections: int | None = None,
+        fast_paths: bool | None = None,
     ) -> None:
         self.settings = settings
+        self.fast_paths = ingestor.fast_paths if fast_paths is None else fast_paths
         self.max_associations = max_associations or settings.max_associations
         self.admission = Admission(
             self.max_associations,
@@ -148,11 +154,13 @@ class Receiver:
         return server
 
     def on_connection(self, event: Any) -> None:
-        """Count the connection as pending (see ``_admission.py``), make this association's reactors wait
-        for events instead of polling (see ``_reactor.py``), and receive C-STORE requests in its DUL thread
-        (see ``_pdata.py``)."""
+        """Count the connection as pending (see ``_admission.py``); with fast paths on, make this
+        association's reactors wait for events instead of polling (see ``_reactor.py``) and receive C-STORE
+        requests in its DUL thread (see ``_pdata.py``)."""
         assoc = event.assoc
         self.admission.connected(assoc)
+        if not self.fast_paths:
+            return
         clock = reactor_clock()
         if clock is not None:
             _reactor.make_event_driven(clock, assoc)
@@ -254,7 +262,11 @@ class Receiver:
         source = self.source(assoc)
         try:
             meta = encode_file_meta(
-                sop_class_uid, sop_instance_uid, transfer_syntax_uid, source.calling_ae or ""
+                sop_class_uid,
+                sop_instance_uid,
+                transfer_syntax_uid,
+                source.calling_ae or "",
+                fast_paths=self.fast_paths,
             )
             self.ingestor.ingest_bytes([part10(meta)], source, expected_sop_instance_uid=sop_instance_uid)
         except UnicodeEncodeError:

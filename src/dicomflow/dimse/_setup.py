@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,12 +52,18 @@ def reactor_clock() -> ReactorClock | None:
 
 
 def configure(settings: Settings) -> None:
-    """Set pynetdicom's and pydicom's process-wide flags for a receiving process (the only place)."""
+    """Set pynetdicom's and pydicom's process-wide flags for a receiving process (the only place).
+
+    With ``performance.fast_paths`` on, pynetdicom's reactors get the :class:`ReactorClock` (their idle
+    polls become event waits, see ``_reactor.py``); off, they keep (or get back) the ``time`` module. The
+    preference for the requestor's transfer syntax is no speed-up but what is stored: it holds either way.
+    """
     pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     pynetdicom.acse.negotiate_as_acceptor = _prefer_requestor_order(pynetdicom.acse.negotiate_as_acceptor)  # type: ignore[attr-defined]
-    clock = ReactorClock()  # one per process: reactors' idle polls become event waits (see _reactor.py)
-    pynetdicom.association.time = clock  # type: ignore[assignment,attr-defined]  # module-like stand-in
-    pynetdicom.dul.time = clock  # type: ignore[assignment,attr-defined]  # module-like stand-in
+    # one clock per process, kept if already there (reactors of running associations registered with it)
+    clock = (reactor_clock() or ReactorClock()) if settings.performance.fast_paths else time
+    pynetdicom.association.time = clock  # type: ignore[assignment,attr-defined]  # or a module-like stand-in
+    pynetdicom.dul.time = clock  # type: ignore[assignment,attr-defined]  # or a module-like stand-in
     # Headers are indexed as they are; bad values are reported by validity checks, not refused here.
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE  # file meta of pynetdicom

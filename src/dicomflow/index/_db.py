@@ -16,19 +16,24 @@ from sqlalchemy.pool import NullPool
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 READ_ONLY = "dicomflow_read_only"  # execution option: this connection only reads
+DIRECT_SQLITE = "dicomflow_direct_sqlite"  # execution option: ingest rows through sqlite3 (``_rows.py``)
 
 
-def create_index_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+def create_index_engine(url: str, *, sqlite_synchronous: str = "FULL", direct_sqlite: bool = False) -> Engine:
     """Create the SQLAlchemy engine of the index.
 
     SQLite runs in WAL mode with a busy timeout, so that several receiving processes and the API can write
-    concurrently; PostgreSQL URLs are used as given.
+    concurrently; PostgreSQL URLs are used as given. ``direct_sqlite`` (the ingest's engine, with
+    ``performance.fast_paths`` on) sends the ingest's per-instance statements to the ``sqlite3`` driver
+    directly (``_rows.py``); otherwise they go through SQLAlchemy Core.
     """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, poolclass=NullPool if ":memory:" in url else None)
+    if direct_sqlite:
+        engine.update_execution_options(**{DIRECT_SQLITE: True})
     synchronous = sqlite_synchronous.upper()
     if synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"sqlite synchronous {sqlite_synchronous!r} is not OFF, NORMAL, FULL or EXTRA")

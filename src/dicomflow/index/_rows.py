@@ -1,10 +1,12 @@
-"""The ingest's per-instance statements: through the SQLite driver directly when the index is SQLite.
+"""The ingest's per-instance statements: through the SQLite driver directly on the ingest's engine.
 
 Each SQLAlchemy ``execute`` costs ~70 µs of Python before SQLite sees the statement (execution context,
-compiled-cache lookup, parameter processing, result wrapping); the receiver runs three per instance. On
-SQLite these go straight to the ``sqlite3`` cursor of the same connection, inside the transaction
-SQLAlchemy began (``BEGIN IMMEDIATE``), committed by the caller as before. Values are stored exactly as
-SQLAlchemy stores them (timestamps in its SQLite text format, tested). Other databases use SQLAlchemy Core.
+compiled-cache lookup, parameter processing, result wrapping); the receiver runs three per instance. On an
+engine made with ``create_index_engine(..., direct_sqlite=True)`` (the ingest's, with
+``performance.fast_paths`` on) these go straight to the ``sqlite3`` cursor of the same connection, inside
+the transaction SQLAlchemy began (``BEGIN IMMEDIATE``), committed by the caller as before. Values are
+stored exactly as SQLAlchemy stores them (timestamps in its SQLite text format, tested). Any other engine
+or database uses SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, insert, select
 
+from dicomflow.index._db import DIRECT_SQLITE
 from dicomflow.index._models import Acquisition, Event, Instance, Session
 
 _INSTANCE_COLUMNS = (
@@ -93,8 +96,9 @@ def insert_event(conn: Connection, row: dict[str, Any]) -> None:
 
 
 def _sqlite_cursor(conn: Connection) -> Any:
-    """A cursor of the connection's own sqlite3 connection, in a begun transaction; else ``None``."""
-    if conn.dialect.name != "sqlite":
+    """A cursor of the connection's own sqlite3 connection, in a begun transaction, if its engine allows
+    it (``DIRECT_SQLITE``); else ``None``."""
+    if not conn.get_execution_options().get(DIRECT_SQLITE) or conn.dialect.name != "sqlite":
         return None
     if not conn.in_transaction():
         conn.begin()  # runs the engine's "begin" hook: BEGIN IMMEDIATE for writers

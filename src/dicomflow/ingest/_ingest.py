@@ -126,7 +126,8 @@ class Ingestor:
     Parameters
     ----------
     settings
-        The installation's settings (duplicate policy, placement rules).
+        The installation's settings (duplicate policy, placement rules, ``performance.fast_paths``: parse
+        headers and file meta with dicomflow's scanners, else with pydicom).
     engine
         Engine of the index (its transactions must take the write lock at BEGIN on SQLite).
     store
@@ -136,6 +137,7 @@ class Ingestor:
     def __init__(self, settings: Settings, engine: Engine, store: BlobStore) -> None:
         self.engine = engine
         self.store = store
+        self.fast_paths = settings.performance.fast_paths
         self.policy = settings.ingest.duplicate_policy
         self.placement_config = PlacementConfig(
             routing_tag=settings.ingest.routing_tag,
@@ -186,7 +188,7 @@ class Ingestor:
         self, data: bytes | memoryview, source: Source, expected_uid: str | None, label: str
     ) -> IngestResult:
         def parse() -> InstanceHeader:
-            header = read_header(data, self._extra)
+            header = read_header(data, self._extra, fast_paths=self.fast_paths)
             if expected_uid is not None and header.sop_instance_uid != expected_uid:
                 raise InvalidInstance(
                     f"data set SOP Instance UID {header.sop_instance_uid!r} differs from the request's "
@@ -355,8 +357,9 @@ class Ingestor:
                 stored = handle.read()
         except StorageError:
             return False
-        received = memoryview(data)[dataset_offset(data) :]
-        return memoryview(stored)[dataset_offset(stored) :] == received
+        fast = self.fast_paths
+        received = memoryview(data)[dataset_offset(data, fast_paths=fast) :]
+        return memoryview(stored)[dataset_offset(stored, fast_paths=fast) :] == received
 
     def _duplicate_outcome(self, uid: str, exists: bool) -> Outcome:
         if not exists:

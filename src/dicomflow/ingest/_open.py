@@ -13,8 +13,13 @@ def open_ingestor(settings: Settings) -> Ingestor:
 
     The engine is the ingestor's own: with ``index.sqlite_synchronous = NORMAL`` its commits are made
     durable in batches by the blob store (one WAL fsync per batch), not one fsync per commit as on the
-    API's engine. :meth:`Ingestor.close` disposes of it.
+    API's engine. :meth:`Ingestor.close` disposes of it. With ``performance.fast_paths`` on, the
+    per-instance statements go to the ``sqlite3`` driver directly (``index/_rows.py``).
     """
-    engine = create_index_engine(settings.index_url, sqlite_synchronous=settings.index.sqlite_synchronous)
+    engine = create_index_engine(
+        settings.index_url,
+        sqlite_synchronous=settings.index.sqlite_synchronous,
+        direct_sqlite=settings.performance.fast_paths,
+    )
     store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
     return Ingestor(settings, engine, store)

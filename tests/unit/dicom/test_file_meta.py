@@ -66,3 +66,23 @@ def test_dataset_offset_is_where_the_file_meta_ends(ae: str) -> None:
         assert part10[dataset_offset(part10) :] == dataset
     assert dataset_offset(dataset) == 0
     assert dataset_offset(meta[: len(meta) - 3]) == len(meta) - 3  # cut short inside the file meta
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, JPEG2000])
+@pytest.mark.parametrize("ae", ["", "STORESCU"])
+def test_with_fast_paths_off_pydicom_writes_the_same_file_meta(syntax: str, ae: str) -> None:
+    sop = generate_uid()
+    stock = encode_file_meta(CTImageStorage, sop, syntax, ae, fast_paths=False)
+    assert stock == encode_file_meta(CTImageStorage, sop, syntax, ae)
+    with pytest.raises(UnicodeEncodeError):
+        encode_file_meta(CTImageStorage, "1.2.\u00e9", syntax, ae, fast_paths=False)
+
+
+@pytest.mark.parametrize("ae", ["", "MODALITY_A"])
+def test_with_fast_paths_off_pydicom_finds_the_same_dataset_offset(ae: str) -> None:
+    ds = make_instance()
+    data = to_bytes(ds)
+    dataset = data[factories_offset(data) :]
+    meta = encode_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ExplicitVRLittleEndian, ae)
+    for part10 in (data, meta + dataset, meta[128:] + dataset, dataset, meta[: len(meta) - 3]):
+        assert dataset_offset(part10, fast_paths=False) == dataset_offset(part10)

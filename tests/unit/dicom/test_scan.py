@@ -131,3 +131,32 @@ def test_memoryview_and_bytesio_sources() -> None:
 
     assert read_header(memoryview(data)) == read_header(source) == by_pydicom(data)
     source.write(b"the buffer export is released")  # BytesIO can grow again
+
+
+@pytest.mark.parametrize(
+    "transfer_syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless, ExplicitVRBigEndian]
+)
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined-sq", "undefined-sq"])
+def test_with_fast_paths_off_pydicom_reads_the_same_header(
+    tmp_path: Path, transfer_syntax: str, undefined: bool
+) -> None:
+    ds = with_sequences(PatientComments="fw://g/p", InstanceNumber=12, PatientName="Doe^Jane")
+    if undefined:
+        ds = undefined_lengths(ds)
+    [path] = write_files([ds], tmp_path, transfer_syntax)
+    data = path.read_bytes()
+
+    stock = read_header(data, ["PatientComments"], fast_paths=False)
+    assert stock == read_header(data, ["PatientComments"])
+    assert stock == read_header(io.BytesIO(data), ["PatientComments"], fast_paths=False)
+
+
+def test_with_fast_paths_off_cut_files_are_refused_alike() -> None:
+    data = to_bytes(with_sequences())
+    pixels = data.index(b"\xe0\x7f\x10\x00")
+
+    for cut in [*range(150, pixels + 40, 7), len(data) - 1]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pydicom warns about a cut UID
+            stock = _outcome(lambda d: read_header(d, fast_paths=False), data[:cut])
+        assert _outcome(read_header, data[:cut]) == stock, cut
