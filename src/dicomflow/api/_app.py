@@ -13,7 +13,7 @@ from dicomflow import __version__
 from dicomflow.api import _catalog, _instances, _processing, _uploads, icometrix
 from dicomflow.api._deps import Identities
 from dicomflow.api._docs import install_docs
-from dicomflow.api._fastlane import UploadFastLane
+from dicomflow.api._fastlane import install_upload_fast_lane
 from dicomflow.api._guard import RequestGuard
 from dicomflow.api._server import run_upload_janitor
 from dicomflow.api.errors import install_error_handlers
@@ -77,7 +77,6 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
         settings.uploads.ingest_threads
     )  # files ingested at once
     install_error_handlers(app)
-    app.add_middleware(UploadFastLane, fastapi_app=app)  # PUT .../files/{name}: the hot path of uploads
     app.add_middleware(RequestGuard, fastapi_app=app)  # outermost: token and body size before any read
     install_docs(app)
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
@@ -86,6 +85,8 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
     app.include_router(_instances.router, prefix=API_PREFIX, tags=["instances"])
     app.include_router(_processing.router, prefix=API_PREFIX, tags=["processing"])
     app.include_router(icometrix.router, tags=["icometrix-compatible"])
+    if settings.performance.fast_paths:
+        install_upload_fast_lane(app)  # PUT .../files/{name}, the hot path of uploads: the first route
     return app
 
 

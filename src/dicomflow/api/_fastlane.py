@@ -1,53 +1,44 @@
 """The hot path of HTTP uploads, ``PUT /api/v1/uploads/{id}/files/{name}``, served without FastAPI's routing.
 
-A client sending a study sends one request per file, hundreds a second; FastAPI's route matching, dependency
-resolution and response handling cost about as much CPU as storing and indexing the file itself. This ASGI
-middleware matches that one route itself, resolves the caller as the dependencies do (:func:`bearer_user`,
-:meth:`Access.of`) and calls the route's own function (:func:`~dicomflow.api._uploads.put_file`); errors get
-the API's one shape. Everything else goes to the app unchanged.
+A client sending a study sends one request per file, hundreds a second; FastAPI's route handling (dependency
+resolution, parameter validation, response handling) costs about as much CPU as storing and indexing the
+file itself. With ``performance.fast_paths`` on, :func:`install_upload_fast_lane` registers a plain
+Starlette route for that one path and method ahead of every other route: it resolves the caller as the
+dependencies do (:func:`~dicomflow.api._deps.current_user`, :meth:`Access.of`) and calls the FastAPI route's
+own function (:func:`~dicomflow.api._uploads.put_file`). Whatever it raises goes to the app's error
+handlers (:mod:`dicomflow.api.errors`), as from any route. Off, FastAPI's route serves the request; the
+OpenAPI schema shows that route either way.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from typing import Any
-
+from fastapi import FastAPI
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.routing import Route
 
 from dicomflow.api._access import Access
-from dicomflow.api._deps import bearer_user
+from dicomflow.api._deps import BEARER_USER, bearer_user
 from dicomflow.api._uploads import put_file
-from dicomflow.api.errors import dicomflow_error_response, error_response
-from dicomflow.errors import DicomflowError
+from dicomflow.index import UserInfo
 
-LOGGER = logging.getLogger(__name__)
-_ROUTE = re.compile(r"/api/v1/uploads/(?P<upload_id>[^/]+)/files/(?P<name>.+)")
+PATH = "/api/v1/uploads/{upload_id}/files/{name:path}"
+"""The path of the route (``api/_uploads.py`` declares it as ``/uploads/{upload_id}/files/{name:path}``)."""
 
 
-class UploadFastLane:
-    """ASGI middleware: answers ``PUT /api/v1/uploads/{id}/files/{name}`` itself, passes the rest on."""
+async def put_file_fast(request: Request) -> Response:
+    """``PUT`` of one file as the request body: the caller resolved, then the route's own function."""
+    state = request.app.state
+    user = request.scope.get("state", {}).get(BEARER_USER)  # left there by the guard (api/_guard.py)
+    if not isinstance(user, UserInfo):
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        user = bearer_user(state.identities, token if scheme.lower() == "bearer" else None)
+    caller = Access.of(user, state.engine)
+    params = request.path_params
+    return await put_file(params["upload_id"], params["name"], request, caller)
 
-    def __init__(self, app: ASGIApp, fastapi_app: Any) -> None:
-        self.app = app
-        self.state = fastapi_app.state  # engine, identities, uploads
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _ROUTE.fullmatch(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "PUT":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        try:
-            scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-            user = bearer_user(self.state.identities, token if scheme.lower() == "bearer" else None)
-            caller = Access.of(user, self.state.engine)
-            response = await put_file(match["upload_id"], match["name"], request, caller)
-        except DicomflowError as exc:
-            response = dicomflow_error_response(exc)
-        except Exception:
-            LOGGER.exception("PUT %s failed", scope["path"])
-            response = error_response(500, "internal-error", "the server failed; its log says why")
-        await response(scope, receive, send)
+def install_upload_fast_lane(app: FastAPI) -> None:
+    """Register the fast lane as the app's first route (call with ``performance.fast_paths`` on)."""
+    app.router.routes.insert(0, Route(PATH, put_file_fast, methods=["PUT"], include_in_schema=False))

@@ -107,8 +107,8 @@ async def put_file(
 ) -> Response:
     """The cheapest way to send: the body is the file, as Orthanc's ``POST /instances`` takes it.
 
-    :class:`~dicomflow.api._fastlane.UploadFastLane` calls this function itself, with the caller it resolved
-    without FastAPI's routing and dependency resolution (the hot path of an upload).
+    The fast lane (:func:`~dicomflow.api._fastlane.put_file_fast`) calls this function itself, with the
+    caller it resolved without FastAPI's routing and dependency resolution (the hot path of an upload).
     """
     uploads = checked_uploads(request, caller, upload_id, "send")
     limit = uploads.settings.uploads.max_file_bytes
