@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,24 @@ pytestmark = pytest.mark.e2e
 
 SUCCESS = 0x0000
 DUPLICATE_SOP_INSTANCE = 0x0111
+STOCK = {"DICOMFLOW_PERFORMANCE__FAST_PATHS": "0"}
+
+
+@pytest.fixture(scope="module", params=["fast-paths", "stock"])
+def server_each_way(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[DicomflowServer]:
+    """The module's server (fast paths on), then one running the stock library code (``performance.
+    fast_paths`` off): the core tests of the receiver run on both."""
+    if request.param == "fast-paths":
+        yield request.getfixturevalue("server")
+        return
+    running = DicomflowServer(tmp_path_factory.mktemp("stock") / "data", free_port(), free_port(), STOCK)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
 
 
 def sop_uid(path: Path) -> str:
@@ -82,8 +101,8 @@ def send_study(server: DicomflowServer, folder: Path, **attrs: Any) -> tuple[lis
     return study, paths
 
 
-def test_echo(server: DicomflowServer) -> None:
-    echoscu(server.dimse_port)
+def test_echo(server_each_way: DicomflowServer) -> None:
+    echoscu(server_each_way.dimse_port)
 
 
 @pytest.mark.parametrize("transfer_syntax", TRANSFER_SYNTAXES, ids=lambda ts: UID(ts).keyword or ts)
@@ -110,7 +129,7 @@ DCMSEND_KEEPS = [ts for ts in TRANSFER_SYNTAXES if ts not in (ImplicitVRLittleEn
 
 
 def test_dcmsend_files_are_stored_in_their_own_transfer_syntax(
-    server: DicomflowServer, tmp_path: Path
+    server_each_way: DicomflowServer, tmp_path: Path
 ) -> None:
     """dcmsend (Kaapana's sender) proposes each file's syntax first, then uncompressed fallbacks in the
     same presentation context: the receiver must honour that order, or the sender decompresses."""
@@ -120,18 +139,18 @@ def test_dcmsend_files_are_stored_in_their_own_transfer_syntax(
         ds = make_instance(bits=bits_for(transfer_syntax))
         paths += write_files([ds], folder / UID(transfer_syntax).keyword, transfer_syntax)
 
-    dcmsend(server.dimse_port, "-aec", "DICOMFLOW", "--scan-directories", "--recurse", str(folder))
+    dcmsend(server_each_way.dimse_port, "-aec", "DICOMFLOW", "--scan-directories", "--recurse", str(folder))
 
     wrong = {}
     for path, transfer_syntax in zip(paths, DCMSEND_KEEPS, strict=True):
-        stored = server.scalar(
+        stored = server_each_way.scalar(
             "SELECT transfer_syntax_uid FROM instances WHERE sop_instance_uid = ?", (sop_uid(path),)
         )
         if stored != transfer_syntax:
             wrong[UID(transfer_syntax).name] = UID(stored).name if stored else None
     assert not wrong, f"sent in one syntax, stored in another (sent: stored): {wrong}"
     for path, transfer_syntax in zip(paths, DCMSEND_KEEPS, strict=True):
-        assert_stored_as_sent(server, path, transfer_syntax)
+        assert_stored_as_sent(server_each_way, path, transfer_syntax)
 
 
 def test_resending_the_same_files_keeps_one_copy(server: DicomflowServer, tmp_path: Path) -> None:
@@ -225,19 +244,19 @@ def test_every_transfer_syntax_the_receiver_accepts_is_tested_here() -> None:
     assert set(TRANSFER_SYNTAXES) == set(ACCEPTED_SYNTAXES)
 
 
-def test_small_pdus_are_reassembled(server: DicomflowServer, tmp_path: Path) -> None:
+def test_small_pdus_are_reassembled(server_each_way: DicomflowServer, tmp_path: Path) -> None:
     """4 KiB PDUs: every data set arrives in about a hundred fragments (the fast path's buffer grows too)."""
     study = make_study(series=1, instances=2)
     for ds in study:
         ds.Rows = ds.Columns = 512
         ds.PixelData = bytes(range(256)) * 2048  # 512 x 512 x 2 bytes
     paths = write_files(study, tmp_path)
-    storescu(server.dimse_port, paths, "--max-send-pdu", "4096")
+    storescu(server_each_way.dimse_port, paths, "--max-send-pdu", "4096")
     for path in paths:
-        assert_stored_as_sent(server, path, ExplicitVRLittleEndian)
+        assert_stored_as_sent(server_each_way, path, ExplicitVRLittleEndian)
 
 
-def test_echo_and_store_share_an_association(server: DicomflowServer, tmp_path: Path) -> None:
+def test_echo_and_store_share_an_association(server_each_way: DicomflowServer, tmp_path: Path) -> None:
     """C-ECHO (left to pynetdicom) between C-STOREs (received in the DUL thread) on one association."""
     from pynetdicom import AE
 
@@ -245,7 +264,7 @@ def test_echo_and_store_share_an_association(server: DicomflowServer, tmp_path: 
     ae = AE(ae_title="MIXED")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = ae.associate("127.0.0.1", server.dimse_port, ae_title="DICOMFLOW")
+    assoc = ae.associate("127.0.0.1", server_each_way.dimse_port, ae_title="DICOMFLOW")
     try:
         assert assoc.is_established
         statuses = [
@@ -279,38 +298,41 @@ def assert_stored_once(server: DicomflowServer, path: Path, uid: str) -> None:
 
 
 def test_the_same_files_from_another_calling_ae_are_a_success_stored_once(
-    server: DicomflowServer, tmp_path: Path
+    server_each_way: DicomflowServer, tmp_path: Path
 ) -> None:
     """The stored file meta names the first sender (SourceApplicationEntityTitle); a re-send from another
     modality carries the same data set and is an identical re-send, not a conflict (0x0111)."""
-    study, paths = send_study(server, tmp_path)
+    study, paths = send_study(server_each_way, tmp_path)
 
-    done = storescu(server.dimse_port, paths, "-v", calling_ae="OTHER_MODALITY")
+    done = storescu(server_each_way.dimse_port, paths, "-v", calling_ae="OTHER_MODALITY")
 
     assert store_responses(done) == ["Success"] * len(paths)
     for ds, path in zip(study, paths, strict=True):
-        assert_stored_once(server, path, ds.SOPInstanceUID)
+        assert_stored_once(server_each_way, path, ds.SOPInstanceUID)
 
 
 def test_the_same_file_over_http_and_over_dicom_is_a_success_stored_once(
-    server: DicomflowServer, tmp_path: Path
+    server_each_way: DicomflowServer, tmp_path: Path
 ) -> None:
-    server.http.post("/projects", json={"label": "twice"}).raise_for_status()
+    server_each_way.http.post("/projects", json={"label": "twice"}).raise_for_status()
     ds = make_instance()
     [path] = write_files([ds], tmp_path / "file")
 
-    with Client(f"http://127.0.0.1:{server.http_port}", server.token) as client:
+    with Client(f"http://127.0.0.1:{server_each_way.http_port}", server_each_way.token) as client:
         upload = client.wait_for_import(client.upload_dir("twice", path, progress=False).id, timeout=60)
         assert upload.errors == [] and upload.summary_errors == []
-        done = storescu(server.dimse_port, [path], "-v", called_ae="kp-twice", calling_ae="MODALITY")
+        done = storescu(server_each_way.dimse_port, [path], "-v", called_ae="kp-twice", calling_ae="MODALITY")
         assert store_responses(done) == ["Success"]
         again = client.wait_for_import(client.upload_dir("twice", path, progress=False).id, timeout=60)
         assert again.errors == [] and again.summary_errors == []
 
     assert (
-        server.scalar("SELECT count(*) FROM instances WHERE sop_instance_uid = ?", (ds.SOPInstanceUID,)) == 1
+        server_each_way.scalar(
+            "SELECT count(*) FROM instances WHERE sop_instance_uid = ?", (ds.SOPInstanceUID,)
+        )
+        == 1
     )
-    assert server.events(kind="rejected", object_uid=ds.SOPInstanceUID) == []
-    assert len(server.events(kind="duplicate", object_uid=ds.SOPInstanceUID)) == 2
+    assert server_each_way.events(kind="rejected", object_uid=ds.SOPInstanceUID) == []
+    assert len(server_each_way.events(kind="duplicate", object_uid=ds.SOPInstanceUID)) == 2
     # the copy kept is the first one received: the uploaded file, its own file meta included
-    assert server.http.get(f"/instances/{ds.SOPInstanceUID}/file").content == path.read_bytes()
+    assert server_each_way.http.get(f"/instances/{ds.SOPInstanceUID}/file").content == path.read_bytes()

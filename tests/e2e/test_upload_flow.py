@@ -20,6 +20,7 @@ from factories import DicomflowServer, server_env, write_files
 pytestmark = pytest.mark.e2e
 
 FAST = {"DICOMFLOW_PROCESSING__POLL_INTERVAL": "0.1"}
+STOCK = {"DICOMFLOW_PERFORMANCE__FAST_PATHS": "0"}  # the stock library code: no upload fast lane, no scanner
 REPORT_TYPE = "icobrain_ms"
 CLI_TIMEOUT = 300
 
@@ -40,10 +41,11 @@ def assert_report_files(files: list[Path]) -> None:
     assert pdf.read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.parametrize("fast_paths", [True, False], ids=["fast-paths", "stock"])
 def test_the_sdk_takes_a_folder_through_import_review_and_results(
-    make_server: Callable[..., DicomflowServer], tmp_path: Path
+    make_server: Callable[..., DicomflowServer], tmp_path: Path, fast_paths: bool
 ) -> None:
-    server = make_server(**FAST)
+    server = make_server(**FAST, **({} if fast_paths else STOCK))
     new_project(server, "ms")
     study = make_ms_study()
     folder = tmp_path / "mr"
