@@ -263,8 +263,8 @@ def _data_dir_toml(init_settings: PydanticBaseSettingsSource) -> Path | None:
 
 
 class PerformanceSettings(BaseModel):
-    """Speed-ups that reach into a library's internals: each measured in ``bench/``, each with a canary
-    test (``tests/unit/test_private_canary.py``)."""
+    """Speed-ups reaching into a library's internals: each measured in ``bench/``, each with a canary test
+    (``tests/unit/test_private_canary.py``)."""
 
     fast_paths: bool = Field(
         True,
