@@ -121,7 +121,7 @@ def _dul_queues() -> None:
 def _dul_idle_sleep() -> None:
     import pynetdicom.dul
 
-    _require(hasattr(pynetdicom.dul.time, "sleep"), "has no module time")
+    _require(hasattr(vars(pynetdicom.dul).get("time"), "sleep"), "has no module time")
     _require(_association().dul._run_loop_delay == 0.001, "idle delay is not 1 ms")
     _uses(pynetdicom.dul.DULServiceProvider.run_reactor, "time", "sleep", "_run_loop_delay")
 
@@ -160,7 +160,7 @@ def _dimse_provider() -> None:
 def _negotiate_as_acceptor() -> None:
     import pynetdicom.acse
 
-    _parameters(pynetdicom.acse.negotiate_as_acceptor, "rq_contexts", "ac_contexts", "roles")
+    _parameters(vars(pynetdicom.acse)["negotiate_as_acceptor"], "rq_contexts", "ac_contexts", "roles")
     _uses(pynetdicom.acse.ACSE._negotiate_as_acceptor, "negotiate_as_acceptor")  # a module global
 
 

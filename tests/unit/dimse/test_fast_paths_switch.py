@@ -21,13 +21,14 @@ from dicomflow.dimse import Receiver, configure
 from dicomflow.dimse._reactor import ReactorClock
 from dicomflow.ingest import open_ingestor
 
+DUL, ASSOCIATION = pynetdicom.dul, pynetdicom.association  # their ``time`` is what configure swaps
+
 
 @pytest.fixture
 def restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever ``configure`` sets process-wide is put back after the test."""
-    monkeypatch.setattr(pynetdicom.dul, "time", pynetdicom.dul.time)
-    monkeypatch.setattr(pynetdicom.association, "time", pynetdicom.association.time)
-    monkeypatch.setattr(pynetdicom.acse, "negotiate_as_acceptor", pynetdicom.acse.negotiate_as_acceptor)
+    for module, name in [(DUL, "time"), (ASSOCIATION, "time"), (pynetdicom.acse, "negotiate_as_acceptor")]:
+        monkeypatch.setattr(module, name, vars(module)[name])
     monkeypatch.setattr(pynetdicom_config, "LOG_HANDLER_LEVEL", pynetdicom_config.LOG_HANDLER_LEVEL)
     settings = pydicom.config.settings
     monkeypatch.setattr(settings, "reading_validation_mode", settings.reading_validation_mode)
@@ -45,13 +46,13 @@ def _settings(tmp_path: Path, fast_paths: bool) -> Settings:
 @pytest.mark.usefixtures("restored")
 def test_configure_installs_the_reactor_clock_only_with_fast_paths(tmp_path: Path) -> None:
     configure(_settings(tmp_path, True))
-    clock = pynetdicom.dul.time
-    assert isinstance(clock, ReactorClock) and pynetdicom.association.time is clock
+    clock = vars(DUL)["time"]
+    assert isinstance(clock, ReactorClock) and vars(ASSOCIATION)["time"] is clock
     configure(_settings(tmp_path, True))
-    assert pynetdicom.dul.time is clock  # one per process: reactors registered with it keep it
+    assert vars(DUL)["time"] is clock  # one per process: reactors registered with it keep it
 
     configure(_settings(tmp_path, False))
-    assert pynetdicom.dul.time is time and pynetdicom.association.time is time
+    assert vars(DUL)["time"] is time and vars(ASSOCIATION)["time"] is time
 
 
 @pytest.mark.parametrize("fast_paths", [True, False], ids=["fast-paths", "stock"])
