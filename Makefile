@@ -48,7 +48,7 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	MYPYPATH=src:tests:tests/e2e:tests/integration $(BIN)/mypy --check-untyped-defs --explicit-package-bases --exclude tests/e2e/icometrix tests
+	MYPYPATH=src:tests:tests/e2e $(BIN)/mypy --check-untyped-defs --explicit-package-bases --exclude tests/e2e/icometrix tests
 
 # The layer contracts in pyproject's [tool.importlinter].
 imports: $(STAMP)
