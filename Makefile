@@ -59,11 +59,12 @@ spelling: $(STAMP)
 
 check: lint typecheck imports spelling
 
-# The suite on every core (pytest-xdist: each worker its own ports and data directories), then the tests
-# marked `serial` alone; coverage is summed over both passes and must stay above the floor in pyproject.
+# The suite on every core (pytest-xdist: each worker its own ports and data directories; the tests sharing a
+# module's server stay on one worker, see tests/conftest.py), then the tests marked `serial` alone; coverage
+# is summed over both passes and must stay above the floor in pyproject.
 PYTEST_WORKERS ?= auto
 pytest: $(STAMP) $(ICOMETRIX_STAMP) system-deps
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not serial" --cov --cov-report= --cov-fail-under=0
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial" --cov --cov-report= --cov-fail-under=0
 	$(BIN)/pytest -q -m serial --cov --cov-append --cov-report=term:skip-covered
 
 test: system-deps check pytest

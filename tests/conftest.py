@@ -22,6 +22,17 @@ import factories
 from factories import DicomflowServer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the tests of a module that share a module-scoped fixture (``server`` and the like: a running
+    server) on one xdist worker (``--dist loadgroup``), so that each such server starts once, not once per
+    worker; every other test is handed to whichever worker is free."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures is not None else []
+        if any(defs[-1].scope == "module" for defs in definitions):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(autouse=True)
 def strict_pydicom_writing() -> Iterator[None]:
     """pydicom raises on invalid values written by a test (tests that want bad values switch it off)."""
