@@ -88,11 +88,11 @@ def node(
     scope = "subject" if group_by is GroupBy.PATIENT_ID else "session"
 
     def released(study_uids: set[str]) -> None:
-        from dicomflow.index import _processing as q
         from dicomflow.index import reading
+        from dicomflow.index.studies import sessions_of_study_uid
 
         with reading(ingestor.engine) as conn:
-            sessions = [s for uid in study_uids for s in q.sessions_of_study_uid(conn, uid)]
+            sessions = [s for uid in study_uids for s in sessions_of_study_uid(conn, uid)]
         engine.flow.offer(sessions, chosen.name, scope=scope, actor="node")
 
     receiver = NodeReceiver(
