@@ -17,9 +17,11 @@ import importlib
 import logging
 import os
 import select
+import signal
 import socket
 import threading
 import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -68,8 +70,10 @@ def http_worker_count(settings: Settings) -> int:
 
 def run_http_worker(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
     """Body of one HTTP process: its application and app, served by uvicorn on the shared socket until
-    SIGTERM (uvicorn's own handler; it finishes the requests under way)."""
+    SIGTERM (uvicorn's own handler: it finishes the requests under way), then the application closed."""
     die_with_parent()
+    # before uvicorn runs, and once it has stopped (it raises the SIGTERM it caught again)
+    signal.signal(signal.SIGTERM, _exit)
     application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
     try:
         config = uvicorn.Config(
@@ -81,6 +85,10 @@ def run_http_worker(settings: Settings, registry: ReportTypes, listening: socket
             uvicorn.Server(config).run(sockets=[listening])
     finally:
         application.close()
+
+
+def _exit(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)  # exit status 0: stopped on purpose (see WorkerPool), the application closed
 
 
 class _BalancedServer(uvicorn.Server):
