@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+from typing import TYPE_CHECKING
 
 from dicomflow.config import Settings
 from dicomflow.errors import ConfigError
-from dicomflow.pipelines import ReportTypes
 from dicomflow.serve._signals import wait_for_signal
 from dicomflow.serve._sockets import listen, listen_http
 from dicomflow.storage import DataDirLock
+
+if TYPE_CHECKING:
+    from dicomflow.pipelines import ReportTypes
 
 LOGGER = logging.getLogger("dicomflow")
 
