@@ -35,6 +35,7 @@ from dicomflow.serve._supervisor import die_with_parent
 LOGGER = logging.getLogger(__name__)
 UVICORN_PRIVATE = (
     "uvicorn.Server.startup",
+    "uvicorn.Server.should_exit",
     "uvicorn.Server.server_state",
     "uvicorn.server.ServerState.connections",
     "uvicorn.Server.lifespan",
