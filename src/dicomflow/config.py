@@ -263,8 +263,7 @@ def _data_dir_toml(init_settings: PydanticBaseSettingsSource) -> Path | None:
 
 
 class PerformanceSettings(BaseModel):
-    """Speed-ups that reach into a library's internals: each measured in ``bench/``, each with a canary
-    test."""
+    """Speed-ups reaching into a library's internals: each measured in ``bench/``, each with a canary test."""
 
     fast_paths: bool = Field(
         True,

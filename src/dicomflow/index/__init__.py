@@ -1,4 +1,10 @@
-"""The metadata index: SQLAlchemy models, engine, migrations and queries."""
+"""The metadata index: SQLAlchemy models, engine, migrations, and one repository module per aggregate.
+
+Repositories (``arrivals``, ``studies``, ``jobs``, ``results``, ``outbox``, ``rules``, ...) are public
+modules: each function takes the caller's connection first (opened with :func:`reading` or
+:func:`writing` by a use case, so that one use case is one transaction) and returns frozen dataclasses,
+never rows.
+"""
 
 from dicomflow.index._accounts import (
     Role,

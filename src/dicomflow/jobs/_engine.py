@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 
 from dicomflow.config import Settings
 from dicomflow.flow import TERMINAL, Stage
-from dicomflow.index import _processing as q
 from dicomflow.index import reading
+from dicomflow.index.studies import StudyInfo, list_studies
 from dicomflow.jobs._executor import EmbeddedExecutor, Executor
 from dicomflow.jobs._flow import Flow
 from dicomflow.jobs._outbox import Outbox
@@ -91,7 +91,7 @@ class ProcessingEngine:
             self.flow.close()
             self.store.close()
 
-    def run_until_settled(self, study_ids: Sequence[int], timeout: float | None = None) -> list[q.StudyInfo]:
+    def run_until_settled(self, study_ids: Sequence[int], timeout: float | None = None) -> list[StudyInfo]:
         """Drive the loop here until the studies end or wait for review (``import --report-type``)."""
         self.executor.recover()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -99,7 +99,7 @@ class ProcessingEngine:
         while True:
             self.step()
             with reading(self.engine) as conn:
-                studies = [s for s in q.list_studies(conn, latest_only=False) if s.id in set(study_ids)]
+                studies = [s for s in list_studies(conn, latest_only=False) if s.id in set(study_ids)]
             if all(s.stage in waiting for s in studies) and self.executor.busy == 0:
                 return studies
             if deadline is not None and time.monotonic() > deadline:

@@ -38,8 +38,8 @@ def serve_node(settings: Settings, report_type: str, *, group_by: str, reject_st
     from dicomflow.dimse import configure
     from dicomflow.dimse._node import NodeReceiver
     from dicomflow.errors import AlreadyExists
-    from dicomflow.index import _processing as q
     from dicomflow.index import create_project, reading
+    from dicomflow.index.studies import sessions_of_study_uid
     from dicomflow.ingest import recover_store
     from dicomflow.jobs import ProcessingEngine
     from dicomflow.runtime import open_application
@@ -56,7 +56,7 @@ def serve_node(settings: Settings, report_type: str, *, group_by: str, reject_st
 
     def released(study_uids: set[str]) -> None:
         with reading(application.engine) as conn:
-            sessions = [s for uid in study_uids for s in q.sessions_of_study_uid(conn, uid)]
+            sessions = [s for uid in study_uids for s in sessions_of_study_uid(conn, uid)]
         application.flow.offer(sessions, chosen.name, scope=scope, actor="node")
 
     receiver = NodeReceiver(
