@@ -9,8 +9,8 @@ dicomflow's fast paths (``performance.fast_paths``) and a few patches reach past
   ``tests/unit/dimse/test_scu_race.py``);
 * pydicom: ``dicom/_header.py`` and ``dicom/_file_meta.py`` (raw elements, the reader's and writer's
   building blocks, the data set's original encoding);
-* uvicorn: ``api/_server.py`` (``Server.server_state``, ``ServerState.connections``, the protocol class it
-  builds itself, the lifespan's state);
+* uvicorn: ``serve/_http.py`` (``Server.server_state``, ``ServerState.connections``, the protocol class it
+  builds itself, the lifespan's state: its ``UVICORN_PRIVATE``);
 * Starlette and FastAPI: ``api/_guard.py`` and ``api/_fastlane.py`` (``cookie_parser``,
   ``get_authorization_scheme_param``, the router's route list);
 * SQLAlchemy: ``index/_rows.py`` (the driver's own connection), ``index/_queries.py`` (``Row._asdict``).
@@ -344,12 +344,11 @@ CANARIES = [
     Canary(
         "uvicorn",
         "Server.server_state, ServerState.connections",
-        "api/_server.py",
+        "serve/_http.py",
         _server_state_connections,
-        fenced=False,
     ),
-    Canary("uvicorn", "Config.http_protocol_class", "api/_server.py", _protocol_class, fenced=False),
-    Canary("uvicorn", "Server.lifespan.state", "api/_server.py", _lifespan_state, fenced=False),
+    Canary("uvicorn", "Config.http_protocol_class", "serve/_http.py", _protocol_class),
+    Canary("uvicorn", "Server.lifespan.state", "serve/_http.py", _lifespan_state),
     Canary("starlette", "starlette.requests.cookie_parser", "api/_guard.py", _cookie_parser, fenced=False),
     Canary(
         "fastapi",
@@ -362,6 +361,27 @@ CANARIES = [
     Canary("SQLAlchemy", "Connection.connection.driver_connection", "index/_rows.py", _driver_connection),
     Canary("SQLAlchemy", "Row._asdict", "index/_queries.py", _row_asdict, fenced=False),
 ]
+
+
+UVICORN_CHECKED = {
+    "uvicorn.Server.startup": _lifespan_state,
+    "uvicorn.Server.should_exit": _server_state_connections,
+    "uvicorn.Server.server_state": _server_state_connections,
+    "uvicorn.server.ServerState.connections": _server_state_connections,
+    "uvicorn.Server.lifespan": _lifespan_state,
+    "uvicorn.lifespan.on.LifespanOn.state": _lifespan_state,
+    "uvicorn.Config.http_protocol_class": _protocol_class,
+    "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol"
+    "(config=, server_state=, app_state=)": _protocol_class,
+}
+"""Each name of ``serve._http.UVICORN_PRIVATE`` and the check above that covers it."""
+
+
+def test_every_uvicorn_internal_the_http_workers_use_is_checked_here() -> None:
+    from dicomflow.serve._http import UVICORN_PRIVATE
+
+    assert set(UVICORN_PRIVATE) == set(UVICORN_CHECKED), "serve/_http.py names another uvicorn internal"
+    assert {c.check for c in CANARIES} >= set(UVICORN_CHECKED.values())
 
 
 @pytest.mark.parametrize("canary", CANARIES, ids=[c.attribute for c in CANARIES])

@@ -41,7 +41,7 @@ def _prefer_requestor_order(negotiate: Callable[..., Any]) -> Callable[..., Any]
                 cx.transfer_syntax = [first]
         return accepted, roles_out
 
-    wrapped._dicomflow = True  # type: ignore[attr-defined]
+    wrapped._dicomflow = True  # type: ignore[attr-defined]  # a marker attribute on the wrapper function
     return wrapped
 
 
@@ -59,7 +59,7 @@ def configure(settings: Settings) -> None:
     preference for the requestor's transfer syntax is no speed-up but what is stored: it holds either way.
     """
     pynetdicom_config.LOG_HANDLER_LEVEL = "none"
-    pynetdicom.acse.negotiate_as_acceptor = _prefer_requestor_order(pynetdicom.acse.negotiate_as_acceptor)  # type: ignore[attr-defined]
+    pynetdicom.acse.negotiate_as_acceptor = _prefer_requestor_order(pynetdicom.acse.negotiate_as_acceptor)  # type: ignore[attr-defined]  # pynetdicom does not re-export it
     # one clock per process, kept if already there (reactors of running associations registered with it)
     clock = (reactor_clock() or ReactorClock()) if settings.performance.fast_paths else time
     pynetdicom.association.time = clock  # type: ignore[assignment,attr-defined]  # or a module-like stand-in

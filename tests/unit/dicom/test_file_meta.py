@@ -16,7 +16,6 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    generate_uid,
 )
 
 from dicomflow.dicom import IMPLEMENTATION_CLASS_UID, dataset_offset, encode_file_meta
@@ -41,9 +40,13 @@ def _pydicom_meta(sop_class: str, sop: str, syntax: str, ae: str) -> bytes:
     return out.getvalue()
 
 
+# a 64-character UID of generate_uid()'s shape, fixed: xdist workers must collect the same test ids
+LONG_UID = "1.2.826.0.1.3680043.8.498.93958101060489017100497705261914419695"
+
+
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian, JPEG2000])
 @pytest.mark.parametrize("ae", ["", "STORESCU", "kp-lung"])
-@pytest.mark.parametrize("sop", ["1.2.3", "1.2.34", generate_uid()])
+@pytest.mark.parametrize("sop", ["1.2.3", "1.2.34", LONG_UID])
 def test_identical_to_pydicom(syntax: str, ae: str, sop: str) -> None:
     assert encode_file_meta(CTImageStorage, sop, syntax, ae) == _pydicom_meta(CTImageStorage, sop, syntax, ae)
 
@@ -71,7 +74,7 @@ def test_dataset_offset_is_where_the_file_meta_ends(ae: str) -> None:
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, JPEG2000])
 @pytest.mark.parametrize("ae", ["", "STORESCU"])
 def test_with_fast_paths_off_pydicom_writes_the_same_file_meta(syntax: str, ae: str) -> None:
-    sop = generate_uid()
+    sop = LONG_UID
     stock = encode_file_meta(CTImageStorage, sop, syntax, ae, fast_paths=False)
     assert stock == encode_file_meta(CTImageStorage, sop, syntax, ae)
     with pytest.raises(UnicodeEncodeError):

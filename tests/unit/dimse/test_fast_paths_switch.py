@@ -19,7 +19,7 @@ from pynetdicom.association import Association
 from dicomflow.config import Settings
 from dicomflow.dimse import Receiver, configure
 from dicomflow.dimse._reactor import ReactorClock
-from dicomflow.ingest import open_ingestor
+from dicomflow.runtime import open_application
 
 DUL, ASSOCIATION = pynetdicom.dul, pynetdicom.association  # their ``time`` is what configure swaps
 
@@ -57,16 +57,15 @@ def test_configure_installs_the_reactor_clock_only_with_fast_paths(tmp_path: Pat
 
 @pytest.mark.parametrize("fast_paths", [True, False], ids=["fast-paths", "stock"])
 def test_the_receiver_reads_pdus_itself_only_with_fast_paths(tmp_path: Path, fast_paths: bool) -> None:
-    settings = _settings(tmp_path, fast_paths)
-    ingestor = open_ingestor(settings)
+    application = open_application(_settings(tmp_path, fast_paths), migrate_index=False)
     try:
-        receiver = Receiver(settings.dimse, ingestor, ingestor.engine)
+        receiver = Receiver(application)
         assoc = Association(AE(), "acceptor")
         stock_reader = assoc.dul._read_pdu_data
         receiver.on_connection(SimpleNamespace(assoc=assoc))
 
-        assert receiver.fast_paths is ingestor.fast_paths is fast_paths
+        assert receiver.fast_paths is application.ingestor.fast_paths is fast_paths
         assert (assoc.dul._read_pdu_data == stock_reader) is not fast_paths
         receiver.on_connection_closed(SimpleNamespace(assoc=assoc))
     finally:
-        ingestor.close()
+        application.close()
