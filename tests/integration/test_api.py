@@ -12,7 +12,7 @@ import pytest
 from conftest_api import ApiContext, Seeded, TestClient, api_settings, running_api
 
 from dicomflow.api import create_app
-from dicomflow.index._accounts import Role, create_token, create_user
+from dicomflow.usecases.accounts import Role, create_token, create_user
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_datasets_list_their_series(api: ApiContext) -> None:
 
 
 def test_datasets_show_only_series_of_the_callers_projects(api: ApiContext) -> None:
-    engine = api.client.app.state.engine  # type: ignore[attr-defined]
-    create_user(engine, "outsider@example.org", "pw", Role.VIEWER)  # a member of no project
-    token = create_token(engine, "outsider@example.org")
+    application = api.client.app.state.application  # type: ignore[attr-defined]
+    create_user(application, "outsider@example.org", "pw", Role.VIEWER)  # a member of no project
+    token = create_token(application, "outsider@example.org")
     assert api.client.get("/api/v1/datasets", headers={"Authorization": f"Bearer {token}"}).json() == []

@@ -13,7 +13,7 @@ import pytest
 from conftest_api import ApiContext, TestClient, running_api
 
 from dicomflow.errors import ERRORS_BY_CODE
-from dicomflow.index._accounts import Role
+from dicomflow.usecases.accounts import Role
 
 UNKNOWN_UID = "1.2.826.0.1.3680043.8.498.999"
 

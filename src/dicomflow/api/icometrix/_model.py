@@ -28,11 +28,11 @@ from typing import Any
 from dicomflow import __version__
 from dicomflow.errors import NotFound
 from dicomflow.flow import Stage
-from dicomflow.index._accounts import UserInfo
 from dicomflow.index.jobs import JobInfo
 from dicomflow.index.results import ResultInfo
 from dicomflow.index.studies import StudyInfo
 from dicomflow.uploads import UploadInfo
+from dicomflow.usecases.accounts import UserInfo
 
 STORAGE = "/storage-service/api/v1/projects"
 UPLOADS = "/uploads-service/api/v1/projects"

@@ -4,7 +4,6 @@ mapping in ``_model.py``, and never decide anything themselves."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
@@ -13,27 +12,18 @@ from pydantic import BaseModel
 from pydicom import dcmread
 from sqlalchemy import Engine, func, select
 
-from dicomflow.api._access import READ, UPLOAD, Access, no_such_project
-from dicomflow.api._deps import Identities, IndexEngine, get_identities
+from dicomflow.api._access import READ, UPLOAD, Access, access_of, no_such_project
+from dicomflow.api._deps import App, Identities, IndexEngine, get_identities
 from dicomflow.api.icometrix import _model as m
 from dicomflow.errors import NotFound
 from dicomflow.index import Acquisition, Instance, Project, Session, Study, Subject, reading
-from dicomflow.index._accounts import (
-    Refusal,
-    TokenKind,
-    check_token,
-    create_token,
-    prune_sessions,
-    revoke_token,
-)
-from dicomflow.index._logins import LoginPolicy, login
 from dicomflow.index.results import result_row, results_of_study
 from dicomflow.index.studies import StudyInfo, latest_study, list_studies
 from dicomflow.jobs import Flow
 from dicomflow.uploads import Uploads
+from dicomflow.usecases.accounts import Refusal, end_session, session_for_password, session_for_token
 
 COOKIE = "dicomflow_session"
-_KEEP_ENDED_SESSIONS = timedelta(days=1)  # ended sessions stay listed (tokens list --all) for a day
 router = APIRouter()
 PageIndex = Annotated[int | None, Query(alias="pageIndex", ge=0)]
 PageSize = Annotated[int | None, Query(alias="pageSize", ge=1, le=10_000)]
@@ -51,9 +41,7 @@ class PasswordLogin(BaseModel):
     password: str
 
 
-def _open_session(engine: Engine, email: str, response: Response, idle_timeout: float) -> dict[str, Any]:
-    prune_sessions(engine, older_than=timedelta(seconds=idle_timeout) + _KEEP_ENDED_SESSIONS)
-    token = create_token(engine, email, kind=TokenKind.SESSION)  # ends when idle, revoked at logout
+def _session_cookie(response: Response, email: str, token: str) -> dict[str, Any]:
     response.set_cookie(
         COOKIE, token, httponly=True, path="/", samesite="lax"
     )  # no Secure/Domain: plain HTTP
@@ -61,40 +49,25 @@ def _open_session(engine: Engine, email: str, response: Response, idle_timeout: 
 
 
 @router.post("/authentication-service/api/v1/token-sessions")
-def token_session(
-    body: TokenLogin, request: Request, response: Response, engine: IndexEngine
-) -> dict[str, Any]:
+def token_session(body: TokenLogin, response: Response, app: App) -> dict[str, Any]:
     """Exchange an API token for a cookie session (401 with the reason for a refused token)."""
-    idle = request.app.state.settings.http.session_idle_timeout
-    user = check_token(engine, body.key, session_idle_timeout=idle)
-    if isinstance(user, Refusal):
-        raise user.error()
-    return _open_session(engine, user.email, response, idle)
+    user, token = session_for_token(app, body.key)
+    return _session_cookie(response, user.email, token)
 
 
 @router.post("/authentication-service/api/v1/sessions")
-def password_session(
-    body: PasswordLogin, request: Request, response: Response, engine: IndexEngine
-) -> dict[str, Any]:
+def password_session(body: PasswordLogin, request: Request, response: Response, app: App) -> dict[str, Any]:
     """Log in with email and password; the session lives in a cookie.
 
     Failed logins are throttled per account and per client address (429 with ``Retry-After``).
     """
-    http = request.app.state.settings.http
-    policy = LoginPolicy(
-        max_failures=http.login_max_failures,
-        max_failures_per_address=http.login_max_failures_per_address,
-        lockout=http.login_lockout,
-        lockout_max=http.login_lockout_max,
-        failure_window=http.login_failure_window,
-    )
     address = request.client.host if request.client else "unknown"
-    user = login(engine, body.email, body.password, address=address, policy=policy)
-    return _open_session(engine, user.email, response, http.session_idle_timeout)
+    user, token = session_for_password(app, body.email, body.password, address)
+    return _session_cookie(response, user.email, token)
 
 
 async def caller(
-    request: Request, engine: IndexEngine, identities: Annotated[Identities, Depends(get_identities)]
+    request: Request, app: App, identities: Annotated[Identities, Depends(get_identities)]
 ) -> Access:
     """The user of the session cookie (401 without one, or with the reason the session is refused)."""
     token = request.cookies.get(COOKIE)
@@ -102,16 +75,16 @@ async def caller(
     if isinstance(user, Refusal):
         hint = "log in first: POST /authentication-service/api/v1/token-sessions"
         raise user.error(hint if user is Refusal.UNKNOWN else None)
-    return Access.of(user, engine)
+    return access_of(app, user)
 
 
 Caller = Annotated[Access, Depends(caller)]
 
 
 @router.delete("/authentication-service/api/v1/sessions")
-def logout(request: Request, response: Response, engine: IndexEngine, who: Caller) -> dict[str, Any]:
+def logout(request: Request, response: Response, app: App, who: Caller) -> dict[str, Any]:
     """End the session: its token is revoked and the cookie cleared."""
-    revoke_token(engine, request.cookies[COOKIE])
+    end_session(app, request.cookies[COOKIE])
     request.app.state.identities.forget(request.cookies[COOKIE])
     response.delete_cookie(COOKIE, path="/")
     return {"status": "ok"}
