@@ -47,9 +47,9 @@ def open_application(settings: Settings, *, migrate_index: bool = True) -> Appli
         Bring the index to the newest schema first (every entry point does; tests of migrations do not).
     """
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    if migrate_index:
-        migrate(engine)
     store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+    if migrate_index:
+        migrate(engine, blob_path=store.path_of)  # 0006 reads the series headers of existing rows
     processing = settings.processing
     registry = load_report_types(processing.plugins, processing.aliases, processing.options)
     flow = Flow(settings, engine, store, registry)
