@@ -50,14 +50,15 @@ def read_series_attributes(
     source
         Path, binary file object, or the bytes of the whole file.
     """
+    readable: Any = source
     if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(source)
+        readable = _Reader(source)  # not BytesIO: it would copy a file mapped in memory, pixel data and all
     try:
         ds = dcmread(
-            source, stop_before_pixels=True, specific_tags=["SpecificCharacterSet", *SERIES_KEYWORDS]
+            readable, stop_before_pixels=True, specific_tags=["SpecificCharacterSet", *SERIES_KEYWORDS]
         )
         found = {keyword: _strings(ds.get(keyword)) for keyword in SERIES_KEYWORDS}
-    except Exception:  # noqa: BLE001  # a malformed header describes nothing; ingest goes on
+    except Exception:  # a malformed header describes nothing; ingest goes on
         return {}
     return {keyword: values for keyword, values in found.items() if values is not None}
 
@@ -69,3 +70,31 @@ def _strings(value: Any) -> list[str] | None:
     if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str)):
         return [str(item) for item in value]
     return [str(value)]
+
+
+class _Reader(io.RawIOBase):
+    """A read-only file over bytes in memory that copies only what is read."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:size] = self._view[self._position : self._position + size]
+        self._position += size
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
