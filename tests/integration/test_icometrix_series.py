@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from alembic import command
 from alembic.config import Config
-from conftest_api import TestClient, api_settings
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import select, update
 
+from apihelpers import TestClient, api_settings
 from dicomflow import index
 from dicomflow.api import create_app
 from dicomflow.config import Settings

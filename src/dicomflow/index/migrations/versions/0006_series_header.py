@@ -7,8 +7,8 @@ Create Date: 2026-12-03 12:00:00.000000
 ``acquisitions.series_header`` holds, as JSON, the ``dicom.SERIES_KEYWORDS`` of the series' first instance
 (``{keyword: [values as text]}``), written when the series is first placed, so that listing a study's series
 opens no file. Existing acquisitions are filled here from their first instance's blob when the caller names
-the blob store (``migrate(engine, blob_path=store.path_of)``, as every entry point does); any left empty are
-filled by the first request that lists them.
+the blob store (``migrate(engine, blob_path=store.path_of)``, as ``open_application`` and ``dicomflow serve``
+do); any left empty are filled by the first request that lists them.
 """
 
 from __future__ import annotations
