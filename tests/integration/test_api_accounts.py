@@ -27,9 +27,9 @@ from dicomflow.errors import (
     TooManyAttempts,
 )
 from dicomflow.index import LoginFailure, Token, User
+from dicomflow.index import accounts as account_repository
 from dicomflow.index.accounts import check_password, hash_password, needs_rehash
 from dicomflow.runtime import Application, open_application
-from dicomflow.usecases import accounts
 from dicomflow.usecases.accounts import (
     LoginPolicy,
     Refusal,
@@ -193,13 +193,13 @@ def test_unknown_emails_verify_a_dummy_hash_like_known_ones(
 ) -> None:
     create_user(app, "known@example.org", "pw", Role.VIEWER)
     verified: list[str] = []
-    real_verify = accounts.users.check_password
+    real_verify = account_repository.check_password
 
     def spy(encoded: str, password: str) -> bool:
         verified.append(encoded)
         return real_verify(encoded, password)
 
-    monkeypatch.setattr(accounts.users, "check_password", spy)
+    monkeypatch.setattr(account_repository, "check_password", spy)
     assert authenticate(app, "nobody@example.org", "pw") is None
     assert authenticate(app, "known@example.org", "wrong") is None
     dummy, known = verified

@@ -20,10 +20,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from dicomflow.api import create_app
-from dicomflow.api.icometrix._model import Kind, make_id
 from dicomflow.config import Settings
 from dicomflow.index import create_project
 from dicomflow.usecases.accounts import Role, create_token, create_user, grant
+from dicomflow.usecases.icometrix import Kind, make_id
 from factories import make_study, to_bytes
 from waiting import wait_until
 
