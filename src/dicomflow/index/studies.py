@@ -435,7 +435,12 @@ def list_studies(
 
 
 def _study_info(conn: Connection, row: Row[Any], detail: bool) -> StudyInfo:
-    info = StudyInfo(
+    history, findings, jobs = (
+        (_history_of(conn, row.id), _findings_of(conn, row.id), job_infos_of_study(conn, row.id))
+        if detail
+        else ([], [], [])
+    )
+    return StudyInfo(
         id=row.id,
         study_instance_uid=row.study_instance_uid,
         version=row.version,
@@ -449,21 +454,23 @@ def _study_info(conn: Connection, row: Row[Any], detail: bool) -> StudyInfo:
         upload_id=row.upload_id,
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        history=history,
+        findings=findings,
+        jobs=jobs,
     )
-    if not detail:
-        return info
-    info.history.extend(
-        StageEntry(as_utc(h.at), Stage(h.stage), h.actor, h.reason)
-        for h in conn.execute(
-            select(StageChange).where(StageChange.study_id == row.id).order_by(StageChange.id)
-        )
-    )
-    info.findings.extend(
+
+
+def _history_of(conn: Connection, study_id: int) -> list[StageEntry]:
+    query = select(StageChange).where(StageChange.study_id == study_id).order_by(StageChange.id)
+    return [StageEntry(as_utc(h.at), Stage(h.stage), h.actor, h.reason) for h in conn.execute(query)]
+
+
+def _findings_of(conn: Connection, study_id: int) -> list[FindingInfo]:
+    query = select(FindingRow).where(FindingRow.study_id == study_id).order_by(FindingRow.id)
+    return [
         FindingInfo(f.report_type, f.code, f.severity, f.message, f.series_instance_uid)
-        for f in conn.execute(select(FindingRow).where(FindingRow.study_id == row.id).order_by(FindingRow.id))
-    )
-    info.jobs.extend(job_infos_of_study(conn, row.id))
-    return info
+        for f in conn.execute(query)
+    ]
 
 
 def study_of_job(conn: Connection, job_id: int) -> StudyInfo:
