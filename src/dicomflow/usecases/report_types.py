@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from dicomflow import schemas
 from dicomflow.config import Settings
-from dicomflow.pipelines import ReportTypes, load_report_types
+from dicomflow.pipelines import ReportTypes
+from dicomflow.runtime import load_report_types_of
 
 if TYPE_CHECKING:
     from dicomflow.runtime import Application
@@ -21,8 +22,7 @@ def list_report_types(app: Application) -> list[ReportTypeEntry]:
 
 def installed_report_types(settings: Settings) -> list[ReportTypeEntry]:
     """As :func:`list_report_types`, for a command without an application (it needs no index)."""
-    processing = settings.processing
-    return _entries(load_report_types(processing.plugins, processing.aliases, processing.options))
+    return _entries(load_report_types_of(settings))
 
 
 def _entries(registry: ReportTypes) -> list[ReportTypeEntry]:
