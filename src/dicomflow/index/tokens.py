@@ -128,8 +128,13 @@ class TokenCheck:
 
 
 def new_token() -> str:
-    """A fresh random token (43 URL-safe characters)."""
-    return secrets.token_urlsafe(32)
+    """A fresh random token (43 URL-safe characters), never starting with ``-``.
+
+    One in 64 would, and a command line reads such a token as an option (``dicomflow tokens revoke -x…``).
+    """
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 def insert_token(
