@@ -18,8 +18,9 @@ from starlette.routing import Route
 from dicomflow.api import create_app
 from dicomflow.api._fastlane import put_file_fast
 from dicomflow.config import Settings
-from dicomflow.index import Role, create_project, create_token, create_user, grant
+from dicomflow.index import create_project
 from dicomflow.uploads import Uploads
+from dicomflow.usecases.accounts import Role, create_token, create_user, grant
 from factories import make_instance, to_bytes
 
 
@@ -44,14 +45,14 @@ def test_the_fast_lane_is_the_first_route_only_with_fast_paths(tmp_path: Path) -
 
 def _answers(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Any]]:
     """Status and body of the one-file PUT in each case it meets (upload ID and stored name masked)."""
-    engine = app.state.engine
-    project = create_project(engine, "A")
+    application = app.state.application
+    project = create_project(application.engine, "A")
     for who, role in [("admin", Role.ADMIN), ("viewer", Role.VIEWER)]:
-        create_user(engine, f"{who}@example.org", "pw", Role.ADMIN if who == "admin" else Role.VIEWER)
+        create_user(application, f"{who}@example.org", "pw", Role.ADMIN if who == "admin" else Role.VIEWER)
         if who != "admin":
-            grant(engine, f"{who}@example.org", project.id, role)
-    admin = {"Authorization": f"Bearer {create_token(engine, 'admin@example.org')}"}
-    viewer = {"Authorization": f"Bearer {create_token(engine, 'viewer@example.org')}"}
+            grant(application, f"{who}@example.org", project.id, role)
+    admin = {"Authorization": f"Bearer {create_token(application, 'admin@example.org')}"}
+    viewer = {"Authorization": f"Bearer {create_token(application, 'viewer@example.org')}"}
     data = to_bytes(make_instance())
     answers = []
     with TestClient(app, raise_server_exceptions=False) as client:

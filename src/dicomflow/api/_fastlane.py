@@ -21,7 +21,7 @@ from starlette.routing import Route
 from dicomflow.api._access import Access
 from dicomflow.api._deps import BEARER_USER, bearer_user
 from dicomflow.api._uploads import put_file
-from dicomflow.index import UserInfo
+from dicomflow.usecases.accounts import UserInfo
 
 PATH = "/api/v1/uploads/{upload_id}/files/{name:path}"
 """The path of the route (``api/_uploads.py`` declares it as ``/uploads/{upload_id}/files/{name:path}``)."""
