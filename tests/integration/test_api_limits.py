@@ -15,7 +15,8 @@ from test_api_error_shape import assert_error_shape
 
 from dicomflow.api import create_app
 from dicomflow.config import Settings
-from dicomflow.index import Role, create_project, create_token, create_user, grant
+from dicomflow.index import Role, create_token, create_user, grant
+from factories import create_project
 
 UPLOAD_LIMIT = 64 << 10
 JSON_LIMIT = 4 << 10

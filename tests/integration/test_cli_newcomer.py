@@ -232,7 +232,7 @@ def test_the_command_line_copies_of_heavy_names_match_the_originals() -> None:
     from dicomflow.client import DEFAULT_URL
     from dicomflow.demo import DemoKind
     from dicomflow.index._accounts import Role
-    from dicomflow.index._queries import DEFAULT_GROUP
+    from dicomflow.index.catalog import DEFAULT_GROUP
 
     assert [r.value for r in _admin.Role] == [r.value for r in Role]
     assert [k.value for k in _demo.Kind] == [k.value for k in DemoKind]

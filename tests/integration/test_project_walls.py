@@ -23,8 +23,8 @@ from pydicom.uid import generate_uid
 from dicomflow.api import create_app
 from dicomflow.api.icometrix._model import Kind, make_id
 from dicomflow.config import Settings
-from dicomflow.index import Role, create_project, create_token, create_user, grant
-from factories import make_study, to_bytes
+from dicomflow.index import Role, create_token, create_user, grant
+from factories import create_project, make_study, to_bytes
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 SECRET_PATIENT = "P2SECRETPATIENT"

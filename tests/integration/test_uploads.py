@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from dicomflow.api import create_app
 from dicomflow.config import Settings
-from dicomflow.index import Role, create_project, create_token, create_user, grant
-from factories import make_study, nested_sequences, to_bytes
+from dicomflow.index import Role, create_token, create_user, grant
+from factories import create_project, make_study, nested_sequences, to_bytes
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64

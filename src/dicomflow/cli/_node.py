@@ -52,7 +52,7 @@ def node(
     from dicomflow.dimse import configure, listen
     from dicomflow.dimse._node import NodeReceiver
     from dicomflow.errors import AlreadyExists
-    from dicomflow.index import create_project, migrate
+    from dicomflow.index import catalog, migrate, writing
     from dicomflow.ingest import open_ingestor, recover_store
     from dicomflow.jobs import ProcessingEngine
     from dicomflow.pipelines import load_report_types, report_types_from
@@ -81,8 +81,8 @@ def node(
     configure(settings)
     ingestor = open_ingestor(settings)
     migrate(ingestor.engine)
-    with contextlib.suppress(AlreadyExists):
-        create_project(ingestor.engine, chosen.name)
+    with contextlib.suppress(AlreadyExists), writing(ingestor.engine) as conn:
+        catalog.create_project(conn, chosen.name)
     recover_store(ingestor)
     engine = ProcessingEngine(settings, ingestor.engine, registry, track=False)
     scope = "subject" if group_by is GroupBy.PATIENT_ID else "session"

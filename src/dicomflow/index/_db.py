@@ -1,4 +1,4 @@
-"""Engine creation and schema migration (Alembic, applied on start)."""
+"""Engine creation, schema migration (Alembic, applied on start) and the transactions use cases open."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+
+from dicomflow.errors import IndexUnavailable
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 READ_ONLY = "dicomflow_read_only"  # execution option: this connection only reads
@@ -117,3 +123,31 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for one short read; database failures become :class:`IndexUnavailable`."""
+    try:
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            yield conn
+    except OperationalError as exc:
+        raise IndexUnavailable(f"the index could not answer: {exc.orig}") from exc
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A connection in one short transaction, committed on success; failures become :class:`IndexUnavailable`.
+
+    An ``IntegrityError`` is left to the caller, who knows which name clashed.
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise IndexUnavailable(f"the index could not commit: {exc.orig}") from exc
+
+
+def as_utc(value: datetime) -> datetime:
+    """Attach UTC to a naive timestamp read back from SQLite (the index stores UTC only)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
