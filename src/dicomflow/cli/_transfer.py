@@ -157,20 +157,15 @@ def import_(
     the command waits until each is Finished, Failed or waiting in QualityControl.
     """
     from dicomflow.errors import DicomflowError
-    from dicomflow.index import migrate, reading
-    from dicomflow.ingest import Source, open_ingestor
-    from dicomflow.ingest._placing import find_project
+    from dicomflow.usecases import receive
 
     settings = load_settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ingestor = open_ingestor(settings)
-    migrate(ingestor.engine)
+    ingestor = receive.open_receiving(settings, migrate_index=True)
     prefix = settings.dimse.project_ae_prefix
-    if project is not None:
-        with reading(ingestor.engine) as conn:
-            if find_project(conn, project) is None:
-                raise typer.BadParameter(f"no project named {project!r}", param_hint="--project")
-    source = Source(
+    if project is not None and not receive.project_exists(ingestor, project):
+        raise typer.BadParameter(f"no project named {project!r}", param_hint="--project")
+    source = receive.Source(
         "import-flow" if report_type else "import",  # with report types, this command starts the flow itself
         "cli",
         calling_ae=f"{prefix}{dataset}" if dataset else None,
@@ -179,6 +174,7 @@ def import_(
     counts: Counter[str] = Counter()
     failures: list[tuple[Path, str]] = []
     acquisitions: set[int] = set()
+    sessions: list[int] = []
     if report_type:
         _check_report_types(settings, report_type)
     with collected_files(paths) as files, _progress() as progress:
@@ -186,18 +182,20 @@ def import_(
         try:
             for path in files:
                 try:
-                    result = ingestor.ingest_file(path, source)
+                    result = receive.receive_file(ingestor, path, source)
                     counts[str(result.outcome)] += 1
                     acquisitions.add(result.acquisition_id)
                 except DicomflowError as exc:
                     counts[exc.code] += 1
                     failures.append((path, exc.message))
                 progress.advance(task)
+            if report_type and acquisitions:
+                sessions = receive.sessions_of(ingestor, acquisitions)
         finally:
             ingestor.close()
     _summary("imported", counts, failures)
-    if report_type and acquisitions:
-        ended = _process(settings, acquisitions, report_type)
+    if sessions:
+        ended = _process(settings, sessions, report_type or [])
         raise typer.Exit(1 if failures or any(stage == "Failed" for stage in ended) else 0)
     raise typer.Exit(1 if failures else 0)
 
@@ -214,19 +212,18 @@ def _check_report_types(settings: Settings, names: list[str]) -> None:
             raise typer.BadParameter(exc.message, param_hint="--report-type") from exc
 
 
-def _process(settings: Settings, acquisition_ids: set[int], report_types: list[str]) -> list[str]:
+def _process(settings: Settings, sessions: list[int], report_types: list[str]) -> list[str]:
     """Run the flow on the imported sessions until they end; print each study's stage and reason."""
-    from dicomflow.index import create_index_engine, reading
-    from dicomflow.index.studies import session_of_acquisition
     from dicomflow.jobs import ProcessingEngine
+    from dicomflow.runtime import open_application
 
-    engine = create_index_engine(settings.index_url)
+    application = open_application(settings, migrate_index=False)
     processing = ProcessingEngine(
-        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}), engine
+        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}),
+        application.engine,
+        application.registry,
     )
     try:
-        with reading(engine) as conn:
-            sessions = sorted({session_of_acquisition(conn, a) for a in acquisition_ids})
         with Console(stderr=True).status(
             f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"
         ):
@@ -234,7 +231,7 @@ def _process(settings: Settings, acquisition_ids: set[int], report_types: list[s
             studies = processing.run_until_settled(study_ids)
     finally:
         processing.stop()
-        engine.dispose()
+        application.close()
     for study in studies:
         typer.echo(f"{study.study_instance_uid}: {study.stage}: {study.reason}")
     return [study.stage for study in studies]

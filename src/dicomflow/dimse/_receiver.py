@@ -43,10 +43,9 @@ from dicomflow.dimse._pdata import FastStore, StoreRequest
 from dicomflow.dimse._peers import AllowedPeers
 from dicomflow.dimse._setup import reactor_clock
 from dicomflow.errors import DicomflowError, InvalidInstance, PermissionDenied, UnknownProject
-from dicomflow.index import reading
-from dicomflow.ingest import Ingestor, Source
-from dicomflow.ingest._placing import find_project
 from dicomflow.placement import project_from_called_ae
+from dicomflow.usecases import receive
+from dicomflow.usecases.receive import Ingestor, Source
 
 LOGGER = logging.getLogger(__name__)
 
@@ -174,8 +173,8 @@ class Receiver:
         refusal = self.peer_refusal(assoc) or self.called_ae_refusal(called)
         if refusal is not None:
             error, reason = refusal
-            self.ingestor.record_rejection(
-                Source("dimse", _actor(assoc), _calling_ae(assoc), called), "", error
+            receive.refuse(
+                self.ingestor, Source("dimse", _actor(assoc), _calling_ae(assoc), called), "", error
             )
             _reject(assoc, status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, reason)
         elif not self.admission.requested(assoc):
@@ -206,8 +205,7 @@ class Receiver:
         return error, status.REASON_CALLED_AE_NOT_RECOGNISED
 
     def _project_exists(self, label: str) -> bool:
-        with reading(self.engine) as conn:
-            return find_project(conn, label) is not None
+        return receive.project_exists(self.ingestor, label)
 
     def on_store(self, event: Any) -> int | Dataset:
         """Store one instance; success is returned only once it is durable and indexed.
@@ -256,10 +254,12 @@ class Receiver:
             meta = encode_file_meta(
                 sop_class_uid, sop_instance_uid, transfer_syntax_uid, source.calling_ae or ""
             )
-            self.ingestor.ingest_bytes([part10(meta)], source, expected_sop_instance_uid=sop_instance_uid)
+            receive.receive_bytes(
+                self.ingestor, [part10(meta)], source, expected_sop_instance_uid=sop_instance_uid
+            )
         except UnicodeEncodeError:
             error = InvalidInstance("the C-STORE request names a SOP Class or Instance UID that is not ASCII")
-            self.ingestor.record_rejection(source, sop_instance_uid[:64], error)
+            receive.refuse(self.ingestor, source, sop_instance_uid[:64], error)
             return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
         except DicomflowError as exc:
             return status.status_dataset(status.status_for(exc), exc.message)
