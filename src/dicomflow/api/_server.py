@@ -26,7 +26,7 @@ import uvicorn
 
 from dicomflow.config import Settings
 from dicomflow.errors import ConfigError
-from dicomflow.uploads import Uploads
+from dicomflow.usecases.uploads import Uploads
 
 LOGGER = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ def _serve(settings: Settings, dimse_socket: socket.socket, http_socket: socket.
     from dicomflow.index import create_index_engine, migrate
     from dicomflow.ingest import open_ingestor, recover_store
     from dicomflow.jobs import ProcessingEngine
-    from dicomflow.uploads import Uploads
+    from dicomflow.usecases.uploads import Uploads
 
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     migrate(engine)

@@ -11,7 +11,7 @@ from dicomflow.index import create_index_engine, migrate
 from dicomflow.jobs import Flow
 from dicomflow.pipelines import ReportTypes, load_report_types
 from dicomflow.storage import FileSystemBlobStore
-from dicomflow.uploads import Uploads
+from dicomflow.usecases.uploads import Uploads
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,7 +32,7 @@ from dicomflow.index._accounts import UserInfo
 from dicomflow.index.jobs import JobInfo
 from dicomflow.index.results import ResultInfo
 from dicomflow.index.studies import StudyInfo
-from dicomflow.uploads import UploadInfo
+from dicomflow.schemas import Upload as UploadInfo
 
 STORAGE = "/storage-service/api/v1/projects"
 UPLOADS = "/uploads-service/api/v1/projects"

@@ -30,7 +30,7 @@ from dicomflow.index._logins import LoginPolicy, login
 from dicomflow.index.results import result_row, results_of_study
 from dicomflow.index.studies import StudyInfo, latest_study, list_studies
 from dicomflow.jobs import Flow
-from dicomflow.uploads import Uploads
+from dicomflow.usecases.uploads import Uploads
 
 COOKIE = "dicomflow_session"
 _KEEP_ENDED_SESSIONS = timedelta(days=1)  # ended sessions stay listed (tokens list --all) for a day
