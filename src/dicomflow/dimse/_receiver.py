@@ -1,7 +1,7 @@
 """The C-ECHO / C-STORE SCP: AE setup, association routing by AE title, and the C-STORE handler.
 
 Each receiving process runs one :class:`Receiver` on a listening socket it shares with its siblings
-(see ``_workers.py``); every handler only translates between DIMSE and :class:`dicomflow.ingest.Ingestor`.
+(see ``_workers.py``); every handler only translates between DIMSE and :mod:`dicomflow.usecases.receive`.
 """
 
 from __future__ import annotations
