@@ -4,7 +4,6 @@ retries, review, reprocessing, project rules and new versions (toy report types 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ class Installation:
 
     def __init__(self, tmp_path: Path, **processing: Any) -> None:
         overrides = {f"processing.{k}": v for k, v in processing.items()}
-        self.settings = Settings().with_overrides(  # type: ignore[call-arg]
+        self.settings = Settings().with_overrides(  # type: ignore[call-arg]  # data_dir comes from with_overrides
             data_dir=tmp_path,
             **{
                 "storage.fsync": False,
@@ -289,9 +288,7 @@ def test_a_job_over_its_timeout_is_killed_and_fails(tmp_path: Path) -> None:
     options = {"toy_slow": {"started_marker": str(tmp_path / "started"), "seconds": 30}}
     install = _make(tmp_path / "data", timeout=1.0, max_attempts=1, options=options)
     try:
-        started = time.monotonic()
-        study = install.run(make_study(series=1, instances=2), "toy_slow")
-        assert time.monotonic() - started < 20
+        study = install.run(make_study(series=1, instances=2), "toy_slow")  # how soon: bench/timings.py
         assert (study.stage, study.jobs[0].error) == ("Failed", "timed out and was stopped")
     finally:
         install.close()

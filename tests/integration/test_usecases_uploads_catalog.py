@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest_api import api_settings, make_part10
 from pydicom.uid import generate_uid
 
+from apihelpers import api_settings, make_part10
 from dicomflow import schemas
 from dicomflow.errors import NotFound, PermissionDenied
 from dicomflow.index import Role, UserInfo, reading

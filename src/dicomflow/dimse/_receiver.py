@@ -1,7 +1,8 @@
 """The C-ECHO / C-STORE SCP: AE setup, association routing by AE title, and the C-STORE handler.
 
 Each receiving process runs one :class:`Receiver` on a listening socket it shares with its siblings
-(see ``_workers.py``); every handler only translates between DIMSE and :mod:`dicomflow.usecases.receive`.
+(see :mod:`dicomflow.serve`); every handler only translates between DIMSE and
+:mod:`dicomflow.usecases.receive`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -32,9 +33,7 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 from pynetdicom.transport import ThreadedAssociationServer
-from sqlalchemy import Engine
 
-from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _reactor
 from dicomflow.dimse import _status as status
@@ -45,7 +44,10 @@ from dicomflow.dimse._setup import reactor_clock
 from dicomflow.errors import DicomflowError, InvalidInstance, PermissionDenied, UnknownProject
 from dicomflow.placement import project_from_called_ae
 from dicomflow.usecases import receive
-from dicomflow.usecases.receive import Ingestor, Source
+from dicomflow.usecases.receive import Source
+
+if TYPE_CHECKING:  # dicomflow.jobs imports the sender of this package: no import of runtime at run time
+    from dicomflow.runtime import Application
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,12 +75,10 @@ class Receiver:
 
     Parameters
     ----------
-    settings
-        Receiver settings (AE title, aliases, limits, timeouts).
-    ingestor
-        The ingest use case of this process.
-    engine
-        Index engine, to check that a called ``kp-`` AE names an existing project.
+    application
+        The process's application: its ``settings.dimse`` (AE title, aliases, limits, timeouts), its
+        ``ingestor`` (the ingest use case) and its index ``engine`` (to check that a called ``kp-`` AE names
+        an existing project).
     max_associations
         This process's share of ``settings.max_associations`` (default: all of it).
     max_pending_connections
@@ -87,13 +87,12 @@ class Receiver:
 
     def __init__(
         self,
-        settings: DimseSettings,
-        ingestor: Ingestor,
-        engine: Engine,
+        application: Application,
         *,
         max_associations: int | None = None,
         max_pending_connections: int | None = None,
     ) -> None:
+        settings = application.settings.dimse
         self.settings = settings
         self.max_associations = max_associations or settings.max_associations
         self.admission = Admission(
@@ -101,8 +100,7 @@ class Receiver:
             max_pending_connections or settings.max_pending_connections,
             settings.acse_timeout,
         )
-        self.ingestor = ingestor
-        self.engine = engine
+        self.application = application
         self.peers = AllowedPeers(settings.allowed_peers)
         self.ae = self._build_ae()
 
@@ -174,7 +172,7 @@ class Receiver:
         if refusal is not None:
             error, reason = refusal
             receive.refuse(
-                self.ingestor, Source("dimse", _actor(assoc), _calling_ae(assoc), called), "", error
+                self.application, Source("dimse", _actor(assoc), _calling_ae(assoc), called), "", error
             )
             _reject(assoc, status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, reason)
         elif not self.admission.requested(assoc):
@@ -205,7 +203,7 @@ class Receiver:
         return error, status.REASON_CALLED_AE_NOT_RECOGNISED
 
     def _project_exists(self, label: str) -> bool:
-        return receive.project_exists(self.ingestor, label)
+        return receive.project_exists(self.application, label)
 
     def on_store(self, event: Any) -> int | Dataset:
         """Store one instance; success is returned only once it is durable and indexed.
@@ -255,11 +253,11 @@ class Receiver:
                 sop_class_uid, sop_instance_uid, transfer_syntax_uid, source.calling_ae or ""
             )
             receive.receive_bytes(
-                self.ingestor, [part10(meta)], source, expected_sop_instance_uid=sop_instance_uid
+                self.application, [part10(meta)], source, expected_sop_instance_uid=sop_instance_uid
             )
         except UnicodeEncodeError:
             error = InvalidInstance("the C-STORE request names a SOP Class or Instance UID that is not ASCII")
-            receive.refuse(self.ingestor, source, sop_instance_uid[:64], error)
+            receive.refuse(self.application, source, sop_instance_uid[:64], error)
             return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
         except DicomflowError as exc:
             return status.status_dataset(status.status_for(exc), exc.message)

@@ -25,18 +25,37 @@ LOGGER = logging.getLogger(__name__)
 
 
 class ProcessingEngine:
-    """Flow, executor and outbox over one installation."""
+    """Flow, executor and outbox over one installation.
+
+    Given a ``flow`` (the process's own, with its blob store and report types), the engine runs on it and
+    leaves closing it to its owner; otherwise it builds and closes its own.
+    """
 
     def __init__(
-        self, settings: Settings, engine: Engine, registry: ReportTypes | None = None, *, track: bool = True
+        self,
+        settings: Settings,
+        engine: Engine,
+        registry: ReportTypes | None = None,
+        *,
+        track: bool = True,
+        flow: Flow | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.registry = registry or load_report_types(
-            settings.processing.plugins, settings.processing.aliases, settings.processing.options
-        )
-        self.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
-        self.flow = Flow(settings, engine, self.store, self.registry)
+        self._owns_flow = flow is None
+        if flow is None:
+            registry = registry or load_report_types(
+                settings.processing.plugins, settings.processing.aliases, settings.processing.options
+            )
+            flow = Flow(
+                settings,
+                engine,
+                FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync),
+                registry,
+            )
+        self.registry = flow.registry
+        self.store = flow.store
+        self.flow = flow
         self.executor: Executor = EmbeddedExecutor(settings, engine, self.flow)
         self.outbox = Outbox(settings, engine)
         self._track = track  # node mode starts studies itself, when an association is released
@@ -68,8 +87,9 @@ class ProcessingEngine:
         if self._thread is not None:
             self._thread.join(30)
         self.executor.stop()
-        self.flow.close()
-        self.store.close()
+        if self._owns_flow:
+            self.flow.close()
+            self.store.close()
 
     def run_until_settled(self, study_ids: Sequence[int], timeout: float | None = None) -> list[StudyInfo]:
         """Drive the loop here until the studies end or wait for review (``import --report-type``)."""

@@ -113,7 +113,7 @@ class EmbeddedExecutor:
         from dicomflow.index._models import Job
 
         host = socket.gethostname()
-        workers = set(conn.scalars(select(Job.worker).where(Job.state == "running")))  # type: ignore[attr-defined]
+        workers = set(conn.scalars(select(Job.worker).where(Job.state == "running")))  # type: ignore[attr-defined]  # a Connection, typed object to keep SQLAlchemy out of the import
         return [
             w
             for w in workers

@@ -1,5 +1,5 @@
 """Process start-up: the application object every adapter of one process shares."""
 
-from dicomflow.runtime._application import Application, open_application
+from dicomflow.runtime._application import Application, load_report_types_of, open_application
 
-__all__ = ["Application", "open_application"]
+__all__ = ["Application", "load_report_types_of", "open_application"]

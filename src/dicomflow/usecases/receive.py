@@ -1,29 +1,30 @@
 """Receive one instance: what the C-STORE handler, the node receiver, ``dicomflow import`` and recovery call.
 
-The first argument is the process's ingest stack (:class:`Ingestor`, opened with :func:`open_receiving`):
-every receiving process opens its own, whose index commits are made durable in batches with its blob
-store's, so these use cases add no query and no round trip to the ingest of one instance.
+Each use case takes the process's :class:`~dicomflow.runtime.Application`; instances go through its
+``ingestor`` (opened on first use, with its own index engine whose commits are made durable in batches with
+its blob store's), so these use cases add no query and no round trip to the ingest of one instance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dicomflow.config import Settings
 from dicomflow.errors import DicomflowError
-from dicomflow.index import migrate, reading
+from dicomflow.index import reading
 from dicomflow.index.placement import find_project
 from dicomflow.index.studies import session_of_acquisition
-from dicomflow.ingest import Ingestor, IngestResult, Outcome, Source, open_ingestor, recover_store
+from dicomflow.ingest import IngestResult, Outcome, Source, recover_store
 from dicomflow.storage import RecoveryReport
+
+if TYPE_CHECKING:
+    from dicomflow.runtime import Application
 
 __all__ = [
     "IngestResult",
-    "Ingestor",
     "Outcome",
     "Source",
-    "open_receiving",
     "project_exists",
     "receive_bytes",
     "receive_file",
@@ -33,24 +34,8 @@ __all__ = [
 ]
 
 
-def open_receiving(settings: Settings, *, migrate_index: bool = False) -> Ingestor:
-    """The ingest stack of one process: its own index engine (the ingest's synchronous setting) and store.
-
-    Parameters
-    ----------
-    settings
-        The installation's settings.
-    migrate_index
-        Bring the index to the newest schema first (a command that may be the first to open it).
-    """
-    ingestor = open_ingestor(settings)
-    if migrate_index:
-        migrate(ingestor.engine)
-    return ingestor
-
-
 def receive_bytes(
-    ingestor: Ingestor,
+    app: Application,
     chunks: list[bytes | memoryview],
     source: Source,
     *,
@@ -62,8 +47,8 @@ def receive_bytes(
 
     Parameters
     ----------
-    ingestor
-        The process's ingest stack.
+    app
+        The process's application (its ``ingestor``).
     chunks
         The Part 10 bytes.
     source
@@ -75,34 +60,34 @@ def receive_bytes(
     Raises
     ------
     DicomflowError
-        The instance is refused (logged in the event log): ``InvalidInstance``, ``DuplicateConflict``,
-        ``StorageError``, ``IndexUnavailable``...
+        The instance is refused (and the refusal logged in the event log): ``InvalidInstance``,
+        ``DuplicateConflict``, ``StorageError``, ``IndexUnavailable``...
     """
-    return ingestor.ingest_bytes(chunks, source, expected_sop_instance_uid=expected_sop_instance_uid)
+    return app.ingestor.ingest_bytes(chunks, source, expected_sop_instance_uid=expected_sop_instance_uid)
 
 
-def receive_file(ingestor: Ingestor, path: Path, source: Source) -> IngestResult:
+def receive_file(app: Application, path: Path, source: Source) -> IngestResult:
     """Accept one instance from a file (copied, never moved or changed); raises as :func:`receive_bytes`."""
-    return ingestor.ingest_file(path, source)
+    return app.ingestor.ingest_file(path, source)
 
 
-def refuse(ingestor: Ingestor, source: Source, object_uid: str, error: DicomflowError) -> None:
+def refuse(app: Application, source: Source, object_uid: str, error: DicomflowError) -> None:
     """Log a refused instance or association in the event log (never raises)."""
-    ingestor.record_rejection(source, object_uid, error)
+    app.ingestor.record_rejection(source, object_uid, error)
 
 
-def project_exists(ingestor: Ingestor, label: str) -> bool:
+def project_exists(app: Application, label: str) -> bool:
     """Whether exactly one project is called ``label`` (what a ``kp-`` called AE title may name)."""
-    with reading(ingestor.engine) as conn:
+    with reading(app.engine) as conn:
         return find_project(conn, label) is not None
 
 
-def sessions_of(ingestor: Ingestor, acquisition_ids: Iterable[int]) -> list[int]:
+def sessions_of(app: Application, acquisition_ids: Iterable[int]) -> list[int]:
     """The sessions (studies in their projects) the acquisitions of received instances belong to, sorted."""
-    with reading(ingestor.engine) as conn:
+    with reading(app.engine) as conn:
         return sorted({session_of_acquisition(conn, acquisition) for acquisition in acquisition_ids})
 
 
-def recover(ingestor: Ingestor) -> RecoveryReport:
+def recover(app: Application) -> RecoveryReport:
     """Finish or undo the writes that were in flight when processes that ended stopped."""
-    return recover_store(ingestor)
+    return recover_store(app.ingestor)
