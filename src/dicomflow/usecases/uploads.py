@@ -45,6 +45,7 @@ from dicomflow.index.studies import (
 from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
 from dicomflow.schemas import ReceivedFile, Study, Upload, UploadFileError, UploadState
 from dicomflow.uploads import ArchiveRefused, ZipLimits, extract, is_zip, stored_name
+from dicomflow.usecases import _schemas
 from dicomflow.usecases.access import READ, UPLOAD, Access, project_of
 
 if TYPE_CHECKING:
@@ -812,4 +813,4 @@ def received_files(app: Application, caller: Access | None, upload_id: str) -> l
 def studies(app: Application, caller: Access | None, upload_id: str) -> list[Study]:
     """Each study version the upload's import handed to the processing flow, with stage and jobs."""
     check(app, caller, upload_id, "read")
-    return [Study.model_validate(study, from_attributes=True) for study in app.uploads.studies(upload_id)]
+    return _schemas.studies(app.uploads.studies(upload_id))
