@@ -31,7 +31,7 @@ from dicomflow.client import (
 )
 from dicomflow.errors import ERRORS_BY_CODE
 from dicomflow.flow import Stage as FlowStage
-from dicomflow.index._accounts import Role
+from dicomflow.usecases.accounts import Role
 
 NOW = "2024-05-01T10:20:00Z"
 

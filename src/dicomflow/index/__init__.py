@@ -1,23 +1,11 @@
 """The metadata index: SQLAlchemy models, engine, migrations, and one repository module per aggregate.
 
-Repositories (``arrivals``, ``studies``, ``jobs``, ``results``, ``outbox``, ``rules``, ...) are public
-modules: each function takes the caller's connection first (opened with :func:`reading` or
-:func:`writing` by a use case, so that one use case is one transaction) and returns frozen dataclasses,
-never rows.
+Repositories (``arrivals``, ``studies``, ``jobs``, ``results``, ``outbox``, ``rules``, ``accounts``,
+``tokens``, ``logins``, ...) are public modules: each function takes the caller's connection first (opened
+with :func:`reading` or :func:`writing` by a use case, so that one use case is one transaction) and returns
+frozen dataclasses, never rows.
 """
 
-from dicomflow.index._accounts import (
-    Role,
-    UserInfo,
-    authenticate,
-    check_password,
-    create_token,
-    create_user,
-    grant,
-    hash_password,
-    project_roles,
-    user_for_token,
-)
 from dicomflow.index._db import WriteLock, as_utc, create_index_engine, migrate, reading, writing
 from dicomflow.index._models import (
     Acquisition,
@@ -39,6 +27,7 @@ from dicomflow.index._models import (
     utcnow,
 )
 from dicomflow.index._rows import StoredInstance, insert_event, insert_instance, instances_with_uid
+from dicomflow.index.accounts import Role, UserInfo
 
 __all__ = [
     "Acquisition",
@@ -62,20 +51,12 @@ __all__ = [
     "UserInfo",
     "WriteLock",
     "as_utc",
-    "authenticate",
-    "check_password",
     "create_index_engine",
-    "create_token",
-    "create_user",
-    "grant",
-    "hash_password",
     "insert_event",
     "insert_instance",
     "instances_with_uid",
     "migrate",
-    "project_roles",
     "reading",
-    "user_for_token",
     "utcnow",
     "writing",
 ]

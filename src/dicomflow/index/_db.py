@@ -6,7 +6,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,12 +116,17 @@ class WriteLock:
             self._fd = None
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+def migrate(engine: Engine, *, blob_path: Callable[[str], Path] | None = None) -> None:
+    """Bring the schema to the newest Alembic revision.
+
+    ``blob_path`` (the blob store's ``path_of``) lets a revision that derives data from the stored files
+    fill existing rows (0006: the series headers); without it they are filled later, when first read.
+    """
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["blob_path"] = blob_path
         command.upgrade(config, "head")
 
 

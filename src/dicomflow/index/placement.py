@@ -8,6 +8,9 @@ frozen values, never rows. The decision itself is the pure :func:`dicomflow.plac
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 from sqlalchemy import Connection, insert, select
 
 from dicomflow.dicom import InstanceHeader
@@ -122,9 +125,17 @@ def session_for(
 
 
 def acquisition_for(
-    conn: Connection, session_id: int, header: InstanceHeader, placement: Placement, actor: str
+    conn: Connection,
+    session_id: int,
+    header: InstanceHeader,
+    placement: Placement,
+    actor: str,
+    series_header: Callable[[], dict[str, list[str]]] | None = None,
 ) -> int:
-    """The id of the placement's acquisition in the session, created (and logged) when missing."""
+    """The id of the placement's acquisition in the session, created (and logged) when missing.
+
+    ``series_header`` reads the series' attributes kept with a new acquisition (called only then).
+    """
     found = conn.scalar(
         select(Acquisition.id).where(
             Acquisition.session_id == session_id, Acquisition.acquisition_uid == placement.acquisition_uid
@@ -141,6 +152,9 @@ def acquisition_for(
         "modality": header.modality,
         "series_number": header.series_number,
         "series_description": header.series_description[:128],
+        "series_header": None
+        if series_header is None
+        else json.dumps(series_header(), separators=(",", ":")),
     }
     acquisition_id = conn.execute(insert(Acquisition).values(**values).returning(Acquisition.id)).scalar_one()
     reason = f"acquisition {placement.acquisition_label!r} created for series {header.series_instance_uid}"

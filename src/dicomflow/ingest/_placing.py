@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -28,11 +29,13 @@ def resolve_series(
     config: PlacementConfig,
     actor: str,
     project: tuple[str, str] | None = None,
+    series_header: Callable[[], dict[str, list[str]]] | None = None,
 ) -> PlacedSeries:
     """Place the instance's series: decide with the pure rules, then find or create every level.
 
     ``project`` is the ``(group, label)`` the source names itself (an upload's project); it wins over the
-    called AE title, which can only name a project by label.
+    called AE title, which can only name a project by label. ``series_header`` reads the series' attributes
+    (``dicom.read_series_attributes``), called only when the acquisition is created.
     """
     existing = rows.projects_of_study(conn, header.study_instance_uid)
     ae_project = project_from_called_ae(called_ae or "", config.project_ae_prefix)
@@ -49,5 +52,5 @@ def resolve_series(
     project_id = rows.project_for(conn, placement)
     subject_id = rows.subject_for(conn, project_id, placement)
     session_id = rows.session_for(conn, project_id, subject_id, header, placement, actor)
-    acquisition_id = rows.acquisition_for(conn, session_id, header, placement, actor)
+    acquisition_id = rows.acquisition_for(conn, session_id, header, placement, actor, series_header)
     return PlacedSeries(acquisition_id, session_id, project_id, placement)

@@ -106,9 +106,10 @@ def _prepare(settings: Settings) -> ReportTypes:
     from dicomflow.index import create_index_engine, migrate
     from dicomflow.ingest import open_ingestor, recover_store
     from dicomflow.runtime import load_report_types_of
+    from dicomflow.storage import FileSystemBlobStore
 
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    migrate(engine)
+    migrate(engine, blob_path=FileSystemBlobStore(settings.blob_root).path_of)  # 0006 reads series headers
     engine.dispose()
     ingestor = open_ingestor(settings)
     try:
