@@ -32,6 +32,9 @@ def serve(
     data directory) and binds both ports first; only then does it migrate the index and recover unfinished
     writes. Either failure is one line on stderr and exit status 1.
     """
+    from dicomflow.runtime import import_pydicom_without_pixel_libraries
+
+    import_pydicom_without_pixel_libraries()  # first: every process forked from this one carries its imports
     from dicomflow.api._server import listen_http
     from dicomflow.dimse import listen
     from dicomflow.errors import ConfigError

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from dicomflow import dimse
 from dicomflow.config import Settings
-from dicomflow.dimse import describe, send
 from dicomflow.index import _processing as q
 from dicomflow.index import reading, utcnow, writing
 
@@ -42,13 +42,13 @@ class Outbox:
             return 0
         outgoing = {}
         for item in items:
-            described = describe(data_dir / item.path)
+            described = dimse.describe(data_dir / item.path)
             if described is None:
                 self._failed([item], f"{item.path} is not a DICOM file")
             else:
                 outgoing[described.path] = (item, described)
         statuses: dict[Path, str] = {}
-        report = send(
+        report = dimse.send(  # pynetdicom is loaded with the first export, not in every process
             [d for _, d in outgoing.values()],
             node.host,
             node.port,
