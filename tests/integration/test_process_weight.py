@@ -89,3 +89,31 @@ def test_pydicom_is_left_as_it_is_once_imported() -> None:
 
     assert import_pydicom_without_pixel_libraries() is False
     assert sys.modules["numpy"] is not None
+
+
+def test_the_newest_revision_is_the_head_of_the_alembic_scripts() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from dicomflow.index._db import _MIGRATIONS, NEWEST_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [NEWEST_REVISION]
+
+
+def test_an_index_at_the_newest_revision_is_opened_without_importing_alembic(tmp_path: Path) -> None:
+    from dicomflow.index._db import NEWEST_REVISION
+
+    code = (
+        "import sys; from dicomflow.index import create_index_engine, migrate; "
+        "from dicomflow.index._db import schema_revisions; "
+        f"engine = create_index_engine('sqlite:///{tmp_path}/index.sqlite3'); "
+        "before = schema_revisions(engine); migrate(engine); "
+        "print(before, schema_revisions(engine), 'alembic' in sys.modules)"
+    )
+    run = [sys.executable, "-c", code]
+    first = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60).stdout
+    again = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60).stdout
+    newest = f"['{NEWEST_REVISION}']"
+    assert (first.split(), again.split()) == (["[]", newest, "True"], [newest, newest, "False"])

@@ -9,12 +9,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+NEWEST_REVISION = max(
+    p.name.split("_", 1)[0] for p in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+)
+"""The head revision: each migration is ``versions/<revision>_<slug>.py``, revisions numbered in order."""
 READ_ONLY = "dicomflow_read_only"  # execution option: this connection only reads
 
 
@@ -111,9 +113,26 @@ class WriteLock:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision.
+
+    An index already at the newest revision is left alone without importing Alembic (12 MiB in every
+    process of ``dicomflow serve`` otherwise; a process forked later inherits it).
+    """
+    if schema_revisions(engine) == [NEWEST_REVISION]:
+        return
+    from alembic import command  # only when the schema must change
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def schema_revisions(engine: Engine) -> list[str]:
+    """The Alembic revisions the index is at (none for an empty database; one unless branches were merged)."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return []
+        return sorted(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
