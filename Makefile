@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl dicom3tools
 
-.PHONY: run test check lint format typecheck pytest system-deps clean bench
+.PHONY: run test check lint format typecheck imports spelling pytest system-deps clean bench
 
 # The published icometrix client, unmodified, in a virtualenv of its own (it declares no dependencies:
 # requests and pydantic 2 are what it imports). The compatibility tests run it against dicomflow.
@@ -48,12 +48,24 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	MYPYPATH=src:tests:tests/e2e:tests/integration $(BIN)/mypy --check-untyped-defs --explicit-package-bases --exclude tests/e2e/icometrix tests
+	MYPYPATH=src:tests:tests/e2e $(BIN)/mypy --check-untyped-defs --explicit-package-bases --exclude tests/e2e/icometrix tests
 
-check: lint typecheck
+# The layer contracts in pyproject's [tool.importlinter].
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
+spelling: $(STAMP)
+	$(BIN)/codespell src tests bench README.md
+
+check: lint typecheck imports spelling
+
+# The suite on every core (pytest-xdist: each worker its own ports and data directories; the tests sharing a
+# module's server stay on one worker, see tests/conftest.py), then the tests marked `serial` alone; coverage
+# is summed over both passes and must stay above the floor in pyproject.
+PYTEST_WORKERS ?= auto
 pytest: $(STAMP) $(ICOMETRIX_STAMP) system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial" --cov --cov-report= --cov-fail-under=0
+	$(BIN)/pytest -q -m serial --cov --cov-append --cov-report=term:skip-covered
 
 test: system-deps check pytest
 

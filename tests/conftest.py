@@ -22,6 +22,17 @@ import factories
 from factories import DicomflowServer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the tests of a module that share a module-scoped fixture (``server`` and the like: a running
+    server) on one xdist worker (``--dist loadgroup``), so that each such server starts once, not once per
+    worker; every other test is handed to whichever worker is free."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures is not None else []
+        if any(defs[-1].scope == "module" for defs in definitions):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(autouse=True)
 def strict_pydicom_writing() -> Iterator[None]:
     """pydicom raises on invalid values written by a test (tests that want bad values switch it off)."""
@@ -31,21 +42,42 @@ def strict_pydicom_writing() -> Iterator[None]:
     config.settings.writing_validation_mode = previous
 
 
+# Ports handed to servers: below the kernel's ephemeral range (32768-60999), so that no client socket of
+# any process takes one between the test choosing it and the server binding it; one block per xdist worker.
+PORT_BLOCK_START, PORT_BLOCK_SIZE = 20000, 1500
+
+
+def _worker_number() -> int:
+    """This xdist worker's number (``gw3`` -> 3), 0 without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
-    """A function returning a free TCP port on 127.0.0.1, never the same twice in a session."""
+    """A function returning a free TCP port on 127.0.0.1, never the same twice in a session.
+
+    Each xdist worker draws from its own block of ports (starting at a random place in it, since other
+    checkouts run tests on the machine too) and checks that the port can be bound.
+    """
+    import random
     import socket
 
-    handed_out: set[int] = set()
+    blocks = (32768 - PORT_BLOCK_START) // PORT_BLOCK_SIZE
+    first = PORT_BLOCK_START + (_worker_number() % blocks) * PORT_BLOCK_SIZE
+    block = list(range(first, first + PORT_BLOCK_SIZE))
+    start = random.randrange(PORT_BLOCK_SIZE)
+    candidates = iter(block[start:] + block[:start])
 
     def pick() -> int:
-        while True:
+        for port in candidates:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
-            if port not in handed_out:
-                handed_out.add(port)
-                return port
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError(f"no free port left in {first}-{first + PORT_BLOCK_SIZE - 1}")
 
     return pick
 

@@ -549,8 +549,19 @@ class DicomflowServer(DataDir):
             )
         self._wait_until_ready()
         if not self.token:
-            self.cli("users", "create", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, "--role", "admin")
-            self.token = self.cli("tokens", "create", "--user", ADMIN_EMAIL).stdout.strip()
+            self.token = self._create_admin()
+
+    def _create_admin(self) -> str:
+        """The admin user and its token, written to the index in-process: two CLI processes fewer per server
+        (``dicomflow users create`` and ``tokens create`` have tests of their own)."""
+        from dicomflow.index import Role, create_index_engine, create_token, create_user
+
+        engine = create_index_engine(f"sqlite:///{self.index_path}")
+        try:
+            create_user(engine, ADMIN_EMAIL, ADMIN_PASSWORD, Role.ADMIN)
+            return create_token(engine, ADMIN_EMAIL)
+        finally:
+            engine.dispose()
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + SERVE_TIMEOUT

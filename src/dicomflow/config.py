@@ -277,7 +277,7 @@ def _data_dir_toml(init_settings: PydanticBaseSettingsSource) -> Path | None:
 
 
 class PerformanceSettings(BaseModel):
-    """Speed-ups that reach into a library's internals: each measured in ``bench/``, each with a canary test."""
+    """Speed-ups reaching into a library's internals: each measured in ``bench/``, each with a canary test."""
 
     fast_paths: bool = Field(
         True,
@@ -295,14 +295,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("dicomflow-data"), description="Directory holding the index, blobs and temp files."
     )
-    dimse: DimseSettings = Field(default_factory=DimseSettings, description="DICOM receiver.")  # type: ignore[arg-type]
-    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API.")  # type: ignore[arg-type]
-    index: IndexSettings = Field(default_factory=IndexSettings, description="Metadata index.")  # type: ignore[arg-type]
-    storage: StorageSettings = Field(default_factory=StorageSettings, description="Blob storage.")  # type: ignore[arg-type]
-    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest rules.")  # type: ignore[arg-type]
-    processing: ProcessingSettings = Field(default_factory=ProcessingSettings, description="Processing.")  # type: ignore[arg-type]
-    uploads: UploadSettings = Field(default_factory=UploadSettings, description="Upload sessions.")  # type: ignore[arg-type]
-    performance: PerformanceSettings = Field(default_factory=PerformanceSettings, description="Fast paths.")  # type: ignore[arg-type]
+    dimse: DimseSettings = Field(default_factory=DimseSettings, description="DICOM receiver.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    index: IndexSettings = Field(default_factory=IndexSettings, description="Metadata index.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="Blob storage.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest rules.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings, description="Processing.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    uploads: UploadSettings = Field(default_factory=UploadSettings, description="Upload sessions.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings, description="Fast paths.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
 
     @classmethod
     def settings_customise_sources(

@@ -317,7 +317,7 @@ def test_c_store_on_a_context_of_another_sop_class_is_refused(hardened: Dicomflo
         original = assoc._get_valid_context
         assoc._get_valid_context = lambda *_args, **_kwargs: mr_context  # type: ignore[method-assign]  # the fault
         refused = assoc.send_c_store(ct)
-        assoc._get_valid_context = original  # type: ignore[method-assign]
+        assoc._get_valid_context = original  # type: ignore[method-assign]  # putting the method back
         stored = assoc.send_c_store(mr)
 
     assert int(refused.Status) == SOP_CLASS_NOT_SUPPORTED

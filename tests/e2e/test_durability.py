@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from scu import StoreStatus, association, chunked
 
 from factories import DicomflowServer, dataset_bytes, make_study, write_files
+from waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
@@ -60,11 +60,12 @@ def send_until_killed(server: DicomflowServer, paths: list[Path]) -> tuple[list[
     with chunked():
         for sender in senders:
             sender.start()
-        deadline = time.monotonic() + 60
-        while sum(len(s.acknowledged) for s in senders) < KILL_AFTER:
-            assert time.monotonic() < deadline, "the server is too slow to reach the kill point"
+
+        def at_kill_point() -> bool:
             assert any(s.is_alive() for s in senders), "the senders stopped before the kill point"
-            time.sleep(0.002)
+            return sum(len(s.acknowledged) for s in senders) >= KILL_AFTER
+
+        wait_until(at_kill_point, interval=0.002, message="the server is too slow to reach the kill point")
         server.kill()
         for sender in senders:
             sender.join(30)

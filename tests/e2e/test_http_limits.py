@@ -10,9 +10,9 @@ import select
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from scu import store_file
 
 from factories import DicomflowServer, make_instance, nested_sequences, to_bytes
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -194,10 +195,13 @@ def test_a_large_file_goes_to_disk_not_to_memory(make_server: Callable[..., Dico
     assert sent.status_code == 200, sent.text
     assert memory.growth() < 48 * MiB, (memory.growth(), memory.peak)
     done = server.http.post(f"/uploads/{upload_id}/complete").raise_for_status().json()
-    deadline = time.monotonic() + 60
-    while done["state"] == "importing" and time.monotonic() < deadline:
-        time.sleep(0.1)
-        done = server.http.get(f"/uploads/{upload_id}").json()
+    if done["state"] == "importing":
+
+        def imported() -> dict[str, Any] | None:
+            upload: dict[str, Any] = server.http.get(f"/uploads/{upload_id}").json()
+            return None if upload["state"] == "importing" else upload
+
+        done = wait_until(imported, interval=0.1)
     assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 1, [])
 
 

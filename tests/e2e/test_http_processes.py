@@ -9,9 +9,11 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
-from factories import DicomflowServer
+from dicomflow.client import Client
+from factories import DicomflowServer, make_study, write_files
 
 pytestmark = pytest.mark.e2e
 
@@ -67,3 +69,25 @@ def test_connections_opened_at_once_are_spread_over_the_api_processes(
     finally:
         for client in clients:
             client.close()
+
+
+def test_with_fast_paths_off_stock_uvicorn_serves_the_api(
+    make_server: Callable[..., DicomflowServer], tmp_path: Path
+) -> None:
+    """``performance.fast_paths`` off: the HTTP processes run stock uvicorn on the shared socket (none of
+    uvicorn's internals used); the open and the authenticated routes answer, and an upload is imported."""
+    server = make_server(DICOMFLOW_PERFORMANCE__FAST_PATHS="0", DICOMFLOW_HTTP__WORKERS="2")  # /health ok
+    url = f"http://127.0.0.1:{server.http_port}"
+    anonymous = httpx.get(f"{url}/api/v1/projects", timeout=10, trust_env=False)
+    assert anonymous.status_code == 401
+    server.http.post("/projects", json={"label": "stock"}).raise_for_status()
+    assert "stock" in [project["label"] for project in server.http.get("/projects").json()]
+    write_files(make_study(series=1, instances=3), tmp_path / "in")
+
+    with Client(url, server.token) as client:
+        started = client.upload_dir("stock", tmp_path / "in", progress=False)
+        upload = client.wait_for_import(started.id, timeout=60, poll=0.2)
+
+    assert (upload.state, upload.instances_imported, upload.errors) == ("imported", 3, [])
+    assert server.instance_count() == 3
+    assert "Traceback" not in server.log()

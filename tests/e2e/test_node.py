@@ -16,6 +16,7 @@ import pytest
 from dcmtk import storescu
 
 from factories import dicomflow, make_study, server_env, write_files
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -68,12 +69,13 @@ def running_node(tmp_path: Path, port: int, *options: str) -> Iterator[Path]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(
-            ["echoscu", "-aec", "DICOMNODE", "127.0.0.1", str(port)], check=False
-        ).returncode:
-            assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "node.log").read_text()
-            time.sleep(0.2)
+
+        def answers() -> bool:
+            assert process.poll() is None, (tmp_path / "node.log").read_text()
+            echo = ["echoscu", "-aec", "DICOMNODE", "127.0.0.1", str(port)]
+            return subprocess.run(echo, check=False).returncode == 0
+
+        wait_until(answers, 30, interval=0.2, message=lambda: (tmp_path / "node.log").read_text())
         yield data
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -109,9 +111,7 @@ def test_node_refuses_what_no_input_accepts_and_processes_when_every_input_is_th
     assert _studies(data) == []  # the PET input is still missing: nothing runs
 
     storescu(port, write_files(pet, tmp_path / "pet"), called_ae="DICOMNODE")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not [s for s in _studies(data) if s["stage"] == "Finished"]:
-        time.sleep(0.3)
+    wait_until(lambda: [s for s in _studies(data) if s["stage"] == "Finished"], interval=0.3)
     (study,) = _studies(data)
     assert study["stage"] == "Finished", study
     rows = dicomflow("ls", "--json", "--data-dir", str(data), env=server_env()).stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from pypdf import PdfReader
 
 from dicomflow.demo import make_ct_phantom, make_ms_study
 from factories import DicomflowServer, dciodvfy, make_study, write_files
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -31,16 +31,23 @@ FAST = {
 def _wait_for_stage(
     server: DicomflowServer, uid: str, stages: set[str], timeout: float = 120
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     study: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def in_stage() -> dict[str, Any] | None:
+        nonlocal study
         response = server.http.get(f"/studies/{uid}")
         if response.status_code == 200:
             study = response.json()
             if study["stage"] in stages:
                 return study
-        time.sleep(0.2)
-    raise AssertionError(f"study {uid} not in {stages} after {timeout} s: {study}\n{server.log()[-3000:]}")
+        return None
+
+    return wait_until(
+        in_stage,
+        timeout,
+        interval=0.2,
+        message=lambda: f"study {uid} not in {stages}: {study}\n{server.log()[-3000:]}",
+    )
 
 
 def _rule(server: DicomflowServer, project: str, report_type: str, **match: str) -> None:
@@ -123,10 +130,7 @@ def test_a_job_running_when_the_server_is_killed_is_resumed_after_restart(
     _rule(server, "slow", "toy_slow")
     datasets = make_study(series=1, instances=3)
     storescu(server.dimse_port, write_files(datasets, tmp_path / "in"), called_ae="kp-slow")
-    deadline = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert marker.exists(), server.log()[-3000:]
+    wait_until(marker.exists, interval=0.1, message=lambda: server.log()[-3000:])
 
     server.kill()  # the server, its receivers and the job's worker process, at once
     server.start()
@@ -156,17 +160,13 @@ def test_an_export_to_a_node_that_is_down_is_retried_until_it_comes_up(
     datasets = make_study(series=1, instances=2)
     storescu(server.dimse_port, write_files(datasets, tmp_path / "in"), called_ae="kp-exp")
     _wait_for_stage(server, datasets[0].StudyInstanceUID, {"Finished"})
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not server.rows("select attempts from outbox where attempts >= 2"):
-        time.sleep(0.2)
+    wait_until(lambda: server.rows("select attempts from outbox where attempts >= 2"), 30, interval=0.2)
     ((state, last_error),) = server.rows("select state, last_error from outbox")
     assert state == "pending" and "cannot connect" in last_error
 
     try:
         archive.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and server.rows("select state from outbox")[0][0] != "sent":
-            time.sleep(0.2)
+        wait_until(lambda: server.rows("select state from outbox")[0][0] == "sent", 30, interval=0.2)
         assert server.rows("select state from outbox") == [("sent",)]
         received = archive.rows("select series_instance_uid from instances")
         assert len(received) == 1

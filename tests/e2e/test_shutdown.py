@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from factories import DicomflowServer
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,20 +30,13 @@ def group_alive(server: DicomflowServer) -> bool:
     return True
 
 
-def seconds_until_gone(server: DicomflowServer, limit: float) -> float:
-    start = time.monotonic()
-    while group_alive(server) and time.monotonic() - start < limit:
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
 def test_sigterm_to_the_supervisor_stops_every_process(make_server: Callable[..., DicomflowServer]) -> None:
     server = make_server()
     assert server.process is not None
 
     server.process.send_signal(signal.SIGTERM)
 
-    assert seconds_until_gone(server, STOP_SECONDS) < STOP_SECONDS, "processes left after SIGTERM"
+    wait_until(lambda: not group_alive(server), STOP_SECONDS, message="processes left after SIGTERM")
     assert "restarting" not in server.log()
 
 
@@ -66,5 +60,5 @@ def test_sigterm_to_the_process_group_restarts_no_receiver(
     time.sleep(2.5)  # longer than the supervisor's watch interval
     slow.close()
 
-    assert seconds_until_gone(server, STOP_SECONDS) < STOP_SECONDS, "processes left after SIGTERM"
+    wait_until(lambda: not group_alive(server), STOP_SECONDS, message="processes left after SIGTERM")
     assert "restarting" not in server.log(), "a receiver was restarted during shutdown"

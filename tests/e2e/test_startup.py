@@ -9,13 +9,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from factories import DicomflowServer, make_study, server_env, write_files
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -91,10 +91,12 @@ def test_a_second_server_on_a_data_directory_in_use_refuses_to_start(
     first = make_server()
     paths = write_files(make_study(series=2, instances=150), tmp_path / "files")
     senders = [storescu_v(first.dimse_port, paths[i::2]) for i in range(2)]
-    deadline = time.monotonic() + 60
-    while first.instance_count() < 20:
-        assert time.monotonic() < deadline and all(s.poll() is None for s in senders)
-        time.sleep(0.01)
+
+    def receiving() -> bool:
+        assert all(s.poll() is None for s in senders), "a sender ended early"
+        return first.instance_count() >= 20
+
+    wait_until(receiving, interval=0.01)
 
     done = serve(first.data_dir, free_port(), free_port())  # while the first one receives
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from dicomflow.client import Client, NotFound, Stage, StudyFailed
 from dicomflow.demo import make_ms_study
 from factories import DicomflowServer, server_env, write_files
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -161,20 +161,21 @@ def test_the_sdk_imports_nothing_of_the_server() -> None:
 def _wait_until_in_review(
     client: Client, uid: str, command: subprocess.Popen[bytes], timeout: float = 180
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def in_review() -> bool:
         assert command.poll() is None, "dicomflow upload ended before the review"
         try:
-            if client.get_study(uid).stage == Stage.QUALITY_CONTROL:
-                return
+            return client.get_study(uid).stage == Stage.QUALITY_CONTROL
         except NotFound:  # not imported yet
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"study {uid} not in QualityControl after {timeout} s")
+            return False
+
+    wait_until(in_review, timeout, interval=0.2, message=f"study {uid} not in QualityControl")
 
 
 def _wait_for_text(log: Path, text: str, command: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        assert command.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+
+    def printed() -> bool:
+        assert command.poll() is None, log.read_text()
+        return text in log.read_text()
+
+    wait_until(printed, timeout, interval=0.1, message=log.read_text)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest_api import PLACEMENT_REASON, TestClient, api_settings, seed_index
 from typer.testing import CliRunner, Result
 
+from apihelpers import PLACEMENT_REASON, TestClient, api_settings, seed_index
 from dicomflow.api import create_app
 from dicomflow.cli._admin import human_size, register
 from dicomflow.cli._app import ErrorHandlingGroup
@@ -144,7 +144,7 @@ def test_ls_json_is_the_hierarchy(app: typer.Typer, tmp_path: Path) -> None:
     session = groups[0]["projects"][0]["subjects"][0]["sessions"][0]
     assert session["placement_reason"] == PLACEMENT_REASON
     with TestClient(create_app(api_settings(tmp_path))) as client:
-        engine = client.app.state.engine  # type: ignore[attr-defined]
+        engine = client.app.state.engine  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
         create_user(engine, "v@example.org", "pw", Role.ADMIN)  # sees every project
         headers = {"Authorization": f"Bearer {create_token(engine, 'v@example.org')}"}
         assert client.get("/api/v1/hierarchy", headers=headers).json() == groups  # one shape for CLI and API
@@ -185,7 +185,7 @@ def test_human_size(size: int, text: str) -> None:
 
 def test_commands_work_while_the_api_is_serving(app: typer.Typer, tmp_path: Path) -> None:
     with TestClient(create_app(api_settings(tmp_path))) as client:
-        engine = client.app.state.engine  # type: ignore[attr-defined]
+        engine = client.app.state.engine  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
         create_user(engine, "ops@example.org", "pw", Role.VIEWER)
         headers = {"Authorization": f"Bearer {create_token(engine, 'ops@example.org')}"}
         assert client.get("/api/v1/projects", headers=headers).json() == []

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from conftest_api import TestClient, api_settings
 from sqlalchemy import Engine, select, update
 
+from apihelpers import TestClient, api_settings
 from dicomflow.api import create_app
 from dicomflow.api._deps import Identities, bearer_user
 from dicomflow.client import Client

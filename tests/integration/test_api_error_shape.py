@@ -4,38 +4,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-from conftest_api import ApiContext, TestClient, running_api
-
-from dicomflow.errors import ERRORS_BY_CODE
+from apihelpers import ApiContext, TestClient, assert_error_shape
 from dicomflow.index._accounts import Role
 
 UNKNOWN_UID = "1.2.826.0.1.3680043.8.498.999"
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[ApiContext]:
-    yield from running_api(tmp_path)
-
-
-def assert_error_shape(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code >= 400, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if error["code"] in ERRORS_BY_CODE:
-        assert response.status_code == ERRORS_BY_CODE[error["code"]].http_status
-    return error
 
 
 def failing_requests(api: ApiContext) -> list[tuple[str, str, dict[str, Any], int, str]]:
@@ -118,7 +92,7 @@ def test_unhandled_exceptions_are_500_internal_error(api: ApiContext) -> None:
     def boom() -> None:
         raise RuntimeError("secret detail")
 
-    app.add_api_route("/api/v1/boom", boom)  # type: ignore[attr-defined]
+    app.add_api_route("/api/v1/boom", boom)  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/api/v1/boom", headers=api.headers())
     assert response.status_code == 500

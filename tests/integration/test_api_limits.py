@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_api import TestClient
-from test_api_error_shape import assert_error_shape
 
+from apihelpers import TestClient, assert_error_shape
 from dicomflow.api import create_app
 from dicomflow.config import Settings
 from dicomflow.index import Role, create_project, create_token, create_user, grant

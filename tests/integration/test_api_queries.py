@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_api import IndexWriter, Seeded, api_settings, seed_index
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine, event
 
+from apihelpers import IndexWriter, Seeded, api_settings, seed_index
 from dicomflow.errors import AlreadyExists, NotFound
 from dicomflow.index import Project, create_index_engine, migrate
 from dicomflow.index._queries import (
@@ -191,5 +191,5 @@ def test_datasets_with_series(engine: Engine, seeded: Seeded) -> None:
 def test_results_are_frozen_dataclasses(engine: Engine, seeded: Seeded) -> None:
     group: GroupNode = hierarchy(engine)[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        group.label = "changed"  # type: ignore[misc]
+        group.label = "changed"  # type: ignore[misc]  # the point: the dataclass is frozen
     assert isinstance(group.projects, tuple)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest_api import ApiContext, make_part10, running_api
 from pydicom.uid import generate_uid
 
+from apihelpers import ApiContext, make_part10
 from dicomflow import errors
 from dicomflow.client import (
     AuthenticationRequired,
@@ -34,11 +34,6 @@ from dicomflow.flow import Stage as FlowStage
 from dicomflow.index._accounts import Role
 
 NOW = "2024-05-01T10:20:00Z"
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[ApiContext]:
-    yield from running_api(tmp_path)
 
 
 def sdk(api: ApiContext, role: Role = Role.ADMIN) -> Client:

@@ -20,7 +20,7 @@ SOURCE = Source("import", "test")
 
 
 def _ingestor(tmp_path: Path, policy: DuplicatePolicy) -> Ingestor:
-    settings = Settings().with_overrides(data_dir=tmp_path, **{"ingest.duplicate_policy": policy})  # type: ignore[call-arg]
+    settings = Settings().with_overrides(data_dir=tmp_path, **{"ingest.duplicate_policy": policy})  # type: ignore[call-arg]  # data_dir comes from with_overrides
     ingestor = open_ingestor(settings)
     migrate(ingestor.engine)
     return ingestor

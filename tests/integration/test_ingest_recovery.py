@@ -23,6 +23,7 @@ from dicomflow.index import WriteLock, create_index_engine, create_project, migr
 from dicomflow.ingest import Ingestor, Source, open_ingestor, recover_store
 from dicomflow.storage import FileSystemBlobStore
 from factories import DataDir, make_conflicting_pair, make_instance, to_bytes
+from waiting import wait_until
 
 CRASHED = 86
 SOURCE = Source("import", "crash-test")
@@ -36,7 +37,7 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def settings_for(data_dir: Path, policy: DuplicatePolicy = DuplicatePolicy.REJECT) -> Settings:
-    return Settings().with_overrides(data_dir=data_dir, **{"ingest.duplicate_policy": policy})  # type: ignore[call-arg]
+    return Settings().with_overrides(data_dir=data_dir, **{"ingest.duplicate_policy": policy})  # type: ignore[call-arg]  # data_dir comes from with_overrides
 
 
 def _die(*_args: Any, **_kwargs: Any) -> Any:
@@ -222,10 +223,12 @@ def test_recovery_leaves_a_live_process_staged_writes_alone(
         child = context.Process(target=_stall_before_publish, args=(settings, data, source))
         child.start()
     try:
-        deadline = time.monotonic() + 60
-        while not staged(settings.data_dir):
-            assert child.is_alive() and time.monotonic() < deadline, "the child staged nothing"
-            time.sleep(0.02)
+
+        def has_staged() -> bool:
+            assert child.is_alive(), "the child died before staging"
+            return bool(staged(settings.data_dir))
+
+        wait_until(has_staged, interval=0.02, message="the child staged nothing")
         [in_flight] = staged(settings.data_dir)
         content = in_flight.read_bytes()
 

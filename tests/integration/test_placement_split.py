@@ -15,7 +15,7 @@ SOURCE = Source("import", "test")
 
 
 def test_acquisition_numbers_of_one_series_become_separate_acquisitions(tmp_path: Path) -> None:
-    settings = Settings().with_overrides(data_dir=tmp_path)  # type: ignore[call-arg]
+    settings = Settings().with_overrides(data_dir=tmp_path)  # type: ignore[call-arg]  # data_dir comes from with_overrides
     ingestor = open_ingestor(settings)
     migrate(ingestor.engine)
     first = make_instance(Manufacturer="GE MEDICAL SYSTEMS", AcquisitionNumber=2, InstanceNumber=1)

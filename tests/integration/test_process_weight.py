@@ -23,17 +23,17 @@ import json, socket, sys
 from dicomflow.api import create_app
 from dicomflow.config import Settings
 from dicomflow.dimse import Receiver
-from dicomflow.ingest import open_ingestor
+from dicomflow.runtime import open_application
 
 settings = Settings().with_overrides(data_dir=sys.argv[1], **{{"dimse.port": 0}})
-app = create_app(settings, supervised=True)
-ingestor = open_ingestor(settings)
-receiver = Receiver(settings.dimse, ingestor, ingestor.engine)
+application = open_application(settings)
+app = create_app(application)
+receiver = Receiver(application)
 listening = socket.create_server(("127.0.0.1", 0))
 listening.setblocking(False)
 server = receiver.serve(listening)
 server.shutdown()
-ingestor.close()
+application.close()
 print(json.dumps({{"heavy": sorted(m for m in {heavy!r} if m in sys.modules),
                    "light": sorted(m for m in ("fastapi", "pydicom", "pynetdicom") if m in sys.modules)}}))
 """

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from dicomflow.api.icometrix._model import Kind, make_id
 from dicomflow.config import Settings
 from dicomflow.index import Role, create_project, create_token, create_user, grant
 from factories import make_study, to_bytes
+from waiting import wait_until
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 SECRET_PATIENT = "P2SECRETPATIENT"
@@ -60,23 +60,21 @@ class Walls:
             assert sent.status_code == 200, sent.text
         done = self.client.post(f"/api/v1/uploads/{upload_id}/complete", headers=self.h(who))
         assert done.status_code == 202, done.text
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def finished() -> dict[str, Any] | None:
             upload = self.get(f"/api/v1/uploads/{upload_id}", who).json()
-            if upload["state"] not in ("uploading", "importing"):
-                return dict(upload)
-            time.sleep(0.05)
-        raise AssertionError(f"upload {upload_id} still importing")
+            return None if upload["state"] in ("uploading", "importing") else dict(upload)
+
+        return wait_until(finished, message=f"upload {upload_id} still importing")
 
     def settled(self, upload_id: str, who: str) -> list[dict[str, Any]]:
         """The upload's studies once they left Importing."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def settled() -> list[dict[str, Any]] | None:
             studies = self.get(f"/api/v1/uploads/{upload_id}/studies", who).json()
-            if all(s["stage"] != "Importing" for s in studies):
-                return list(studies)
-            time.sleep(0.05)
-        raise AssertionError(f"the studies of upload {upload_id} are still importing")
+            return list(studies) if all(s["stage"] != "Importing" for s in studies) else None
+
+        return wait_until(settled, message=f"the studies of upload {upload_id} are still importing")
 
 
 def _walls(tmp_path: Path, policy: str = "separate") -> Iterator[Walls]:

@@ -1,8 +1,8 @@
-"""Readers of the index never queue behind a writer (SQLite WAL snapshots)."""
+"""Readers of the index never queue behind a writer (SQLite WAL snapshots); how long such a read takes:
+``bench/timings.py read``."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from sqlalchemy import text
@@ -15,8 +15,6 @@ def test_a_read_does_not_wait_for_a_writer_holding_the_lock(tmp_path: Path) -> N
     migrate(engine)
     with engine.connect() as writer:
         writer.execute(text("INSERT INTO groups (id, label, created_at) VALUES ('g', 'G', '2026-01-01')"))
-        start = time.monotonic()
-        assert list_projects(engine) == []
-        assert time.monotonic() - start < 1.0
+        assert list_projects(engine) == []  # a read that waited for the writer would fail: locked
         writer.rollback()
     engine.dispose()

@@ -19,6 +19,7 @@ from dicomflow.api import create_app
 from dicomflow.config import Settings
 from dicomflow.index import Role, create_project, create_token, create_user, grant
 from factories import make_study, nested_sequences, to_bytes
+from waiting import wait_until
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -55,23 +56,21 @@ class Api:
     def complete_and_wait(self, upload_id: str) -> dict[str, Any]:
         response = self.client.post(f"/api/v1/uploads/{upload_id}/complete", headers=self.h())
         assert response.status_code == 202, response.text
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def finished() -> dict[str, Any] | None:
             upload = self.client.get(f"/api/v1/uploads/{upload_id}", headers=self.h()).json()
-            if upload["state"] not in ("uploading", "importing"):
-                return dict(upload)
-            time.sleep(0.05)
-        raise AssertionError(f"upload {upload_id} still importing")
+            return None if upload["state"] in ("uploading", "importing") else dict(upload)
+
+        return wait_until(finished, message=f"upload {upload_id} still importing")
 
     def wait_for_checks(self, upload_id: str) -> dict[str, Any]:
         """The upload's one study, once it has left Importing."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def checked() -> dict[str, Any] | None:
             (study,) = self.client.get(f"/api/v1/uploads/{upload_id}/studies", headers=self.h()).json()
-            if study["stage"] != "Importing":
-                return dict(study)
-            time.sleep(0.05)
-        raise AssertionError(f"the study of upload {upload_id} is still importing")
+            return None if study["stage"] == "Importing" else dict(study)
+
+        return wait_until(checked, message=f"the study of upload {upload_id} is still importing")
 
 
 @pytest.fixture
@@ -190,7 +189,7 @@ def test_a_file_sent_as_the_request_body_is_imported_like_a_part(api: Api) -> No
     )
     assert (streamed.status_code, streamed.json()["received"][0]["size"]) == (200, len(data))
     assert api.put_raw(upload["id"], "x.dcm", to_bytes(study[0]), "viewer").status_code == 403
-    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
     uploads.settings = uploads.settings.with_overrides(**{"uploads.max_file_bytes": 100})
     big = api.put_raw(upload["id"], "big.dcm", to_bytes(study[0]))
     assert (big.status_code, big.json()["error"]["code"]) == (413, "too-large")
@@ -223,7 +222,7 @@ def test_the_upload_lane_checks_as_the_api_does(api: Api) -> None:
 def test_studies_a_stop_left_unchecked_are_checked_at_the_next_start(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
     upload = api.start(report_type="toy_count")
     for ds in make_study(series=1, instances=2):
         api.put(upload["id"], "x.dcm", to_bytes(ds))
@@ -251,7 +250,7 @@ def test_an_upload_without_dicom_says_so(api: Api) -> None:
 def test_abandoned_uploads_expire_and_their_files_go(api: Api) -> None:
     upload = api.start()
     api.put(upload["id"], "a.dcm", to_bytes(make_study(series=1, instances=1)[0]))
-    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
     uploads.settings = uploads.settings.with_overrides(**{"uploads.expire_after": 0.0})
     api.put(upload["id"], "b.dcm", b"x")  # refreshes the expiry, now to "immediately"
     time.sleep(0.01)
@@ -329,7 +328,7 @@ def test_a_deeply_nested_sequence_is_an_invalid_instance(api: Api) -> None:
 def test_completing_while_files_are_in_flight_refuses_or_keeps_each_file(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]
+    uploads = api.client.app.state.uploads  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
     slow_ingest = type(uploads._ingestor()).ingest_bytes
 
     in_flight = threading.Event()

@@ -19,7 +19,7 @@ P1, P2 = Source("dimse", "test", called_ae="kp-p1"), Source("dimse", "test", cal
 
 
 def _ingestor(tmp_path: Path, policy: DuplicatePolicy) -> Ingestor:
-    settings = Settings().with_overrides(data_dir=tmp_path, **{"ingest.duplicate_policy": policy})  # type: ignore[call-arg]
+    settings = Settings().with_overrides(data_dir=tmp_path, **{"ingest.duplicate_policy": policy})  # type: ignore[call-arg]  # data_dir comes from with_overrides
     ingestor = open_ingestor(settings)
     migrate(ingestor.engine)
     create_project(ingestor.engine, "p1")

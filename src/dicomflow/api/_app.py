@@ -15,28 +15,25 @@ from dicomflow.api._deps import Identities
 from dicomflow.api._docs import install_docs
 from dicomflow.api._fastlane import UploadFastLane
 from dicomflow.api._guard import RequestGuard
-from dicomflow.api._server import run_upload_janitor
 from dicomflow.api.errors import install_error_handlers
 from dicomflow.config import Settings
-from dicomflow.runtime import open_application
+from dicomflow.runtime import Application, open_application
 
 API_PREFIX = "/api/v1"
 """Prefix of the native routes."""
 
 
-def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
-    """Build the HTTP API.
-
-    The index engine (migrated to the newest schema) and the blob store are created here, once, and kept
-    on ``app.state`` (``settings``, ``engine``, ``store``); the engine is disposed of at shutdown.
+def create_app(application: Application | Settings) -> FastAPI:
+    """Build the HTTP API over the process's application.
 
     Parameters
     ----------
-    settings
-        The installation's settings.
-    supervised
-        One of several HTTP processes of ``dicomflow serve``: the supervisor, not the app, resumes
-        interrupted upload imports and expires abandoned uploads.
+    application
+        The :class:`~dicomflow.runtime.Application` of this process, built once by its entry point
+        (``dicomflow serve`` builds one per HTTP process and runs the upload janitor once, in its
+        supervisor); its owner closes it. Given :class:`~dicomflow.config.Settings` instead, the app is an
+        installation of its own: it opens the application (migrating the index), resumes interrupted
+        upload imports and expires abandoned uploads in its lifespan, and closes it at shutdown.
 
     Returns
     -------
@@ -44,26 +41,30 @@ def create_app(settings: Settings, *, supervised: bool = False) -> FastAPI:
         ``GET /health`` is open; every route under ``/api/v1`` needs ``Authorization: Bearer <token>``,
         checked with the body's size before the body is read (:mod:`~dicomflow.api._guard`).
         OpenAPI documentation is served at ``/docs`` and ``/redoc`` with local assets (public unless
-        ``http.public_docs`` is off).
+        ``http.public_docs`` is off). ``app.state`` keeps ``application`` and, for the routes, its
+        ``settings``, ``engine``, ``store``, ``flow`` and ``uploads``.
     """
-    application = open_application(settings)
+    if isinstance(application, Settings):
+        return _build(open_application(application), owned=True)
+    return _build(application, owned=False)
+
+
+def _build(application: Application, *, owned: bool) -> FastAPI:
+    settings = application.settings
     engine = application.engine
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        if not supervised:
-            janitor = threading.Thread(
-                target=run_upload_janitor,
-                args=(application.uploads, settings, stop),
-                name="upload-janitor",
-                daemon=True,
-            )
-            janitor.start()
+        if owned:
+            threading.Thread(
+                target=application.sweep_uploads, args=(stop,), name="upload-janitor", daemon=True
+            ).start()
         yield
         stop.set()
         app.state.identities.close()
-        application.close()
+        if owned:
+            application.close()
 
     app = FastAPI(title="dicomflow", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.application = application

@@ -16,7 +16,11 @@ from dicomflow.config import Settings
 from dicomflow.errors import InvalidState, NotFound
 from dicomflow.flow import Stage
 from dicomflow.index import Role, reading, writing
-from dicomflow.index import _processing as q
+from dicomflow.index.jobs import JobInfo, job_row, list_jobs
+from dicomflow.index.results import ResultInfo, result_row, results_of_study
+from dicomflow.index.rules import RuleInfo, add_rule, list_rules
+from dicomflow.index.rules import delete_rule as remove_rule
+from dicomflow.index.studies import StudyInfo, find_study, list_studies, project_id_by_label, study_of_job
 from dicomflow.jobs import Flow, job_workdir
 
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -58,15 +62,15 @@ class RuleCreate(BaseModel):
 
 def _study(
     engine: Any, caller: Access, uid: str, version: int | None, allowed: frozenset[Role], action: str
-) -> q.StudyInfo:
+) -> StudyInfo:
     """The study version in a project the caller may see (404 as for an unknown UID otherwise)."""
     with reading(engine) as conn:
-        study = q.find_study(conn, uid, version, sees=caller.sees)
+        study = find_study(conn, uid, version, sees=caller.sees)
     caller.check(study.group, study.project, allowed, action)
     return study
 
 
-def _where(study: q.StudyInfo) -> tuple[str, str]:
+def _where(study: StudyInfo) -> tuple[str, str]:
     return study.group, study.project
 
 
@@ -79,16 +83,16 @@ def get_studies(
     caller: Caller,
     project: Annotated[str | None, Query(description="Only this project.")] = None,
     stage: Annotated[Stage | None, Query(description="Only this stage.")] = None,
-) -> list[q.StudyInfo]:
+) -> list[StudyInfo]:
     """Each study's newest version (of the caller's projects) with stage, reason, history, findings, jobs."""
     with reading(engine) as conn:
-        return caller.visible(q.list_studies(conn, project=project, stage=stage.value if stage else None))
+        return caller.visible(list_studies(conn, project=project, stage=stage.value if stage else None))
 
 
 @router.get("/studies/{study_instance_uid}", summary="One study in the flow")
 def get_study(
     study_instance_uid: str, engine: IndexEngine, caller: Caller, version: Version = None
-) -> q.StudyInfo:
+) -> StudyInfo:
     """Stage, history, findings and jobs of a study version."""
     return _study(engine, caller, study_instance_uid, version, READ, "read it")
 
@@ -96,11 +100,11 @@ def get_study(
 @router.get("/studies/{study_instance_uid}/results", summary="Result files of a study")
 def get_results(
     study_instance_uid: str, engine: IndexEngine, caller: Caller, version: Version = None
-) -> list[q.ResultInfo]:
+) -> list[ResultInfo]:
     """Reports, result JSON and other files the study's jobs produced."""
     study = _study(engine, caller, study_instance_uid, version, READ, "read it")
     with reading(engine) as conn:
-        return q.results_of_study(conn, study.id)
+        return results_of_study(conn, study.id)
 
 
 @router.get("/studies/{study_instance_uid}/results.zip", summary="Every result file of a study as zip")
@@ -111,7 +115,7 @@ def get_results_zip(
     settings = _settings(request)
     study = _study(engine, caller, study_instance_uid, version, READ, "read it")
     with reading(engine) as conn:
-        found = q.results_of_study(conn, study.id)
+        found = results_of_study(conn, study.id)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for result in found:
@@ -125,8 +129,8 @@ def get_results_zip(
 def get_result_file(result_id: int, request: Request, engine: IndexEngine, caller: Caller) -> FileResponse:
     """The file as the job wrote it."""
     with reading(engine) as conn:
-        result = q.result_row(conn, result_id)
-        study = q.study_of_job(conn, result.job_id)
+        result = result_row(conn, result_id)
+        study = study_of_job(conn, result.job_id)
     if not caller.sees(study.group, study.project):
         raise NotFound(f"no result with id {result_id}")
     return FileResponse(
@@ -135,35 +139,35 @@ def get_result_file(result_id: int, request: Request, engine: IndexEngine, calle
 
 
 @router.post("/studies/{study_instance_uid}/reprocess", status_code=202, summary="Run a study again")
-def post_reprocess(study_instance_uid: str, body: Reprocess, request: Request, caller: Caller) -> q.StudyInfo:
+def post_reprocess(study_instance_uid: str, body: Reprocess, request: Request, caller: Caller) -> StudyInfo:
     """Checks and fresh jobs for the study's report types (``force_reprocessing``)."""
     flow = _flow(request)
     where = _where(_study(flow.engine, caller, study_instance_uid, None, UPLOAD | REVIEW, "reprocess"))
     flow.reprocess(study_instance_uid, body.report_types, actor=caller.user.email, project=where)
     with reading(flow.engine) as conn:
-        return q.find_study(conn, study_instance_uid, sees=caller.sees)
+        return find_study(conn, study_instance_uid, sees=caller.sees)
 
 
 @router.get("/qc", summary="Studies waiting for review")
-def get_qc(engine: IndexEngine, caller: Caller) -> list[q.StudyInfo]:
+def get_qc(engine: IndexEngine, caller: Caller) -> list[StudyInfo]:
     """Studies in QualityControl, of the caller's projects."""
     with reading(engine) as conn:
-        return caller.visible(q.list_studies(conn, stage=Stage.QUALITY_CONTROL.value))
+        return caller.visible(list_studies(conn, stage=Stage.QUALITY_CONTROL.value))
 
 
 @router.post("/studies/{study_instance_uid}/qc/approve", summary="Approve results (→ Finished)")
-def post_approve(study_instance_uid: str, body: Review, request: Request, caller: Caller) -> q.StudyInfo:
+def post_approve(study_instance_uid: str, body: Review, request: Request, caller: Caller) -> StudyInfo:
     """Reviewers and admins of the project; recorded with the reviewer in the history and event log."""
     flow = _flow(request)
     where = _where(_study(flow.engine, caller, study_instance_uid, None, REVIEW, "review"))
     email = caller.user.email
     flow.review(study_instance_uid, approve=True, reviewer=email, comment=body.comment, project=where)
     with reading(flow.engine) as conn:
-        return q.find_study(conn, study_instance_uid, sees=caller.sees)
+        return find_study(conn, study_instance_uid, sees=caller.sees)
 
 
 @router.post("/studies/{study_instance_uid}/qc/reject", summary="Reject results (→ Failed, or re-run)")
-def post_reject(study_instance_uid: str, body: Review, request: Request, caller: Caller) -> q.StudyInfo:
+def post_reject(study_instance_uid: str, body: Review, request: Request, caller: Caller) -> StudyInfo:
     """Reviewers and admins of the project; the comment is the reason users see."""
     if not body.comment.strip():
         raise InvalidState("a rejection needs a comment saying why")
@@ -179,7 +183,7 @@ def post_reject(study_instance_uid: str, body: Review, request: Request, caller:
         project=where,
     )
     with reading(flow.engine) as conn:
-        return q.find_study(conn, study_instance_uid, sees=caller.sees)
+        return find_study(conn, study_instance_uid, sees=caller.sees)
 
 
 @router.get("/jobs", summary="Jobs, newest first")
@@ -187,13 +191,13 @@ def get_jobs(
     engine: IndexEngine,
     caller: Caller,
     state: Annotated[str | None, Query(description="queued, running, retrying, …")] = None,
-) -> list[q.JobInfo]:
+) -> list[JobInfo]:
     """Jobs of the caller's projects with their state and attempts."""
     with reading(engine) as conn:
-        jobs = q.list_jobs(conn, state=state)
+        jobs = list_jobs(conn, state=state)
         if caller.roles is None:
             return jobs
-        visible = {s.id for s in caller.visible(q.list_studies(conn, latest_only=False, detail=False))}
+        visible = {s.id for s in caller.visible(list_studies(conn, latest_only=False, detail=False))}
     return [job for job in jobs if job.study_id in visible]
 
 
@@ -201,8 +205,8 @@ def get_jobs(
 def get_job_log(job_id: int, request: Request, engine: IndexEngine, caller: Caller) -> str:
     """Everything the attempt's process wrote (logging, stdout, stderr, the traceback of a failure)."""
     with reading(engine) as conn:
-        job = q.job_row(conn, job_id)
-        study = q.study_of_job(conn, job_id)
+        job = job_row(conn, job_id)
+        study = study_of_job(conn, job_id)
     if not caller.sees(study.group, study.project):
         raise NotFound(f"no job with id {job_id}")
     path = job_workdir(_settings(request), job.id, max(job.attempts, 1)) / "job.log"
@@ -229,27 +233,27 @@ def get_report_types(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/projects/{label}/rules", summary="A project's rules")
-def get_rules(label: str, engine: IndexEngine, caller: Caller) -> list[q.RuleInfo]:
+def get_rules(label: str, engine: IndexEngine, caller: Caller) -> list[RuleInfo]:
     """Report types run on the project's new studies, with their tag conditions."""
     project_id = project_of(engine, caller, label, READ, "read its rules")
     with reading(engine) as conn:
-        return q.rules(conn, project_id)
+        return list_rules(conn, project_id)
 
 
 @router.post("/projects/{label}/rules", status_code=201, summary="Add a project rule (admins only)")
 def post_rule(
     label: str, body: RuleCreate, request: Request, engine: IndexEngine, _admin: AdminUser
-) -> q.RuleInfo:
+) -> RuleInfo:
     """Run a report type on new studies of the project whose tags match."""
     _flow(request).registry.get(body.report_type)
     with writing(engine) as conn:
-        rule_id = q.add_rule(conn, q.project_id(conn, label), body.report_type, body.match)
-        return next(r for r in q.rules(conn) if r.id == rule_id)
+        rule_id = add_rule(conn, project_id_by_label(conn, label), body.report_type, body.match)
+        return next(r for r in list_rules(conn) if r.id == rule_id)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, summary="Remove a project rule (admins only)")
 def delete_rule(rule_id: int, engine: IndexEngine, _admin: AdminUser) -> Response:
     """Studies already queued keep their jobs."""
     with writing(engine) as conn:
-        q.delete_rule(conn, rule_id)
+        remove_rule(conn, rule_id)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from dicomflow.api._access import READ, UPLOAD, Access, Caller, project_of
 from dicomflow.api._deps import IndexEngine, current_user
 from dicomflow.errors import NotFound, TooLarge
-from dicomflow.index import _processing as q
+from dicomflow.index.studies import StudyInfo
 from dicomflow.uploads import UploadInfo, Uploads
 
 router = APIRouter(dependencies=[Depends(current_user)])
@@ -196,6 +196,6 @@ def get_upload_files(upload_id: str, request: Request, caller: Caller) -> FileLi
 
 
 @router.get("/uploads/{upload_id}/studies", summary="Studies the upload's import found")
-def get_upload_studies(upload_id: str, request: Request, caller: Caller) -> list[q.StudyInfo]:
+def get_upload_studies(upload_id: str, request: Request, caller: Caller) -> list[StudyInfo]:
     """Each study version handed to the processing flow, with stage and jobs."""
     return checked_uploads(request, caller, upload_id, "read").studies(upload_id)

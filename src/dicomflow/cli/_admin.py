@@ -134,12 +134,13 @@ def users_grant(
     data_dir: DataDir = None,
 ) -> None:
     """Give a user a role in one project (uploader, reviewer, viewer or admin); replaces an earlier one."""
-    from dicomflow.index import _processing, grant, reading
+    from dicomflow.index import grant, reading
     from dicomflow.index._accounts import Role as IndexRole
+    from dicomflow.index.studies import project_id_by_label
 
     with opened_index(data_dir) as engine:
         with reading(engine) as conn:
-            project_id = _processing.project_id(conn, project)
+            project_id = project_id_by_label(conn, project)
         grant(engine, email, project_id, IndexRole(role.value))
     typer.echo(f"{email} is {role.value} in {project}")
 
@@ -270,10 +271,11 @@ def ls(
 
 def _stages(engine: Engine) -> dict[str, str]:
     """StudyInstanceUID → ``Stage (reason)`` of the newest study version."""
-    from dicomflow.index import _processing, reading
+    from dicomflow.index import reading
+    from dicomflow.index.studies import list_studies
 
     with reading(engine) as conn:
-        studies = _processing.list_studies(conn, detail=False)
+        studies = list_studies(conn, detail=False)
     return {s.study_instance_uid: f"{s.stage} v{s.version}: {s.reason}" for s in studies}
 
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -49,13 +45,8 @@ def node(
 ) -> None:
     """Run one report type as a DICOM SCP with durable jobs: store what its inputs accept, refuse the rest
     with REJECT_STATUS, process a group when an association is released and every input has its series."""
-    from dicomflow.dimse import configure, listen
-    from dicomflow.dimse._node import NodeReceiver
-    from dicomflow.errors import AlreadyExists
-    from dicomflow.index import create_project, migrate
-    from dicomflow.ingest import open_ingestor, recover_store
-    from dicomflow.jobs import ProcessingEngine
-    from dicomflow.pipelines import load_report_types, report_types_from
+    from dicomflow.pipelines import report_types_from
+    from dicomflow.serve import serve_node
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     plugin = str(pipeline.resolve())
@@ -74,52 +65,7 @@ def node(
             "processing.plugins": [plugin],
         },
     )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    processing = settings.processing
-    registry = load_report_types(processing.plugins, processing.aliases, processing.options)
-    chosen = registry.get(name)
-    configure(settings)
-    ingestor = open_ingestor(settings)
-    migrate(ingestor.engine)
-    with contextlib.suppress(AlreadyExists):
-        create_project(ingestor.engine, chosen.name)
-    recover_store(ingestor)
-    engine = ProcessingEngine(settings, ingestor.engine, registry, track=False)
-    scope = "subject" if group_by is GroupBy.PATIENT_ID else "session"
-
-    def released(study_uids: set[str]) -> None:
-        from dicomflow.index import _processing as q
-        from dicomflow.index import reading
-
-        with reading(ingestor.engine) as conn:
-            sessions = [s for uid in study_uids for s in q.sessions_of_study_uid(conn, uid)]
-        engine.flow.offer(sessions, chosen.name, scope=scope, actor="node")
-
-    receiver = NodeReceiver(
-        settings.dimse,
-        ingestor,
-        ingestor.engine,
-        accepts=_acceptor(chosen),
-        project=chosen.name,
-        on_released=released,
-        reject_status=reject_status,
-    )
-    server = receiver.serve(listen(settings, option="--port"))
-    engine.start()
-    logging.getLogger("dicomflow").info(
-        "node %s (%s v%s) on %s:%d, grouping by %s, data in %s",
-        ae_title,
-        chosen.name,
-        chosen.version,
-        host,
-        port,
-        group_by.value,
-        settings.data_dir.resolve(),
-    )
-    _wait_for_signal()
-    server.shutdown()
-    engine.stop()
-    ingestor.close()
+    serve_node(settings, name, group_by=group_by.value, reject_status=reject_status)
 
 
 def _status_code(text: str | int) -> int:
@@ -132,31 +78,3 @@ def _status_code(text: str | int) -> int:
     if not 0 <= code <= 0xFFFF:
         raise typer.BadParameter(f"{text} is not a 16-bit status")
     return code
-
-
-def _acceptor(report_type: Any) -> Any:
-    from pydicom.dataset import Dataset
-
-    from dicomflow.pipelines import keyword
-
-    inputs = report_type.input_objects()
-
-    def accepts(header: Dataset) -> str | None:
-        for spec in inputs.values():
-            if spec.accepts(header) and all(keyword(tag) in header for tag in spec.required_tags):
-                return None
-        wanted = "; ".join(f"{n}: {s.describe()}" for n, s in inputs.items())
-        return f"no input of {report_type.name} accepts it ({wanted})"
-
-    return accepts
-
-
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    stop.wait()

@@ -89,13 +89,13 @@ def status(
     data_dir: DataDir = None,
 ) -> None:
     """List studies with their stage, reason, findings and jobs."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import reading
+    from dicomflow.index.studies import list_studies, project_id_by_label
 
     with opened_index(data_dir) as engine, reading(engine) as conn:
         if project is not None:
-            q.project_id(conn, project)  # an unknown project is an error, not an empty list
-        studies = q.list_studies(
+            project_id_by_label(conn, project)  # an unknown project is an error, not an empty list
+        studies = list_studies(
             conn, project=project, stage=stage and stage.value, latest_only=not all_versions
         )
     if as_json:
@@ -146,19 +146,19 @@ def jobs(
     data_dir: DataDir = None,
 ) -> None:
     """List jobs (newest first), or print one job's log."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import reading
+    from dicomflow.index.jobs import job_row, list_jobs
 
     settings = load_settings(data_dir)
     with opened_index(data_dir) as engine, reading(engine) as conn:
         if log is not None:
-            job = q.job_row(conn, log)
+            job = job_row(conn, log)
             from dicomflow.jobs import job_workdir
 
             path = job_workdir(settings, job.id, max(job.attempts, 1)) / "job.log"
             typer.echo(path.read_text() if path.is_file() else f"job {log} has no log yet")
             return
-        found = q.list_jobs(conn, state=state and state.value)
+        found = list_jobs(conn, state=state and state.value)
     if as_json:
         typer.echo(_json([asdict(j) for j in found]))
         return
@@ -186,13 +186,13 @@ def reprocess(
     data_dir: DataDir = None,
 ) -> None:
     """Run a study's report types again (force_reprocessing): checks, then fresh jobs."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import reading
+    from dicomflow.index.studies import study_row
 
     with _flow(data_dir) as (_, flow):
         study_id = flow.reprocess(study_instance_uid, report_type or [], actor="cli")
         with reading(flow.engine) as conn:
-            study = q.study_row(conn, study_id)
+            study = study_row(conn, study_id)
     if study.stage == Stage.FAILED.value:  # the new run's checks blocked it
         typer.echo(f"study {study_instance_uid} Failed its checks: {study.reason}")
         raise typer.Exit(1)
@@ -201,11 +201,11 @@ def reprocess(
 
 def qc_list(data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Studies waiting for review."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import reading
+    from dicomflow.index.studies import list_studies
 
     with opened_index(data_dir) as engine, reading(engine) as conn:
-        waiting = q.list_studies(conn, stage=Stage.QUALITY_CONTROL.value)
+        waiting = list_studies(conn, stage=Stage.QUALITY_CONTROL.value)
     if as_json:
         typer.echo(_json([asdict(s) for s in waiting]))
         return
@@ -255,13 +255,14 @@ def results(
     data_dir: DataDir = None,
 ) -> None:
     """List a study's result files, or download them."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import reading
+    from dicomflow.index.results import results_of_study
+    from dicomflow.index.studies import find_study
 
     settings = load_settings(data_dir)
     with opened_index(data_dir) as engine, reading(engine) as conn:
-        study = q.find_study(conn, study_instance_uid, version)
-        found = q.results_of_study(conn, study.id)
+        study = find_study(conn, study_instance_uid, version)
+        found = results_of_study(conn, study.id)
     if download is not None:
         for r in found:
             target = download / r.report_type / r.name
@@ -299,36 +300,37 @@ def rules_add(
     data_dir: DataDir = None,
 ) -> None:
     """Run REPORT_TYPE on new studies of PROJECT whose tags match."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import writing
+    from dicomflow.index.rules import add_rule
+    from dicomflow.index.studies import project_id_by_label
     from dicomflow.pipelines import load_report_types
 
     pairs = dict(_pair(m) for m in match or [])
     processing = load_settings(data_dir).processing
     load_report_types(processing.plugins, processing.aliases).get(report_type)
     with opened_index(data_dir) as engine, writing(engine) as conn:
-        project_id = q.project_id(conn, project)
-        rule_id = q.add_rule(conn, project_id, report_type, pairs)
+        project_id = project_id_by_label(conn, project)
+        rule_id = add_rule(conn, project_id, report_type, pairs)
     typer.echo(f"rule {rule_id}: {project}: {report_type} on {pairs or 'every new study'}")
 
 
 def rules_list(data_dir: DataDir = None) -> None:
     """Every project rule."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import reading
+    from dicomflow.index.rules import list_rules
 
     with opened_index(data_dir) as engine, reading(engine) as conn:
-        for rule in q.rules(conn):
+        for rule in list_rules(conn):
             typer.echo(f"{rule.id}  {rule.project}  {rule.report_type}  {rule.match or 'every new study'}")
 
 
 def rules_delete(rule_id: Annotated[int, typer.Argument()], data_dir: DataDir = None) -> None:
     """Remove a project rule."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import writing
+    from dicomflow.index.rules import delete_rule
 
     with opened_index(data_dir) as engine, writing(engine) as conn:
-        q.delete_rule(conn, rule_id)
+        delete_rule(conn, rule_id)
     typer.echo(f"rule {rule_id} deleted")
 
 

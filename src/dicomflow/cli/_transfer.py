@@ -216,8 +216,8 @@ def _check_report_types(settings: Settings, names: list[str]) -> None:
 
 def _process(settings: Settings, acquisition_ids: set[int], report_types: list[str]) -> list[str]:
     """Run the flow on the imported sessions until they end; print each study's stage and reason."""
-    from dicomflow.index import _processing as q
     from dicomflow.index import create_index_engine, reading
+    from dicomflow.index.studies import session_of_acquisition
     from dicomflow.jobs import ProcessingEngine
 
     engine = create_index_engine(settings.index_url)
@@ -226,7 +226,7 @@ def _process(settings: Settings, acquisition_ids: set[int], report_types: list[s
     )
     try:
         with reading(engine) as conn:
-            sessions = sorted({q.session_of_acquisition(conn, a) for a in acquisition_ids})
+            sessions = sorted({session_of_acquisition(conn, a) for a in acquisition_ids})
         with Console(stderr=True).status(
             f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"
         ):

@@ -1,14 +1,12 @@
 """DICOM network adapters: the receiver (C-ECHO, C-STORE SCP) and the sender (C-STORE SCU).
 
-Only the process start-up (:mod:`~dicomflow.dimse._workers`) is imported with the package; the receiver,
-the sender and :func:`configure` import pynetdicom and are imported on first use of their names, so that
-a process which never speaks DICOM (an HTTP process) does not load it.
+The receiver, the sender and :func:`configure` import pynetdicom, so they are imported on first use of
+their names: a process that never speaks DICOM (an HTTP process, the outbox before its first export) does
+not load it.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
-
-from dicomflow.dimse._workers import ReceiverPool, listen, worker_count
 
 if TYPE_CHECKING:
     from dicomflow.dimse._receiver import TRANSFER_SYNTAXES, Receiver
@@ -29,13 +27,10 @@ __all__ = [
     "TRANSFER_SYNTAXES",
     "Outgoing",
     "Receiver",
-    "ReceiverPool",
     "SendReport",
     "configure",
     "describe",
-    "listen",
     "send",
-    "worker_count",
 ]
 
 

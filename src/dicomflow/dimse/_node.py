@@ -12,19 +12,20 @@ import io
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import evt
-from sqlalchemy import Engine
 
-from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _status as status
 from dicomflow.dimse._receiver import Receiver, _actor
 from dicomflow.errors import DicomflowError, InvalidInstance
-from dicomflow.ingest import Ingestor, Source
+from dicomflow.ingest import Source
+
+if TYPE_CHECKING:  # dicomflow.jobs imports the sender of this package: no import of runtime at run time
+    from dicomflow.runtime import Application
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class NodeReceiver(Receiver):
 
     Parameters
     ----------
+    application
+        The node's application (see :class:`~dicomflow.dimse.Receiver`).
     accepts
         Whether an instance (header, no pixel data) belongs to any input; returns the reason when not.
     project
@@ -46,16 +49,14 @@ class NodeReceiver(Receiver):
 
     def __init__(
         self,
-        settings: DimseSettings,
-        ingestor: Ingestor,
-        engine: Engine,
+        application: Application,
         *,
         accepts: Callable[[Dataset], str | None],
         project: str,
         on_released: Callable[[set[str]], None],
         reject_status: int = 0xB007,
     ) -> None:
-        super().__init__(settings, ingestor, engine)
+        super().__init__(application)
         self.accepts = accepts
         self.project = project
         self.on_released = on_released

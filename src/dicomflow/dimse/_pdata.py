@@ -209,7 +209,7 @@ class FastStore:
                 return
         primitive = P_DATA()
         # pynetdicom checks for lists at run time (its annotation says tuples)
-        primitive.presentation_data_value_list = [[context_id, bytes((control,)) + fragment]]  # type: ignore[list-item]
+        primitive.presentation_data_value_list = [[context_id, bytes((control,)) + fragment]]  # type: ignore[list-item]  # pynetdicom wants lists here
         self.assoc.dimse.receive_primitive(primitive)  # as DT-2 does
 
     def _start(self, context_id: int, command_set: bytes) -> StoreRequest | None:

@@ -1,7 +1,8 @@
 """The C-ECHO / C-STORE SCP: AE setup, association routing by AE title, and the C-STORE handler.
 
 Each receiving process runs one :class:`Receiver` on a listening socket it shares with its siblings
-(see ``_workers.py``); every handler only translates between DIMSE and :class:`dicomflow.ingest.Ingestor`.
+(see :mod:`dicomflow.serve`); every handler only translates between DIMSE and
+:class:`dicomflow.ingest.Ingestor`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -32,9 +33,7 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 from pynetdicom.transport import ThreadedAssociationServer
-from sqlalchemy import Engine
 
-from dicomflow.config import DimseSettings
 from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _reactor
 from dicomflow.dimse import _status as status
@@ -47,6 +46,9 @@ from dicomflow.index import reading
 from dicomflow.ingest import Ingestor, Source
 from dicomflow.ingest._placing import find_project
 from dicomflow.placement import project_from_called_ae
+
+if TYPE_CHECKING:  # dicomflow.jobs imports the sender of this package: no import of runtime at run time
+    from dicomflow.runtime import Application
 
 LOGGER = logging.getLogger(__name__)
 
@@ -74,12 +76,10 @@ class Receiver:
 
     Parameters
     ----------
-    settings
-        Receiver settings (AE title, aliases, limits, timeouts).
-    ingestor
-        The ingest use case of this process.
-    engine
-        Index engine, to check that a called ``kp-`` AE names an existing project.
+    application
+        The process's application: its ``settings.dimse`` (AE title, aliases, limits, timeouts), its
+        ``ingestor`` (the ingest use case) and its index ``engine`` (to check that a called ``kp-`` AE names
+        an existing project).
     max_associations
         This process's share of ``settings.max_associations`` (default: all of it).
     max_pending_connections
@@ -88,13 +88,12 @@ class Receiver:
 
     def __init__(
         self,
-        settings: DimseSettings,
-        ingestor: Ingestor,
-        engine: Engine,
+        application: Application,
         *,
         max_associations: int | None = None,
         max_pending_connections: int | None = None,
     ) -> None:
+        settings = application.settings.dimse
         self.settings = settings
         self.max_associations = max_associations or settings.max_associations
         self.admission = Admission(
@@ -102,8 +101,8 @@ class Receiver:
             max_pending_connections or settings.max_pending_connections,
             settings.acse_timeout,
         )
-        self.ingestor = ingestor
-        self.engine = engine
+        self.ingestor: Ingestor = application.ingestor
+        self.engine = application.engine
         self.peers = AllowedPeers(settings.allowed_peers)
         self.ae = self._build_ae()
 

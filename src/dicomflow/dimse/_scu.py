@@ -203,7 +203,7 @@ def _no_delay(event: Any) -> None:
 
 def _store_one(assoc: object, item: Outgoing, report: SendReport) -> str:
     try:
-        response = assoc.send_c_store(item.path)  # type: ignore[attr-defined]
+        response = assoc.send_c_store(item.path)  # type: ignore[attr-defined]  # a pynetdicom Association (untyped)
     except (ValueError, RuntimeError, OSError) as exc:
         report.add(item.path, "not-sent", str(exc))
         return "not-sent"

@@ -40,7 +40,7 @@ def _prefer_requestor_order(negotiate: Callable[..., Any]) -> Callable[..., Any]
                 cx.transfer_syntax = [first]
         return accepted, roles_out
 
-    wrapped._dicomflow = True  # type: ignore[attr-defined]
+    wrapped._dicomflow = True  # type: ignore[attr-defined]  # a marker attribute on the wrapper function
     return wrapped
 
 
@@ -53,7 +53,7 @@ def reactor_clock() -> ReactorClock | None:
 def configure(settings: Settings) -> None:
     """Set pynetdicom's and pydicom's process-wide flags for a receiving process (the only place)."""
     pynetdicom_config.LOG_HANDLER_LEVEL = "none"
-    pynetdicom.acse.negotiate_as_acceptor = _prefer_requestor_order(pynetdicom.acse.negotiate_as_acceptor)  # type: ignore[attr-defined]
+    pynetdicom.acse.negotiate_as_acceptor = _prefer_requestor_order(pynetdicom.acse.negotiate_as_acceptor)  # type: ignore[attr-defined]  # pynetdicom does not re-export it
     clock = ReactorClock()  # one per process: reactors' idle polls become event waits (see _reactor.py)
     pynetdicom.association.time = clock  # type: ignore[assignment,attr-defined]  # module-like stand-in
     pynetdicom.dul.time = clock  # type: ignore[assignment,attr-defined]  # module-like stand-in

@@ -1,4 +1,10 @@
-"""The metadata index: SQLAlchemy models, engine, migrations and queries."""
+"""The metadata index: SQLAlchemy models, engine, migrations, and one repository module per aggregate.
+
+Repositories (``arrivals``, ``studies``, ``jobs``, ``results``, ``outbox``, ``rules``, ...) are public
+modules: each function takes the caller's connection first (opened with :func:`reading` or
+:func:`writing` by a use case, so that one use case is one transaction) and returns frozen dataclasses,
+never rows.
+"""
 
 from dicomflow.index._accounts import (
     Role,
@@ -64,12 +70,12 @@ from dicomflow.index._queries import (
 from dicomflow.index._rows import StoredInstance, insert_event, insert_instance, instances_with_uid
 
 __all__ = [
+    "DEFAULT_GROUP",
     "Acquisition",
     "AcquisitionNode",
     "Base",
     "BlobRef",
     "Counts",
-    "DEFAULT_GROUP",
     "Dataset",
     "DatasetInfo",
     "DatasetSeries",
@@ -79,8 +85,8 @@ __all__ = [
     "Group",
     "GroupNode",
     "Instance",
-    "LoginFailure",
     "InstanceInfo",
+    "LoginFailure",
     "Membership",
     "Project",
     "ProjectInfo",
@@ -88,8 +94,8 @@ __all__ = [
     "Role",
     "SeriesInfo",
     "Session",
-    "StoredInstance",
     "SessionNode",
+    "StoredInstance",
     "Study",
     "Subject",
     "SubjectNode",
@@ -112,8 +118,8 @@ __all__ = [
     "insert_instance",
     "instance",
     "instance_blob",
-    "instances_with_uid",
     "instances_of_series",
+    "instances_with_uid",
     "list_datasets",
     "list_projects",
     "migrate",

@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 
 from dicomflow.config import Settings
 from dicomflow.flow import TERMINAL, Stage
-from dicomflow.index import _processing as q
 from dicomflow.index import reading
+from dicomflow.index.studies import StudyInfo, list_studies
 from dicomflow.jobs._executor import EmbeddedExecutor, Executor
 from dicomflow.jobs._flow import Flow
 from dicomflow.jobs._outbox import Outbox
@@ -25,18 +25,37 @@ LOGGER = logging.getLogger(__name__)
 
 
 class ProcessingEngine:
-    """Flow, executor and outbox over one installation."""
+    """Flow, executor and outbox over one installation.
+
+    Given a ``flow`` (the process's own, with its blob store and report types), the engine runs on it and
+    leaves closing it to its owner; otherwise it builds and closes its own.
+    """
 
     def __init__(
-        self, settings: Settings, engine: Engine, registry: ReportTypes | None = None, *, track: bool = True
+        self,
+        settings: Settings,
+        engine: Engine,
+        registry: ReportTypes | None = None,
+        *,
+        track: bool = True,
+        flow: Flow | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.registry = registry or load_report_types(
-            settings.processing.plugins, settings.processing.aliases, settings.processing.options
-        )
-        self.store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
-        self.flow = Flow(settings, engine, self.store, self.registry)
+        self._owns_flow = flow is None
+        if flow is None:
+            registry = registry or load_report_types(
+                settings.processing.plugins, settings.processing.aliases, settings.processing.options
+            )
+            flow = Flow(
+                settings,
+                engine,
+                FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync),
+                registry,
+            )
+        self.registry = flow.registry
+        self.store = flow.store
+        self.flow = flow
         self.executor: Executor = EmbeddedExecutor(settings, engine, self.flow)
         self.outbox = Outbox(settings, engine)
         self._track = track  # node mode starts studies itself, when an association is released
@@ -68,10 +87,11 @@ class ProcessingEngine:
         if self._thread is not None:
             self._thread.join(30)
         self.executor.stop()
-        self.flow.close()
-        self.store.close()
+        if self._owns_flow:
+            self.flow.close()
+            self.store.close()
 
-    def run_until_settled(self, study_ids: Sequence[int], timeout: float | None = None) -> list[q.StudyInfo]:
+    def run_until_settled(self, study_ids: Sequence[int], timeout: float | None = None) -> list[StudyInfo]:
         """Drive the loop here until the studies end or wait for review (``import --report-type``)."""
         self.executor.recover()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -79,7 +99,7 @@ class ProcessingEngine:
         while True:
             self.step()
             with reading(self.engine) as conn:
-                studies = [s for s in q.list_studies(conn, latest_only=False) if s.id in set(study_ids)]
+                studies = [s for s in list_studies(conn, latest_only=False) if s.id in set(study_ids)]
             if all(s.stage in waiting for s in studies) and self.executor.busy == 0:
                 return studies
             if deadline is not None and time.monotonic() > deadline:

@@ -17,8 +17,9 @@ from pydicom import dcmread
 
 from dicomflow.config import Settings
 from dicomflow.errors import UnprocessableInput
-from dicomflow.index import _processing as q
 from dicomflow.index import create_index_engine, reading
+from dicomflow.index.jobs import job_row
+from dicomflow.index.studies import project_of_session, study_blob_keys, study_row
 from dicomflow.pipelines import Context, StudyInfo, load_report_types, read_series, run, select
 from dicomflow.storage import FileSystemBlobStore
 
@@ -58,10 +59,10 @@ def execute_job(settings: Settings, job_id: int, workdir: Path) -> int:
         engine = create_index_engine(settings.index_url)
         store = FileSystemBlobStore(settings.blob_root, fsync=False)
         with reading(engine) as conn:
-            job = q.job_row(conn, job_id)
-            study = q.study_row(conn, job.study_id)
-            keys = q.study_blob_keys(conn, study)
-            project = q.project_of_session(conn, study.session_id)[1]
+            job = job_row(conn, job_id)
+            study = study_row(conn, job.study_id)
+            keys = study_blob_keys(conn, study)
+            project = project_of_session(conn, study.session_id)[1]
         engine.dispose()
         registry = load_report_types(
             settings.processing.plugins, settings.processing.aliases, settings.processing.options

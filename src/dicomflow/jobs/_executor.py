@@ -23,8 +23,8 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from dicomflow.config import Settings
-from dicomflow.index import _processing as q
 from dicomflow.index import utcnow, writing
+from dicomflow.index.jobs import claim_job, heartbeat, requeue_lost
 from dicomflow.jobs._execute import run_in_worker
 
 LOGGER = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class EmbeddedExecutor:
         """At start: jobs that were running when a previous server stopped go back to the queue."""
         stale = utcnow() - timedelta(seconds=self.settings.processing.stale_after)
         with writing(self.engine) as conn:
-            ids = q.requeue_lost(conn, stale, workers_gone=list(self._dead_local_workers(conn)))
+            ids = requeue_lost(conn, stale, workers_gone=list(self._dead_local_workers(conn)))
         if ids:
             LOGGER.warning("resuming %d job(s) whose worker stopped: %s", len(ids), ids)
         return ids
@@ -113,7 +113,7 @@ class EmbeddedExecutor:
         from dicomflow.index._models import Job
 
         host = socket.gethostname()
-        workers = set(conn.scalars(select(Job.worker).where(Job.state == "running")))  # type: ignore[attr-defined]
+        workers = set(conn.scalars(select(Job.worker).where(Job.state == "running")))  # type: ignore[attr-defined]  # a Connection, typed object to keep SQLAlchemy out of the import
         return [
             w
             for w in workers
@@ -132,7 +132,7 @@ class EmbeddedExecutor:
 
     def _start_one(self) -> bool:
         with writing(self.engine) as conn:
-            job = q.claim_job(conn, self.worker_id, utcnow())
+            job = claim_job(conn, self.worker_id, utcnow())
         if job is None:
             return False
         workdir = job_workdir(self.settings, job.id, job.attempts)
@@ -167,7 +167,7 @@ class EmbeddedExecutor:
         now = time.monotonic()
         if self._running and now - self._last_beat >= self.settings.processing.heartbeat:
             with writing(self.engine) as conn:
-                q.heartbeat(conn, list(self._running), utcnow())
+                heartbeat(conn, list(self._running), utcnow())
             self._last_beat = now
 
     def stop(self) -> None:

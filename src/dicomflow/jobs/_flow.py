@@ -24,8 +24,30 @@ from dicomflow.checks import Severity
 from dicomflow.config import Settings
 from dicomflow.errors import InvalidState
 from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
-from dicomflow.index import _processing as q
 from dicomflow.index import reading, utcnow, writing
+from dicomflow.index.arrivals import Arrival, arrivals_since, cursor, move_cursor
+from dicomflow.index.jobs import backoff, create_job, finish_job, job_row, jobs_of_run
+from dicomflow.index.outbox import enqueue_export
+from dicomflow.index.results import add_result
+from dicomflow.index.rules import list_rules
+from dicomflow.index.studies import (
+    add_findings,
+    attach_upload,
+    clear_findings,
+    find_study,
+    latest_study,
+    open_study,
+    project_of_session,
+    request_report_types,
+    session_blob_keys,
+    session_last_instance,
+    set_stage,
+    studies_ready,
+    study_blob_keys,
+    study_of_job,
+    study_row,
+    touch_study,
+)
 from dicomflow.ingest import Ingestor, Source, open_ingestor
 from dicomflow.jobs._execute import ERROR_FILE, EXIT_UNPROCESSABLE, FINDINGS_FILE
 from dicomflow.pipelines import Manifest, ReportTypes, read_series, select, survey
@@ -64,23 +86,23 @@ class Flow:
     def track(self) -> int:
         """Open or extend study versions for instances received since the last call; returns the sessions."""
         with writing(self.engine) as conn:
-            arrivals, position = q.arrivals(conn, q.cursor(conn, CURSOR))
+            arrivals, position = arrivals_since(conn, cursor(conn, CURSOR))
             for arrival in arrivals:
                 self._arrived(conn, arrival)
-            q.move_cursor(conn, CURSOR, position)
+            move_cursor(conn, CURSOR, position)
         return len(arrivals)
 
-    def _arrived(self, conn: Any, arrival: q.Arrival) -> None:
-        study = q.latest_study(conn, arrival.session_id)
+    def _arrived(self, conn: Any, arrival: Arrival) -> None:
+        study = latest_study(conn, arrival.session_id)
         if study is not None and arrival.last_instance_id <= study.last_instance_id:
             return  # already counted (an import or upload opened the version itself)
         if study is not None and study.stage in (Stage.IMPORTING.value, Stage.UPLOADING.value):
-            q.touch_study(conn, study.id, arrival.last_instance_id, arrival.last_received_at)
+            touch_study(conn, study.id, arrival.last_instance_id, arrival.last_received_at)
             return
-        project_id, _ = q.project_of_session(conn, arrival.session_id)
+        project_id, _ = project_of_session(conn, arrival.session_id)
         wanted = self._rule_report_types(conn, project_id, arrival.blob_key)
         reason = "new data after the study ended" if study is not None else "received"
-        q.open_study(
+        open_study(
             conn,
             arrival.session_id,
             stage=Stage.IMPORTING,
@@ -92,7 +114,7 @@ class Flow:
         )
 
     def _rule_report_types(self, conn: Any, project_id: int, blob_key: str) -> list[str]:
-        matching = q.rules(conn, project_id)
+        matching = list_rules(conn, project_id)
         if not matching:
             return []
         header = dcmread(self.store.path_of(blob_key), stop_before_pixels=True)
@@ -118,22 +140,22 @@ class Flow:
         study_ids = []
         with writing(self.engine) as conn:
             for session_id in dict.fromkeys(session_ids):
-                last = q.session_last_instance(conn, session_id)
-                study = q.latest_study(conn, session_id)
-                project_id, _ = q.project_of_session(conn, session_id)
+                last = session_last_instance(conn, session_id)
+                study = latest_study(conn, session_id)
+                project_id, _ = project_of_session(conn, session_id)
                 if study is not None and study.stage == Stage.IMPORTING.value:
-                    q.request_report_types(conn, study.id, report_types)
+                    request_report_types(conn, study.id, report_types)
                     if upload_id:
-                        q.attach_upload(conn, study.id, upload_id)
-                    q.touch_study(
+                        attach_upload(conn, study.id, upload_id)
+                    touch_study(
                         conn, study.id, max(last, study.last_instance_id), utcnow() - timedelta(days=1)
                     )
                     study_ids.append(study.id)
                     continue
-                path = q.session_blob_keys(conn, session_id)[:1]
+                path = session_blob_keys(conn, session_id)[:1]
                 rules = self._rule_report_types(conn, project_id, path[0]) if path else []
                 study_ids.append(
-                    q.open_study(
+                    open_study(
                         conn,
                         session_id,
                         stage=Stage.IMPORTING,
@@ -156,7 +178,7 @@ class Flow:
         started = []
         for session_id in dict.fromkeys(session_ids):
             with reading(self.engine) as conn:
-                keys = q.study_blob_keys(conn, _Scope(session_id, scope))
+                keys = study_blob_keys(conn, _Scope(session_id, scope))
             selection = select(chosen, read_series([self.store.path_of(key) for key in keys]))
             waiting = [f.message for f in selection.findings if f.code == "required-series-missing"]
             if waiting:
@@ -171,7 +193,7 @@ class Flow:
         """Check and start every DICOM-received study that has been quiet for the settle time."""
         cutoff = utcnow() - timedelta(seconds=self.settings.processing.settle_time)
         with reading(self.engine) as conn:
-            ready = [row.id for row in q.studies_ready(conn, cutoff)]
+            ready = [row.id for row in studies_ready(conn, cutoff)]
         for study_id in ready:
             self.promote(study_id)
         return len(ready)
@@ -179,38 +201,36 @@ class Flow:
     def promote(self, study_id: int) -> None:
         """Run the checks of a ready study and queue its jobs (→ Processing), or fail it, or finish it."""
         with reading(self.engine) as conn:
-            study = q.study_row(conn, study_id)
-            keys = q.study_blob_keys(conn, study)
-        names = json.loads(study.report_types)
+            study = study_row(conn, study_id)
+            keys = study_blob_keys(conn, study)
+        names = list(study.report_types)
         try:
             series = read_series([self.store.path_of(key) for key in keys])
             plan = [(self.registry.get(name), select(self.registry.get(name), series)) for name in names]
         except Exception as exc:  # an unreadable file or a broken plugin must fail the study, not the loop
             LOGGER.exception("checks of study %d failed", study_id)
             with writing(self.engine) as conn:
-                q.set_stage(conn, study_id, Stage.FAILED, SYSTEM, f"the checks could not run: {exc}")
+                set_stage(conn, study_id, Stage.FAILED, SYSTEM, f"the checks could not run: {exc}")
             return
         with writing(self.engine) as conn:
-            q.clear_findings(conn, study_id)
+            clear_findings(conn, study_id)
             if not names:
-                q.add_findings(conn, study_id, "", survey(series))
-                q.set_stage(conn, study_id, Stage.FINISHED, SYSTEM, "stored; no report type requested")
+                add_findings(conn, study_id, "", survey(series))
+                set_stage(conn, study_id, Stage.FINISHED, SYSTEM, "stored; no report type requested")
                 return
             for report_type, selection in plan:
-                q.add_findings(conn, study_id, report_type.name, selection.findings)
+                add_findings(conn, study_id, report_type.name, selection.findings)
             blocking = [f for _, s in plan for f in s.findings if f.severity is Severity.ERROR]
             if blocking:
-                q.set_stage(conn, study_id, Stage.FAILED, SYSTEM, "; ".join(f.message for f in blocking))
+                set_stage(conn, study_id, Stage.FAILED, SYSTEM, "; ".join(f.message for f in blocking))
                 return
             for report_type, _ in plan:
                 self._queue(conn, study_id, report_type)
-            q.set_stage(
-                conn, study_id, Stage.PROCESSING, SYSTEM, f"checks passed; running {', '.join(names)}"
-            )
+            set_stage(conn, study_id, Stage.PROCESSING, SYSTEM, f"checks passed; running {', '.join(names)}")
 
     def _queue(self, conn: Any, study_id: int, report_type: Any) -> int:
         processing = self.settings.processing
-        return q.create_job(
+        return create_job(
             conn,
             study_id,
             report_type.name,
@@ -244,8 +264,8 @@ class Flow:
     def _succeeded(self, job_id: int, workdir: Path) -> None:
         manifest = Manifest.load(workdir)
         with reading(self.engine) as conn:
-            job = q.job_row(conn, job_id)
-            study = q.study_of_job(conn, job_id)
+            job = job_row(conn, job_id)
+            study = study_of_job(conn, job_id)
         nodes = self.settings.processing.nodes
         unknown = sorted({node for node, _ in manifest.exports if node not in nodes})
         if unknown:
@@ -258,7 +278,7 @@ class Flow:
         with writing(self.engine) as conn:
             for item in manifest.files:
                 path = (workdir / item.path).resolve()
-                q.add_result(
+                add_result(
                     conn,
                     job_id=job_id,
                     study_id=job.study_id,
@@ -270,39 +290,37 @@ class Flow:
                     path=str(path.relative_to(data_dir)),
                 )
             for node, relative in manifest.exports:
-                q.enqueue_export(
-                    conn, job_id, node, str((workdir / relative).resolve().relative_to(data_dir))
-                )
-            q.finish_job(conn, job_id, JobState.SUCCEEDED)
+                enqueue_export(conn, job_id, node, str((workdir / relative).resolve().relative_to(data_dir)))
+            finish_job(conn, job_id, JobState.SUCCEEDED)
 
     def _failed(self, job_id: int, error: str, *, retry: bool) -> None:
         processing = self.settings.processing
         with writing(self.engine) as conn:
-            job = q.job_row(conn, job_id)
+            job = job_row(conn, job_id)
             if retry and job.attempts < job.max_attempts:
-                delay = q.backoff(job.attempts, processing.retry_delay, processing.retry_delay_max)
+                delay = backoff(job.attempts, processing.retry_delay, processing.retry_delay_max)
                 LOGGER.warning(
                     "job %d attempt %d failed (%s); retrying in %s", job_id, job.attempts, error, delay
                 )
-                q.finish_job(conn, job_id, JobState.RETRYING, error, utcnow() + delay)
+                finish_job(conn, job_id, JobState.RETRYING, error, utcnow() + delay)
             else:
                 LOGGER.error("job %d failed: %s", job_id, error)
-                q.finish_job(conn, job_id, JobState.FAILED, error)
+                finish_job(conn, job_id, JobState.FAILED, error)
 
     def settle_study_of(self, job_id: int) -> None:
         """Move the job's study on when all its jobs have ended."""
         with writing(self.engine) as conn:
-            job = q.job_row(conn, job_id)
-            study = q.study_row(conn, job.study_id)
+            job = job_row(conn, job_id)
+            study = study_row(conn, job.study_id)
             if study.stage != Stage.PROCESSING.value:
                 return
             outcomes = [  # the run's own jobs: an older run's failure must not decide this one
                 JobOutcome(j.report_type, JobState(j.state), bool(j.requires_qc), j.error)
-                for j in q.jobs_of_run(conn, study.id)
+                for j in jobs_of_run(conn, study.id)
             ]
             decided = after_jobs(outcomes)
             if decided is not None:
-                q.set_stage(conn, study.id, decided[0], SYSTEM, decided[1])
+                set_stage(conn, study.id, decided[0], SYSTEM, decided[1])
 
     # -- people -------------------------------------------------------------------------------------------
 
@@ -319,14 +337,14 @@ class Flow:
         """Approve (→ Finished) or reject (→ Failed, or → Processing with ``rerun``) a study in review
         (its session in ``project`` (group, label), when the same study is in several)."""
         with writing(self.engine) as conn:
-            study = q.find_study(conn, study_instance_uid, sees=_only(project))
+            study = find_study(conn, study_instance_uid, sees=_only(project))
             if study.stage != Stage.QUALITY_CONTROL.value:
                 raise InvalidState(f"study {study_instance_uid} is {study.stage}, not in QualityControl")
             if approve:
-                q.set_stage(conn, study.id, Stage.FINISHED, reviewer, comment or "approved")
+                set_stage(conn, study.id, Stage.FINISHED, reviewer, comment or "approved")
             elif rerun:
                 for job in study.jobs:
-                    q.create_job(
+                    create_job(
                         conn,
                         study.id,
                         job.report_type,
@@ -335,9 +353,9 @@ class Flow:
                         max_attempts=job.max_attempts,
                         timeout=self.settings.processing.timeout,
                     )
-                q.set_stage(conn, study.id, Stage.PROCESSING, reviewer, f"rejected, run again: {comment}")
+                set_stage(conn, study.id, Stage.PROCESSING, reviewer, f"rejected, run again: {comment}")
             else:
-                q.set_stage(
+                set_stage(
                     conn, study.id, Stage.FAILED, reviewer, f"rejected in review: {comment or 'no comment'}"
                 )
 
@@ -354,7 +372,7 @@ class Flow:
         ``project`` (group, label) picks the study's session there, when the same study is in several.
         """
         with writing(self.engine) as conn:
-            study = q.find_study(conn, study_instance_uid, sees=_only(project))
+            study = find_study(conn, study_instance_uid, sees=_only(project))
             if study.stage not in {s.value for s in TERMINAL} | {Stage.QUALITY_CONTROL.value}:
                 raise InvalidState(
                     f"study {study_instance_uid} is {study.stage}; wait until it ends to reprocess"
@@ -362,36 +380,36 @@ class Flow:
             names = list(report_types) or study.report_types
             if not names:
                 raise InvalidState(f"study {study_instance_uid} has no report type to run; name one")
-            q.request_report_types(conn, study.id, names)
+            request_report_types(conn, study.id, names)
         with writing(self.engine) as conn:
-            q.clear_findings(conn, study.id)
+            clear_findings(conn, study.id)
         # the checks run again too: data may have been fixed since
         self._restart(study.id, names, actor)
         return study.id
 
     def _restart(self, study_id: int, names: Sequence[str], actor: str) -> None:
         with reading(self.engine) as conn:
-            study = q.study_row(conn, study_id)
-            keys = q.study_blob_keys(conn, study)
+            study = study_row(conn, study_id)
+            keys = study_blob_keys(conn, study)
         series = read_series([self.store.path_of(key) for key in keys])
         with writing(self.engine) as conn:
             blocking = []
             for name in names:
                 report_type = self.registry.get(name)
                 selection = select(report_type, series)
-                q.add_findings(conn, study_id, report_type.name, selection.findings)
+                add_findings(conn, study_id, report_type.name, selection.findings)
                 blocking += [f.message for f in selection.findings if f.severity is Severity.ERROR]
             # the stage follows the new run: it enters Processing, then fails on its own findings if any
-            q.set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
+            set_stage(conn, study_id, Stage.PROCESSING, actor, f"reprocessing {', '.join(names)}")
             if blocking:
-                q.set_stage(conn, study_id, Stage.FAILED, actor, "; ".join(blocking))
+                set_stage(conn, study_id, Stage.FAILED, actor, "; ".join(blocking))
                 return
             for name in names:
                 self._queue(conn, study_id, self.registry.get(name))
 
 
 class _Scope:
-    """The two fields :func:`q.study_blob_keys` reads, for a group not yet opened as a study."""
+    """The two fields :func:`study_blob_keys` reads, for a group not yet opened as a study."""
 
     def __init__(self, session_id: int, scope: str) -> None:
         self.session_id = session_id

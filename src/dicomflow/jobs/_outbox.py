@@ -12,8 +12,9 @@ from sqlalchemy import Engine
 
 from dicomflow import dimse
 from dicomflow.config import Settings
-from dicomflow.index import _processing as q
 from dicomflow.index import reading, utcnow, writing
+from dicomflow.index.jobs import backoff
+from dicomflow.index.outbox import due_exports, export_failed, export_sent
 
 LOGGER = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class Outbox:
     def dispatch(self) -> int:
         """Send what is due; returns how many items were delivered."""
         with reading(self.engine) as conn:
-            due = q.due_exports(conn, utcnow())
+            due = due_exports(conn, utcnow())
         by_node: dict[str, list[Any]] = defaultdict(list)
         for item in due:
             by_node[item.node].append(item)
@@ -61,7 +62,7 @@ class Outbox:
             item.id for path, (item, _) in outgoing.items() if statuses.get(path) in ("success", "warning")
         ]
         with writing(self.engine) as conn:
-            q.export_sent(conn, sent)
+            export_sent(conn, sent)
         for path, (item, _) in outgoing.items():
             if item.id not in sent:
                 self._failed([item], f"{node_name} did not store it: {details.get(path, statuses.get(path))}")
@@ -73,10 +74,10 @@ class Outbox:
         processing = self.settings.processing
         with writing(self.engine) as conn:
             for item in items:
-                delay = q.backoff(
+                delay = backoff(
                     item.attempts + 1, processing.export_retry_delay, processing.export_retry_delay_max
                 )
                 detail = f"{error} ({statuses[item.id]})" if statuses else error
-                q.export_failed(conn, item.id, detail, utcnow() + delay)
+                export_failed(conn, item.id, detail, utcnow() + delay)
         if items:
             LOGGER.warning("export of %d item(s) failed: %s; retrying with back-off", len(items), error)

@@ -49,14 +49,14 @@ from dicomflow.placement._timestamps import (
 
 __all__ = [
     "DEFAULT_ROUTING_PATTERN",
-    "Destination",
     "PROJECT_AE_PREFIX",
+    "SCREEN_SAVE_IMAGE_TYPES",
+    "UNKNOWN_SUBJECT",
+    "Destination",
     "Placement",
     "PlacementConfig",
     "Routing",
     "Rule",
-    "SCREEN_SAVE_IMAGE_TYPES",
-    "UNKNOWN_SUBJECT",
     "acquisition_label",
     "acquisition_timestamp",
     "acquisition_uid",

@@ -10,11 +10,21 @@ from typing import TYPE_CHECKING, Any
 from dicomflow.runtime._imports import PIXEL_LIBRARIES, import_pydicom_without_pixel_libraries
 
 if TYPE_CHECKING:
-    from dicomflow.runtime._application import Application, open_application
+    from dicomflow.runtime._application import Application, load_report_types_of, open_application
 
-_ON_FIRST_USE = {"Application": "._application", "open_application": "._application"}
+_ON_FIRST_USE = {
+    "Application": "._application",
+    "load_report_types_of": "._application",
+    "open_application": "._application",
+}
 
-__all__ = ["PIXEL_LIBRARIES", "Application", "import_pydicom_without_pixel_libraries", "open_application"]
+__all__ = [
+    "PIXEL_LIBRARIES",
+    "Application",
+    "import_pydicom_without_pixel_libraries",
+    "load_report_types_of",
+    "open_application",
+]
 
 
 def __getattr__(name: str) -> Any:

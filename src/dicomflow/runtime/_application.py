@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import Engine
 
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine, migrate
+from dicomflow.ingest import Ingestor, open_ingestor
 from dicomflow.jobs import Flow
 from dicomflow.pipelines import ReportTypes, load_report_types
 from dicomflow.storage import FileSystemBlobStore
 from dicomflow.uploads import Uploads
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,14 +35,40 @@ class Application:
     flow: Flow
     uploads: Uploads
 
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        """The receive path's ingest, opened on first use (its own engine: commits synced in batches)."""
+        return open_ingestor(self.settings)
+
+    def sweep_uploads(self, stop: threading.Event) -> None:
+        """Resume interrupted upload imports once, then expire abandoned uploads now and then, until ``stop``.
+
+        Once per installation: ``dicomflow serve`` runs it in its supervisor, an app built by
+        ``create_app(settings)`` in its own lifespan.
+        """
+        resumed = self.uploads.resume()
+        if resumed:
+            LOGGER.warning("resuming the import of %d upload(s)", resumed)
+        while not stop.wait(self.settings.uploads.sweep_interval):
+            try:
+                self.uploads.expire()
+            except Exception:
+                LOGGER.exception("expiring abandoned uploads failed")
+
     def close(self) -> None:
-        """Release the upload service, the flow's ingest and the index engine."""
+        """Release the upload service, the flow's ingest, the receive ingest, the blob store and the index
+        engine (last)."""
         self.uploads.close()
         self.flow.close()
+        if "ingestor" in self.__dict__:  # opened
+            self.ingestor.close()
+        self.store.close()
         self.engine.dispose()
 
 
-def open_application(settings: Settings, *, migrate_index: bool = True) -> Application:
+def open_application(
+    settings: Settings, *, migrate_index: bool = True, registry: ReportTypes | None = None
+) -> Application:
     """Build the application of ``settings``: the index engine (migrated), blob store, report types, flow.
 
     Parameters
@@ -44,14 +76,24 @@ def open_application(settings: Settings, *, migrate_index: bool = True) -> Appli
     settings
         The installation's settings.
     migrate_index
-        Bring the index to the newest schema first (every entry point does; tests of migrations do not).
+        Bring the index to the newest schema first (entry points do; ``dicomflow serve``'s worker processes
+        do not, their supervisor did before forking them; tests of migrations do not).
+    registry
+        The report types, loaded already (``dicomflow serve`` loads them once, before forking); by default
+        loaded from ``settings.processing``.
     """
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     if migrate_index:
         migrate(engine)
     store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
-    processing = settings.processing
-    registry = load_report_types(processing.plugins, processing.aliases, processing.options)
+    if registry is None:
+        registry = load_report_types_of(settings)
     flow = Flow(settings, engine, store, registry)
     uploads = Uploads(settings, engine, flow)
     return Application(settings, engine, store, registry, flow, uploads)
+
+
+def load_report_types_of(settings: Settings) -> ReportTypes:
+    """The report types that ``settings.processing`` names (plugins, aliases, options)."""
+    processing = settings.processing
+    return load_report_types(processing.plugins, processing.aliases, processing.options)

@@ -28,8 +28,15 @@ from sqlalchemy import Engine, insert, select, update
 from dicomflow.config import Settings
 from dicomflow.errors import DicomflowError, InvalidState, NotFound, TooLarge
 from dicomflow.index import Project, Upload, reading, utcnow, writing
-from dicomflow.index import _processing as q
 from dicomflow.index._queries import as_utc
+from dicomflow.index.studies import (
+    StudyInfo,
+    latest_study,
+    list_studies,
+    project_id_by_label,
+    session_of_acquisition,
+    uploaded_studies_unchecked,
+)
 from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
 from dicomflow.uploads._archive import ArchiveRefused, ZipLimits, extract, is_zip
 from dicomflow.uploads._names import stored_name
@@ -111,7 +118,7 @@ class Uploads:
         upload_id = str(uuid.uuid4())
         now = utcnow()
         with writing(self.engine) as conn:
-            project_id = q.project_id(conn, project)
+            project_id = project_id_by_label(conn, project)
             conn.execute(
                 insert(Upload).values(
                     id=upload_id,
@@ -342,7 +349,7 @@ class Uploads:
         studies of imported uploads that a stop left unchecked."""
         with reading(self.engine) as conn:
             ids = list(conn.scalars(select(Upload.id).where(Upload.state == UploadState.IMPORTING)))
-            unchecked = q.uploaded_studies_unchecked(conn, [UploadState.IMPORTED])
+            unchecked = uploaded_studies_unchecked(conn, [UploadState.IMPORTED])
         for upload_id in ids:
             threading.Thread(target=self._import, args=(upload_id,), daemon=True).start()
         for left in self.root.glob(f"{DONE}*"):  # removal cut short by a stop
@@ -422,11 +429,11 @@ class Uploads:
             return []
         return sorted(_read_lines(self.root / upload_id / RECEIVED))
 
-    def studies(self, upload_id: str) -> list[q.StudyInfo]:
+    def studies(self, upload_id: str) -> list[StudyInfo]:
         """The study versions the upload's import handed to the flow."""
         ids = set(self.get(upload_id).study_ids)
         with reading(self.engine) as conn:
-            return [s for s in q.list_studies(conn, latest_only=False) if s.id in ids]
+            return [s for s in list_studies(conn, latest_only=False) if s.id in ids]
 
     def _rows(self, conn: Any, where: Any) -> list[UploadInfo]:
         query = (
@@ -446,7 +453,7 @@ class Uploads:
             uids = sorted(
                 {
                     s.study_instance_uid
-                    for s in q.list_studies(conn, latest_only=False, detail=False)
+                    for s in list_studies(conn, latest_only=False, detail=False)
                     if s.id in set(study_ids)
                 }
             )
@@ -537,7 +544,7 @@ class Uploads:
                 imported += 1
                 acquisition = record["acquisition_id"]
                 if acquisition not in session_of:
-                    session_of[acquisition] = q.session_of_acquisition(conn, acquisition)
+                    session_of[acquisition] = session_of_acquisition(conn, acquisition)
                 session = session_of[acquisition]
                 sessions[session] = sessions.get(session, False) or record["new"]
         study_ids, fresh = self._hand_over(upload, sessions)
@@ -584,12 +591,12 @@ class Uploads:
         fresh = []
         for session_id, anything_new in sessions.items():
             with reading(self.engine) as conn:
-                latest = q.latest_study(conn, session_id)
+                latest = latest_study(conn, session_id)
             if (
                 latest is not None
                 and not anything_new
                 and not upload.force_reprocessing
-                and set(names) <= set(json.loads(latest.report_types))
+                and set(names) <= set(latest.report_types)
             ):
                 study_ids.append(latest.id)  # the same data again: its results stand
             else:

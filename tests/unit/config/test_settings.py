@@ -13,7 +13,7 @@ from dicomflow.config import DuplicatePolicy, Settings
 def test_defaults_are_the_embedded_installation(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DICOMFLOW_CONFIG", "DICOMFLOW_DATA_DIR", "DICOMFLOW_DIMSE__PORT"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()  # type: ignore[call-arg]  # data_dir comes from the environment
     assert (settings.dimse.port, settings.dimse.ae_title, settings.http.port) == (11112, "DICOMFLOW", 8080)
     assert settings.index_url.startswith("sqlite:///") and settings.index_url.endswith("index.sqlite3")
     assert settings.ingest.duplicate_policy is DuplicatePolicy.REJECT
@@ -22,7 +22,7 @@ def test_defaults_are_the_embedded_installation(monkeypatch: pytest.MonkeyPatch)
 def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DICOMFLOW_DIMSE__PORT", "4242")
     monkeypatch.setenv("DICOMFLOW_INGEST__DUPLICATE_POLICY", "keep-both")
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()  # type: ignore[call-arg]  # data_dir comes from the environment
     assert settings.dimse.port == 4242
     assert settings.ingest.duplicate_policy is DuplicatePolicy.KEEP_BOTH
 
@@ -32,14 +32,14 @@ def test_toml_file_and_environment_precedence(tmp_path: Path, monkeypatch: pytes
     toml.write_text('data_dir = "/srv/dicom"\n[dimse]\nae_title = "PACS1"\nport = 104\n')
     monkeypatch.setenv("DICOMFLOW_CONFIG", str(toml))
     monkeypatch.setenv("DICOMFLOW_DIMSE__PORT", "11113")
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()  # type: ignore[call-arg]  # data_dir comes from the environment
     assert settings.data_dir == Path("/srv/dicom")
     assert settings.dimse.ae_title == "PACS1"
     assert settings.dimse.port == 11113  # the environment wins over the file
 
 
 def test_command_line_overrides() -> None:
-    settings = Settings().with_overrides(data_dir=Path("/x"), **{"dimse.port": 5, "http.port": None})  # type: ignore[call-arg]
+    settings = Settings().with_overrides(data_dir=Path("/x"), **{"dimse.port": 5, "http.port": None})  # type: ignore[call-arg]  # data_dir comes from the environment
     assert settings.data_dir == Path("/x") and settings.dimse.port == 5 and settings.http.port == 8080
 
 
@@ -71,7 +71,7 @@ def test_the_toml_file_in_the_data_dir(tmp_path: Path, monkeypatch: pytest.Monke
 
     given = Settings(data_dir=tmp_path)  # as --data-dir gives it
     monkeypatch.setenv("DICOMFLOW_DATA_DIR", str(tmp_path))
-    from_environment = Settings()  # type: ignore[call-arg]
+    from_environment = Settings()  # type: ignore[call-arg]  # data_dir comes from the environment
 
     for settings in (given, from_environment):
         assert settings.dimse.ae_title == "PACS2"

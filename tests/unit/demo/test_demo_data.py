@@ -95,7 +95,7 @@ def test_several_patients_and_one_kind(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("kind", "patients", "message"), [("pet", 1, "pet"), ("ct", 0, "at least 1")])
 def test_bad_arguments_are_refused(tmp_path: Path, kind: str, patients: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        write_demo_data(tmp_path, kind=kind, patients=patients)  # type: ignore[arg-type]
+        write_demo_data(tmp_path, kind=kind, patients=patients)  # type: ignore[arg-type]  # the point: a kind that does not exist
 
 
 def test_demo_data_command(tmp_path: Path) -> None:

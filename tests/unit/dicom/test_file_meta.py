@@ -16,7 +16,6 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    generate_uid,
 )
 
 from dicomflow.dicom import IMPLEMENTATION_CLASS_UID, dataset_offset, encode_file_meta
@@ -41,9 +40,13 @@ def _pydicom_meta(sop_class: str, sop: str, syntax: str, ae: str) -> bytes:
     return out.getvalue()
 
 
+# a 64-character UID of generate_uid()'s shape, fixed: xdist workers must collect the same test ids
+LONG_UID = "1.2.826.0.1.3680043.8.498.93958101060489017100497705261914419695"
+
+
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian, JPEG2000])
 @pytest.mark.parametrize("ae", ["", "STORESCU", "kp-lung"])
-@pytest.mark.parametrize("sop", ["1.2.3", "1.2.34", generate_uid()])
+@pytest.mark.parametrize("sop", ["1.2.3", "1.2.34", LONG_UID])
 def test_identical_to_pydicom(syntax: str, ae: str, sop: str) -> None:
     assert encode_file_meta(CTImageStorage, sop, syntax, ae) == _pydicom_meta(CTImageStorage, sop, syntax, ae)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from dicomflow.errors import StorageError
 from dicomflow.storage import FileSystemBlobStore, RecoveryReport, StagedBlob
+from waiting import wait_until
 
 KEY = "1.2.3/1.2.3.4/1.2.3.4.5.0123456789abcdef.dcm"
 DATA = b"DICM-ish bytes " * 100
@@ -129,9 +129,9 @@ def test_background_syncer_removes_released_staged_names(tmp_path: Path) -> None
         store.publish(staged, key)
         store.release(staged, published_as=key)
 
-    deadline = time.monotonic() + 5
-    while staged_names(store) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(
+        lambda: not staged_names(store), timeout=5, interval=0.02, message=lambda: str(staged_names(store))
+    )
 
     assert staged_names(store) == []
     assert len(objects(store)) == 5

@@ -29,7 +29,9 @@ from dicomflow import __version__
 from dicomflow.errors import NotFound
 from dicomflow.flow import Stage
 from dicomflow.index._accounts import UserInfo
-from dicomflow.index._processing import JobInfo, ResultInfo, StudyInfo
+from dicomflow.index.jobs import JobInfo
+from dicomflow.index.results import ResultInfo
+from dicomflow.index.studies import StudyInfo
 from dicomflow.uploads import UploadInfo
 
 STORAGE = "/storage-service/api/v1/projects"

@@ -18,7 +18,6 @@ from dicomflow.api._deps import Identities, IndexEngine, get_identities
 from dicomflow.api.icometrix import _model as m
 from dicomflow.errors import NotFound
 from dicomflow.index import Acquisition, Instance, Project, Session, Study, Subject, reading
-from dicomflow.index import _processing as q
 from dicomflow.index._accounts import (
     Refusal,
     TokenKind,
@@ -28,6 +27,8 @@ from dicomflow.index._accounts import (
     revoke_token,
 )
 from dicomflow.index._logins import LoginPolicy, login
+from dicomflow.index.results import result_row, results_of_study
+from dicomflow.index.studies import StudyInfo, latest_study, list_studies
 from dicomflow.jobs import Flow
 from dicomflow.uploads import Uploads
 
@@ -168,8 +169,8 @@ def _study_entity(engine: Engine, session_row: Any, project_id: int) -> dict[str
                 select(Acquisition.modality).where(Acquisition.session_id == session_row.id).distinct()
             )
         )
-        latest = q.latest_study(conn, session_row.id)
-    report_types = json.loads(latest.report_types) if latest is not None else []
+        latest = latest_study(conn, session_row.id)
+    report_types = list(latest.report_types) if latest is not None else []
     return m.study(session_row, project_id, modalities, report_types)
 
 
@@ -297,10 +298,10 @@ def _jobs_and_results(engine: Engine, session_id: int) -> list[tuple[Any, list[A
     with reading(engine) as conn:
         versions = [
             s
-            for s in q.list_studies(conn, latest_only=False)
+            for s in list_studies(conn, latest_only=False)
             if s.id in set(conn.scalars(select(Study.id).where(Study.session_id == session_id)))
         ]
-        return [(v, v.jobs, q.results_of_study(conn, v.id)) for v in versions]
+        return [(v, v.jobs, results_of_study(conn, v.id)) for v in versions]
 
 
 @router.get(StudyPath + "/customer-results")
@@ -477,7 +478,7 @@ def get_study_uploads(
     return m.page(items, page_index, page_size)
 
 
-def _ids(engine: Engine, info: q.StudyInfo) -> dict[str, int]:
+def _ids(engine: Engine, info: StudyInfo) -> dict[str, int]:
     with reading(engine) as conn:
         row = conn.execute(
             select(Session.id, Session.subject_id, Session.project_id)
@@ -490,13 +491,13 @@ def _ids(engine: Engine, info: q.StudyInfo) -> dict[str, int]:
 # -- customer reports ---------------------------------------------------------------------------------------
 
 
-def _reports_of(request: Request, engine: Engine, versions: list[q.StudyInfo]) -> list[dict[str, Any]]:
+def _reports_of(request: Request, engine: Engine, versions: list[StudyInfo]) -> list[dict[str, Any]]:
     registry = _flow(request).registry
     out = []
     for info in versions:
         ids = _ids(engine, info)
         with reading(engine) as conn:
-            results = q.results_of_study(conn, info.id)
+            results = results_of_study(conn, info.id)
             patient = conn.scalar(select(Subject.label).where(Subject.id == ids["subject"])) or ""
         for index, requested in enumerate(info.report_types):
             name = registry.get(requested).name if requested in registry else requested
@@ -506,9 +507,9 @@ def _reports_of(request: Request, engine: Engine, versions: list[q.StudyInfo]) -
     return out
 
 
-def _versions(engine: Engine, who: Access, **filters: Any) -> list[q.StudyInfo]:
+def _versions(engine: Engine, who: Access, **filters: Any) -> list[StudyInfo]:
     with reading(engine) as conn:
-        return who.visible(q.list_studies(conn, latest_only=False, **filters))
+        return who.visible(list_studies(conn, latest_only=False, **filters))
 
 
 @router.get("/customer-reports-service/api/v2/projects/{project_id}/customer-reports")
@@ -547,7 +548,7 @@ def list_study_reports(
     """Reports of one study: every requested report type of its newest version."""
     project, _, session = _study_rows(engine, who, project_id, patient_id, study_id)
     with reading(engine) as conn:
-        latest = q.latest_study(conn, session.id)
+        latest = latest_study(conn, session.id)
     versions = [
         v
         for v in _versions(engine, who, study_instance_uid=session.study_instance_uid)
@@ -587,6 +588,6 @@ def get_report_file(
     if not any(f["uri"].endswith(f"/files/{result_id}") for f in report["report_files"]):
         raise NotFound(f"no file {result_id} in report {report_id!r}")
     with reading(engine) as conn:
-        result = q.result_row(conn, result_id)
+        result = result_row(conn, result_id)
     path = request.app.state.settings.data_dir / result.path
     return FileResponse(path, media_type=result.media_type, filename=m._file_name(result.name))

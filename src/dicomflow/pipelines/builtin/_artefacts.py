@@ -337,10 +337,10 @@ def write_pdf_report(
 
     def draw_footer(canvas: object, document: object) -> None:
         canvas.saveState()  # type: ignore[attr-defined]  # reportlab is untyped
-        canvas.setFont("Helvetica", 7.5)  # type: ignore[attr-defined]
-        canvas.drawString(18 * mm, 10 * mm, footer)  # type: ignore[attr-defined]
-        canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {document.page}")  # type: ignore[attr-defined]
-        canvas.restoreState()  # type: ignore[attr-defined]
+        canvas.setFont("Helvetica", 7.5)  # type: ignore[attr-defined]  # reportlab is untyped
+        canvas.drawString(18 * mm, 10 * mm, footer)  # type: ignore[attr-defined]  # reportlab is untyped
+        canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {document.page}")  # type: ignore[attr-defined]  # reportlab is untyped
+        canvas.restoreState()  # type: ignore[attr-defined]  # reportlab is untyped
 
     doc.build(story, onFirstPage=draw_footer, onLaterPages=draw_footer)
     return path

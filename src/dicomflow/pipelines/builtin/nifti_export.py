@@ -71,7 +71,7 @@ class NiftiExport(ReportType):
         exported: list[str] = []
         skipped: dict[str, str] = {}
         sheared: list[str] = []
-        for series in inputs.series["images"] or []:  # type: ignore[union-attr]
+        for series in inputs.series["images"] or []:  # type: ignore[union-attr]  # a many-input: always a list
             stem = _stem(series.series_number, series.series_description)
             try:
                 volume = load_volume(series.datasets())

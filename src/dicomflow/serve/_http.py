@@ -1,13 +1,11 @@
-"""The HTTP API in several processes on one listening socket, as the DICOM receiver runs (past the GIL).
+"""The HTTP API's processes of ``dicomflow serve``, on one listening socket as the receivers run.
 
-Every process builds its own app (engine, blob store, upload service); what they share lives in the index
-and on disk. Work that must happen once per installation (resuming interrupted upload imports, expiring
-abandoned uploads) is left to the supervisor (:func:`run_upload_janitor`).
-
-Connections are spread over the processes: left to the event loop, the first process to wake accepts every
-connection pending (a client opening ten keep-alive connections at once gets one process, one core). Each
-process therefore accepts in a thread of its own, one connection at a time, and waits a little longer the
-more connections it serves already, so that its idler siblings take new ones first (as the receiver does).
+With ``performance.fast_paths`` on, connections are spread over the processes: left to the event loop, the
+first process to wake accepts every connection pending (a client opening ten keep-alive connections at once
+gets one process, one core). Each process therefore accepts in a thread of its own, one connection at a
+time, and waits a little longer the more connections it serves already, so that its idler siblings take new
+ones first (as the receivers do). This reaches into uvicorn's internals (:class:`_BalancedServer`); with
+fast paths off, stock uvicorn serves the shared socket.
 """
 
 from __future__ import annotations
@@ -17,18 +15,33 @@ import functools
 import logging
 import os
 import select
+import signal
 import socket
 import threading
 import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
 
+from dicomflow import api
 from dicomflow.config import Settings
-from dicomflow.errors import ConfigError
-from dicomflow.uploads import Uploads
+from dicomflow.pipelines import ReportTypes
+from dicomflow.runtime import open_application
+from dicomflow.serve._supervisor import die_with_parent
 
 LOGGER = logging.getLogger(__name__)
+UVICORN_PRIVATE = (
+    "uvicorn.Server.startup",
+    "uvicorn.Server.should_exit",
+    "uvicorn.Server.server_state",
+    "uvicorn.server.ServerState.connections",
+    "uvicorn.Server.lifespan",
+    "uvicorn.lifespan.on.LifespanOn.state",
+    "uvicorn.Config.http_protocol_class",
+    "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol(config=, server_state=, app_state=)",
+)
+"""What :class:`_BalancedServer` uses of uvicorn beyond ``Config`` and ``Server.run`` (for the canary)."""
 
 
 def http_worker_count(settings: Settings) -> int:
@@ -36,28 +49,27 @@ def http_worker_count(settings: Settings) -> int:
     return settings.http.workers if settings.http.workers > 0 else max(2, os.cpu_count() or 1)
 
 
-def listen_http(settings: Settings) -> socket.socket:
-    """Bind and listen on the API's address (non-blocking, shared by the HTTP processes)."""
-    from dicomflow.dimse._workers import cannot_listen
-
-    address = (settings.http.host, settings.http.port)
-    try:
-        sock = socket.create_server(address, backlog=256)
-    except OSError as exc:
-        raise ConfigError(cannot_listen("HTTP", address, exc, "--http-port or DICOMFLOW_HTTP__PORT")) from exc
-    sock.setblocking(False)
-    return sock
-
-
-def run_http_worker(settings: Settings, listening: socket.socket) -> None:
-    """Body of one HTTP process: its own app, served by uvicorn on the shared socket until SIGTERM."""
-    from dicomflow.api._app import create_app
-    from dicomflow.dimse._workers import die_with_parent
-
+def run_http_worker(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
+    """Body of one HTTP process: its application and app, served by uvicorn on the shared socket until
+    SIGTERM (uvicorn's own handler: it finishes the requests under way), then the application closed."""
     die_with_parent()
-    app = create_app(settings, supervised=True)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="uvloop", http="httptools")
-    _BalancedServer(config, listening).run()
+    # before uvicorn runs, and once it has stopped (it raises the SIGTERM it caught again)
+    signal.signal(signal.SIGTERM, _exit)
+    application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
+    try:
+        config = uvicorn.Config(
+            api.create_app(application), log_level="warning", lifespan="on", loop="uvloop", http="httptools"
+        )
+        if settings.performance.fast_paths:
+            _BalancedServer(config, listening).run()
+        else:
+            uvicorn.Server(config).run(sockets=[listening])
+    finally:
+        application.close()
+
+
+def _exit(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)  # exit status 0: stopped on purpose (see WorkerPool), the application closed
 
 
 class _BalancedServer(uvicorn.Server):
@@ -117,15 +129,3 @@ class _BalancedServer(uvicorn.Server):
         finally:
             with self._handing_lock:
                 self._handing -= 1
-
-
-def run_upload_janitor(uploads: Uploads, settings: Settings, stop: threading.Event) -> None:
-    """Resume interrupted upload imports once, then expire abandoned uploads now and then, until ``stop``."""
-    resumed = uploads.resume()
-    if resumed:
-        LOGGER.warning("resuming the import of %d upload(s)", resumed)
-    while not stop.wait(settings.uploads.sweep_interval):
-        try:
-            uploads.expire()
-        except Exception:
-            LOGGER.exception("expiring abandoned uploads failed")

@@ -1,6 +1,7 @@
-"""Local fixtures of the API, query and admin CLI tests: a small generated index with real blobs.
+"""Helpers of the API, query and admin CLI tests: a small generated index with real blobs.
 
-Imported explicitly (``from conftest_api import ...``); the tree written here is, by group:
+The ``api`` fixture (``tests/integration/conftest.py``) yields :func:`running_api`; the tree written by
+:func:`seed_index` is, by group:
 
 * ``neuro`` / project ``Brain``: subject ``P001`` with study A (series A1: 3 CT instances, instance numbers
   3, 1, 2; series A2: 2 CT instances, one without an instance number) and subject ``P002`` with study B
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -26,6 +28,7 @@ from sqlalchemy import Engine, insert, select
 
 from dicomflow.api import create_app
 from dicomflow.config import Settings
+from dicomflow.errors import ERRORS_BY_CODE
 from dicomflow.index import Acquisition, DatasetSeries, Event, Group, Instance, Project, Session, Subject
 from dicomflow.index import Dataset as DatasetRow
 from dicomflow.index._accounts import Role, create_token, create_user, grant
@@ -42,6 +45,7 @@ __all__ = [
     "StoredInstance",
     "TestClient",
     "api_settings",
+    "assert_error_shape",
     "make_part10",
     "running_api",
     "seed_index",
@@ -238,3 +242,19 @@ def running_api(tmp_path: Path) -> Iterator[ApiContext]:
             grant(engine, f"{role.value}@example.org", project_id, role)
     with TestClient(app) as client:
         yield ApiContext(client, seeded, tokens, store)
+
+
+def assert_error_shape(response: httpx.Response) -> dict[str, Any]:
+    """The error of a 4xx/5xx response, after checking the one error shape (and its status, for our codes)."""
+    assert response.status_code >= 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], dict)
+    if error["code"] in ERRORS_BY_CODE:
+        assert response.status_code == ERRORS_BY_CODE[error["code"]].http_status
+    return error

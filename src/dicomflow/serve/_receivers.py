@@ -1,0 +1,54 @@
+"""The DICOM receiving processes of ``dicomflow serve``: one :class:`~dicomflow.dimse.Receiver` each.
+
+Connections are balanced over the processes by the receiver's own accepting server (see
+``dimse/_receiver.py``: a busy process waits a little before accepting), which needs its admission counts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+
+from dicomflow import dimse
+from dicomflow.config import Settings
+from dicomflow.pipelines import ReportTypes
+from dicomflow.runtime import open_application
+from dicomflow.serve._supervisor import DRAIN_SECONDS, die_with_parent
+
+
+def receiver_count(settings: Settings) -> int:
+    """How many receiving processes to run (setting 0 = two per core, at least 2)."""
+    if settings.dimse.workers > 0:
+        return settings.dimse.workers
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def run_receiver(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
+    """Body of one receiving process: its application and receiver, serving until SIGTERM, then drained."""
+    die_with_parent()
+    stop = threading.Event()
+
+    def _on_term(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    dimse.configure(settings)  # pynetdicom is imported here, after the fork: HTTP workers never load it
+    application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
+    workers = receiver_count(settings)
+    receiver = dimse.Receiver(
+        application,
+        max_associations=-(-settings.dimse.max_associations // workers),  # ceil: the bound holds overall
+        max_pending_connections=-(-settings.dimse.max_pending_connections // workers),
+    )
+    server = receiver.serve(listening)
+    stop.wait()
+    server.shutdown()
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.05)
+    application.close()

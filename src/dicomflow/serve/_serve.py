@@ -1,0 +1,125 @@
+"""``dicomflow serve``: the receiver processes, the HTTP processes and the janitors of one installation."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from dicomflow.config import Settings
+from dicomflow.errors import ConfigError
+from dicomflow.runtime import import_pydicom_without_pixel_libraries
+from dicomflow.serve._signals import wait_for_signal
+from dicomflow.serve._sockets import listen, listen_http
+from dicomflow.storage import DataDirLock
+
+if TYPE_CHECKING:
+    from dicomflow.pipelines import ReportTypes
+
+LOGGER = logging.getLogger("dicomflow")
+
+
+def serve(settings: Settings) -> None:
+    """Run the DICOM receiver and the HTTP API of ``settings`` until SIGTERM or SIGINT.
+
+    Start-up changes nothing until it knows it can run: it takes the data directory's lock (one server per
+    data directory) and binds both ports first; only then does it migrate the index and recover unfinished
+    writes. Then it forks the receiver and HTTP processes, each building its own application, and runs the
+    processing engine and the upload janitor itself.
+
+    Raises
+    ------
+    ConfigError
+        If a port cannot be bound or another server holds the data directory (nothing was changed).
+    SystemExit
+        With status 128 + the signal's number, once every process has stopped.
+    """
+    import_pydicom_without_pixel_libraries()  # first: every worker forked below carries what we import
+    lock: DataDirLock | None = None
+    sockets: list[socket.socket] = []
+    try:
+        if settings.data_dir.is_dir():  # else nobody holds it, and it is made only once the ports are ours
+            lock = DataDirLock.acquire(settings.data_dir)
+        sockets.append(listen(settings))
+        sockets.append(listen_http(settings))
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock or DataDirLock.acquire(settings.data_dir)
+    except ConfigError:
+        for sock in sockets:
+            sock.close()
+        if lock is not None:
+            lock.release()
+        raise
+    lock.record_pid()
+    try:
+        signum = _run(settings, *sockets)
+    finally:
+        lock.release()
+    raise SystemExit(128 + signum)
+
+
+def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.socket) -> int:
+    from dicomflow.runtime import open_application
+    from dicomflow.serve._http import http_worker_count, run_http_worker
+    from dicomflow.serve._janitors import Janitors
+    from dicomflow.serve._receivers import receiver_count, run_receiver
+    from dicomflow.serve._supervisor import WorkerPool
+
+    registry = _prepare(settings)
+    receivers = WorkerPool(
+        "dimse", functools.partial(run_receiver, settings, registry), dimse_socket, receiver_count(settings)
+    )
+    http = WorkerPool(
+        "http",
+        functools.partial(run_http_worker, settings, registry),
+        http_socket,
+        http_worker_count(settings),
+    )
+    receivers.start()  # fork before any thread of ours starts
+    http.start()
+    application = open_application(settings, migrate_index=False, registry=registry)
+    janitors = Janitors(application)
+    janitors.start()
+    LOGGER.info(
+        "DICOM receiver %s on %s:%d (%d processes), HTTP API on http://%s:%d (%d processes), data in %s",
+        settings.dimse.ae_title,
+        settings.dimse.host,
+        settings.dimse.port,
+        receiver_count(settings),
+        settings.http.host,
+        settings.http.port,
+        http_worker_count(settings),
+        settings.data_dir.resolve(),
+    )
+    try:
+        return wait_for_signal()
+    finally:
+        http.stop()
+        janitors.stop()
+        application.close()
+        receivers.stop()
+
+
+def _prepare(settings: Settings) -> ReportTypes:
+    """Migrate the index and recover unfinished writes (once, before any worker exists); load the report
+    types the workers share. No thread of ours and no open connection may outlive it: workers are forked."""
+    from dicomflow.index import create_index_engine, migrate
+    from dicomflow.ingest import open_ingestor, recover_store
+    from dicomflow.runtime import load_report_types_of
+
+    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
+    migrate(engine)
+    engine.dispose()
+    ingestor = open_ingestor(settings)
+    try:
+        report = recover_store(ingestor)
+    finally:
+        ingestor.close()  # no thread of ours may be alive when the workers are forked
+    if report.kept or report.removed:
+        LOGGER.warning(
+            "recovered after an unclean stop: %d finished writes kept, %d unfinished removed",
+            report.kept,
+            report.removed,
+        )
+    return load_report_types_of(settings)
