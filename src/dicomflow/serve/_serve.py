@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import socket
 from typing import TYPE_CHECKING
 
@@ -104,13 +105,10 @@ def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.so
 def _prepare(settings: Settings) -> ReportTypes:
     """Migrate the index and recover unfinished writes (once, before any worker exists); load the report
     types the workers share. No thread of ours and no open connection may outlive it: workers are forked."""
-    from dicomflow.index import create_index_engine, migrate
     from dicomflow.ingest import open_ingestor, recover_store
     from dicomflow.runtime import load_report_types_of
 
-    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    migrate(engine)
-    engine.dispose()
+    _migrate_in_child(settings)
     ingestor = open_ingestor(settings)
     try:
         report = recover_store(ingestor)
@@ -123,3 +121,25 @@ def _prepare(settings: Settings) -> ReportTypes:
             report.removed,
         )
     return load_report_types_of(settings)
+
+
+def _migrate_in_child(settings: Settings) -> None:
+    """Migrate the index in a short-lived forked process: Alembic (about 12 MiB) is then never imported by
+    the supervisor, so no worker forked from it carries it."""
+    child = multiprocessing.get_context("fork").Process(
+        target=_migrate, args=(settings.index_url,), name="dicomflow-migrate"
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"migrating the index failed (exit status {child.exitcode}, traceback above)")
+
+
+def _migrate(url: str) -> None:
+    from dicomflow.index import create_index_engine, migrate
+
+    engine = create_index_engine(url)  # FULL: every commit durable
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
