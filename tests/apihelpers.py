@@ -31,8 +31,8 @@ from dicomflow.config import Settings
 from dicomflow.errors import ERRORS_BY_CODE
 from dicomflow.index import Acquisition, DatasetSeries, Event, Group, Instance, Project, Session, Subject
 from dicomflow.index import Dataset as DatasetRow
-from dicomflow.index._accounts import Role, create_token, create_user, grant
 from dicomflow.storage import FileSystemBlobStore
+from dicomflow.usecases.accounts import Role, create_token, create_user, grant
 
 with warnings.catch_warnings():  # Starlette 1.x asks for httpx2 when the test client runs on httpx
     warnings.simplefilter("ignore", UserWarning)
@@ -236,10 +236,10 @@ def running_api(tmp_path: Path) -> Iterator[ApiContext]:
     with engine.connect() as conn:
         project_ids = list(conn.scalars(select(Project.id)))
     for role in Role:
-        create_user(engine, f"{role.value}@example.org", PASSWORD, role)
-        tokens[role] = create_token(engine, f"{role.value}@example.org")
+        create_user(app.state.application, f"{role.value}@example.org", PASSWORD, role)
+        tokens[role] = create_token(app.state.application, f"{role.value}@example.org")
         for project_id in project_ids:  # every seeded project, with the user's role in it
-            grant(engine, f"{role.value}@example.org", project_id, role)
+            grant(app.state.application, f"{role.value}@example.org", project_id, role)
     with TestClient(app) as client:
         yield ApiContext(client, seeded, tokens, store)
 

@@ -554,12 +554,16 @@ class DicomflowServer(DataDir):
     def _create_admin(self) -> str:
         """The admin user and its token, written to the index in-process: two CLI processes fewer per server
         (``dicomflow users create`` and ``tokens create`` have tests of their own)."""
-        from dicomflow.index import Role, create_index_engine, create_token, create_user
+        from dicomflow.index import accounts, create_index_engine, tokens, utcnow, writing
 
         engine = create_index_engine(f"sqlite:///{self.index_path}")
+        email, password_hash = accounts.normalized_email(ADMIN_EMAIL), accounts.hash_password(ADMIN_PASSWORD)
         try:
-            create_user(engine, ADMIN_EMAIL, ADMIN_PASSWORD, Role.ADMIN)
-            return create_token(engine, ADMIN_EMAIL)
+            with writing(engine) as conn:  # the repositories, as a use case would call them
+                user = accounts.insert_user(conn, email, password_hash, accounts.Role.ADMIN, utcnow())
+                token = tokens.new_token()
+                tokens.insert_token(conn, user.id, token, tokens.TokenKind.API, utcnow(), None)
+            return token
         finally:
             engine.dispose()
 

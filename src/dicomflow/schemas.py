@@ -2,7 +2,8 @@
 
 Field names are exactly the API's (DICOM vocabulary in snake case: ``study_instance_uid``,
 ``series_instance_uid``). Fields the server adds later are ignored, so an older SDK keeps working against a
-newer server. This module imports pydantic and the standard library only.
+newer server. This module imports pydantic, the standard library and the pure :mod:`dicomflow.flow` only
+(whose enums, :class:`Stage` and :class:`JobState`, it re-exports: they are defined once, there).
 """
 
 from __future__ import annotations
@@ -12,11 +13,20 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dicomflow.flow import JobState, Stage
+
 __all__ = [
     "Finding",
     "Job",
+    "JobState",
     "ReceivedFile",
+    "ReportType",
+    "ReportTypeAlias",
+    "Reprocess",
     "ResultFile",
+    "Review",
+    "Rule",
+    "RuleCreate",
     "Stage",
     "StageEntry",
     "Study",
@@ -25,17 +35,6 @@ __all__ = [
     "UploadFileError",
     "UploadState",
 ]
-
-
-class Stage(StrEnum):
-    """Where a study is in the processing flow (the values of ``dicomflow.flow.Stage``)."""
-
-    UPLOADING = "Uploading"
-    IMPORTING = "Importing"
-    PROCESSING = "Processing"
-    QUALITY_CONTROL = "QualityControl"
-    FINISHED = "Finished"
-    FAILED = "Failed"
 
 
 class UploadState(StrEnum):
@@ -117,7 +116,7 @@ class Job(_Model):
     study_instance_uid: str
     report_type: str
     report_version: str
-    state: str = Field(description="queued, running, retrying, succeeded or failed.")
+    state: JobState = Field(description="queued, running, retrying, succeeded or failed.")
     attempts: int
     max_attempts: int
     requires_qc: bool
@@ -167,3 +166,56 @@ class StudyReports(Study):
     """A study with the list of its result files (what ``Client.reports_for_study`` returns)."""
 
     results: list[ResultFile] = Field(default_factory=list)
+
+
+class Rule(_Model):
+    """A project rule (``GET /projects/{label}/rules``): run ``report_type`` on the project's new studies
+    whose tags match."""
+
+    id: int
+    project: str = Field(description="The project's label.")
+    report_type: str
+    match: dict[str, str] = Field(
+        default_factory=dict, description="DICOM keyword -> regex (case-insensitive); all must match."
+    )
+
+
+class ReportType(_Model):
+    """An installed report type (``GET /report-types``)."""
+
+    name: str
+    version: str
+    title: str
+    requires_qc: bool = Field(description="Whether its results wait in QualityControl for a reviewer.")
+    inputs: dict[str, str] = Field(default_factory=dict, description="Input name -> what it accepts.")
+
+
+class ReportTypeAlias(_Model):
+    """Another name of an installed report type (``GET /report-types`` lists them after the types)."""
+
+    alias: str
+    name: str = Field(description="The report type it stands for.")
+
+
+class Review(_Model):
+    """Body of the QualityControl decisions (``POST /studies/{uid}/qc/approve`` and ``.../reject``)."""
+
+    comment: str = Field("", description="The reviewer's note (required to reject).", max_length=4000)
+    rerun: bool = Field(False, description="On reject: run the report types again instead of failing.")
+
+
+class Reprocess(_Model):
+    """Body of ``POST /studies/{uid}/reprocess``."""
+
+    report_types: list[str] = Field(
+        default_factory=list, description="Report types to run; default: as before."
+    )
+
+
+class RuleCreate(_Model):
+    """Body of ``POST /projects/{label}/rules``."""
+
+    report_type: str = Field(description="Report type (or alias) to run on new studies.")
+    match: dict[str, str] = Field(
+        default_factory=dict, description="DICOM keyword -> regex (case-insensitive); all must match."
+    )

@@ -16,8 +16,9 @@ from dicomflow.api import create_app
 from dicomflow.cli._admin import human_size, register
 from dicomflow.cli._app import ErrorHandlingGroup
 from dicomflow.index import create_index_engine, migrate
-from dicomflow.index._accounts import Role, create_token, create_user, list_tokens
+from dicomflow.runtime import open_application
 from dicomflow.storage import FileSystemBlobStore
+from dicomflow.usecases.accounts import Role, create_token, create_user, list_tokens
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -144,9 +145,9 @@ def test_ls_json_is_the_hierarchy(app: typer.Typer, tmp_path: Path) -> None:
     session = groups[0]["projects"][0]["subjects"][0]["sessions"][0]
     assert session["placement_reason"] == PLACEMENT_REASON
     with TestClient(create_app(api_settings(tmp_path))) as client:
-        engine = client.app.state.engine  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
-        create_user(engine, "v@example.org", "pw", Role.ADMIN)  # sees every project
-        headers = {"Authorization": f"Bearer {create_token(engine, 'v@example.org')}"}
+        application = client.app.state.application  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
+        create_user(application, "v@example.org", "pw", Role.ADMIN)  # sees every project
+        headers = {"Authorization": f"Bearer {create_token(application, 'v@example.org')}"}
         assert client.get("/api/v1/hierarchy", headers=headers).json() == groups  # one shape for CLI and API
 
 
@@ -185,9 +186,9 @@ def test_human_size(size: int, text: str) -> None:
 
 def test_commands_work_while_the_api_is_serving(app: typer.Typer, tmp_path: Path) -> None:
     with TestClient(create_app(api_settings(tmp_path))) as client:
-        engine = client.app.state.engine  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
-        create_user(engine, "ops@example.org", "pw", Role.VIEWER)
-        headers = {"Authorization": f"Bearer {create_token(engine, 'ops@example.org')}"}
+        application = client.app.state.application  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
+        create_user(application, "ops@example.org", "pw", Role.VIEWER)
+        headers = {"Authorization": f"Bearer {create_token(application, 'ops@example.org')}"}
         assert client.get("/api/v1/projects", headers=headers).json() == []
         invoke(app, tmp_path, "projects", "create", "Live", "--group", "ops")
         assert client.get("/api/v1/projects", headers=headers).json() == []  # not a member yet
@@ -256,11 +257,11 @@ def test_tokens_create_expires_in_takes_s_m_h_d(
 ) -> None:
     before = datetime.now(UTC)
     _user_and_tokens(app, tmp_path, "--expires-in", text)
-    engine = create_index_engine(api_settings(tmp_path).index_url)
+    application = open_application(api_settings(tmp_path))
     try:
-        [info] = list_tokens(engine)
+        [info] = list_tokens(application)
     finally:
-        engine.dispose()
+        application.close()
     assert info.expires_at is not None
     assert timedelta(seconds=seconds - 1) < info.expires_at - before < timedelta(seconds=seconds + 60)
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from apihelpers import ApiContext, TestClient, assert_error_shape
-from dicomflow.index._accounts import Role
+from dicomflow.usecases.accounts import Role
 
 UNKNOWN_UID = "1.2.826.0.1.3680043.8.498.999"
 

@@ -14,7 +14,8 @@ import pytest
 from apihelpers import TestClient, assert_error_shape
 from dicomflow.api import create_app
 from dicomflow.config import Settings
-from dicomflow.index import Role, create_project, create_token, create_user, grant
+from dicomflow.index import create_project
+from dicomflow.usecases.accounts import Role, create_token, create_user, grant
 
 UPLOAD_LIMIT = 64 << 10
 JSON_LIMIT = 4 << 10
@@ -55,9 +56,9 @@ def api(tmp_path: Path) -> Iterator[tuple[TestClient, str, str]]:
     """A client, an admin token and the id of an open upload."""
     app = create_app(_settings(tmp_path / "data"))
     project = create_project(app.state.engine, "A")
-    create_user(app.state.engine, "a@example.org", "pw", Role.ADMIN)
-    grant(app.state.engine, "a@example.org", project.id, Role.UPLOADER)
-    token = create_token(app.state.engine, "a@example.org")
+    create_user(app.state.application, "a@example.org", "pw", Role.ADMIN)
+    grant(app.state.application, "a@example.org", project.id, Role.UPLOADER)
+    token = create_token(app.state.application, "a@example.org")
     with TestClient(app) as client:
         started = client.post("/api/v1/uploads", json={"project": "A"}, headers=_bearer(token))
         assert started.status_code == 201, started.text
@@ -145,8 +146,8 @@ def test_bodies_within_the_limits_and_the_login_routes_still_work(api: tuple[Tes
 def test_the_default_limits_are_checked_on_the_headers(tmp_path: Path) -> None:
     defaults = Settings.model_validate({"data_dir": tmp_path / "data", "storage": {"fsync": False}})
     app = create_app(defaults)
-    create_user(app.state.engine, "a@example.org", "pw", Role.ADMIN)
-    headers = _bearer(create_token(app.state.engine, "a@example.org"))
+    create_user(app.state.application, "a@example.org", "pw", Role.ADMIN)
+    headers = _bearer(create_token(app.state.application, "a@example.org"))
     with TestClient(app) as client:
         for url, limit in (
             ("/api/v1/uploads/x/files/a.dcm", defaults.uploads.max_file_bytes),
@@ -185,8 +186,8 @@ def test_the_docs_use_local_assets_only(tmp_path: Path) -> None:
 def test_the_docs_need_a_token_when_the_setting_says_so(tmp_path: Path) -> None:
     settings = _settings(tmp_path / "data").with_overrides(**{"http.public_docs": False})
     app = create_app(settings)
-    create_user(app.state.engine, "a@example.org", "pw", Role.VIEWER)
-    token = create_token(app.state.engine, "a@example.org")
+    create_user(app.state.application, "a@example.org", "pw", Role.VIEWER)
+    token = create_token(app.state.application, "a@example.org")
     with TestClient(app) as client:
         for page in ("/docs", "/redoc", "/openapi.json"):
             refused = client.get(page)

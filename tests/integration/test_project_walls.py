@@ -20,9 +20,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from dicomflow.api import create_app
-from dicomflow.api.icometrix._model import Kind, make_id
 from dicomflow.config import Settings
-from dicomflow.index import Role, create_project, create_token, create_user, grant
+from dicomflow.index import create_project
+from dicomflow.usecases.accounts import Role, create_token, create_user, grant
+from dicomflow.usecases.icometrix import Kind, make_id
 from factories import make_study, to_bytes
 from waiting import wait_until
 
@@ -91,11 +92,11 @@ def _walls(tmp_path: Path, policy: str = "separate") -> Iterator[Walls]:
     projects = {label: create_project(engine, label, "lab").id for label in ("p1", "p2")}
     tokens = {}
     for who, project in (("u1", "p1"), ("u2", "p2")):
-        create_user(engine, f"{who}@example.org", "pw", Role.UPLOADER)
-        tokens[who] = create_token(engine, f"{who}@example.org")
-        grant(engine, f"{who}@example.org", projects[project], Role.UPLOADER)
-    create_user(engine, "admin@example.org", "pw", Role.ADMIN)
-    tokens["admin"] = create_token(engine, "admin@example.org")
+        create_user(app.state.application, f"{who}@example.org", "pw", Role.UPLOADER)
+        tokens[who] = create_token(app.state.application, f"{who}@example.org")
+        grant(app.state.application, f"{who}@example.org", projects[project], Role.UPLOADER)
+    create_user(app.state.application, "admin@example.org", "pw", Role.ADMIN)
+    tokens["admin"] = create_token(app.state.application, "admin@example.org")
     with TestClient(app) as client:
         yield Walls(client, tokens, projects)
 

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from dicomflow.api import create_app
 from dicomflow.config import Settings
-from dicomflow.index import Role, create_project, create_token, create_user, grant
+from dicomflow.index import create_project
+from dicomflow.usecases.accounts import Role, create_token, create_user, grant
 from factories import make_study, nested_sequences, to_bytes
 from waiting import wait_until
 
@@ -88,10 +89,12 @@ def api(tmp_path: Path) -> Iterator[Api]:
     a, _ = create_project(engine, "A"), create_project(engine, "B")
     tokens = {}
     for who, role in [("admin", Role.ADMIN), ("uploader", Role.UPLOADER), ("viewer", Role.VIEWER)]:
-        create_user(engine, f"{who}@example.org", "pw", Role.ADMIN if who == "admin" else Role.VIEWER)
-        tokens[who] = create_token(engine, f"{who}@example.org")
+        create_user(
+            app.state.application, f"{who}@example.org", "pw", Role.ADMIN if who == "admin" else Role.VIEWER
+        )
+        tokens[who] = create_token(app.state.application, f"{who}@example.org")
         if who != "admin":
-            grant(engine, f"{who}@example.org", a.id, role)
+            grant(app.state.application, f"{who}@example.org", a.id, role)
     with TestClient(app) as client:
         yield Api(client, tokens, settings.data_dir)
 

@@ -6,8 +6,17 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from dicomflow.api._deps import CurrentUser, IndexEngine
-from dicomflow.usecases.access import READ, REVIEW, UPLOAD, Access, InProject, no_such_project, project_of
+from dicomflow.api._deps import App, CurrentUser
+from dicomflow.usecases.access import (
+    READ,
+    REVIEW,
+    UPLOAD,
+    Access,
+    InProject,
+    access_of,
+    no_such_project,
+    project_of,
+)
 
 __all__ = [
     "READ",
@@ -16,15 +25,16 @@ __all__ = [
     "Access",
     "Caller",
     "InProject",
+    "access_of",
     "current_access",
     "no_such_project",
     "project_of",
 ]
 
 
-async def current_access(user: CurrentUser, engine: IndexEngine) -> Access:
+async def current_access(user: CurrentUser, app: App) -> Access:
     """The caller's :class:`Access` (on the event loop, as the other identity dependencies)."""
-    return Access.of(user, engine)
+    return access_of(app, user)
 
 
 Caller = Annotated[Access, Depends(current_access)]

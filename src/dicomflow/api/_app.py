@@ -70,7 +70,7 @@ def _build(application: Application, *, owned: bool) -> FastAPI:
     app.state.application = application
     app.state.settings = settings
     app.state.engine = engine
-    app.state.identities = Identities(engine, session_idle_timeout=settings.http.session_idle_timeout)
+    app.state.identities = Identities(application)
     app.state.store = application.store
     app.state.flow = application.flow
     app.state.uploads = application.uploads

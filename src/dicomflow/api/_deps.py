@@ -1,4 +1,5 @@
-"""Request dependencies: the engine and blob store kept on ``app.state``, and the caller's identity.
+"""Request dependencies: the application kept on ``app.state`` (and its engine and blob store), and the
+caller's identity.
 
 They are coroutines on purpose: FastAPI runs a plain function dependency in its thread pool, and that hop
 costs more than the work (an attribute read, one indexed lookup in the index); they run on the event loop.
@@ -17,20 +18,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from dicomflow.errors import AuthenticationRequired, DicomflowError, PermissionDenied
-from dicomflow.index._accounts import (
-    DEFAULT_SESSION_IDLE_TIMEOUT,
-    Refusal,
-    Role,
-    UserInfo,
-    look_up_token,
-    touch_token,
-)
-from dicomflow.storage._filesystem import FileSystemBlobStore
+from dicomflow.runtime import Application
+from dicomflow.storage import FileSystemBlobStore
+from dicomflow.usecases.accounts import Refusal, Role, UserInfo, look_up_token, touch_token
 
 _log = logging.getLogger(__name__)
 _bearer = HTTPBearer(
     auto_error=False, description="A token made with `dicomflow tokens create --user EMAIL`."
 )
+
+
+async def get_application(request: Request) -> Application:
+    """The application built by ``create_app``."""
+    application: Application = request.app.state.application
+    return application
 
 
 async def get_engine(request: Request) -> Engine:
@@ -45,6 +46,7 @@ async def get_store(request: Request) -> FileSystemBlobStore:
     return store
 
 
+App = Annotated[Application, Depends(get_application)]
 IndexEngine = Annotated[Engine, Depends(get_engine)]
 BlobStore = Annotated[FileSystemBlobStore, Depends(get_store)]
 
@@ -60,11 +62,15 @@ class Identities:
     """
 
     def __init__(
-        self, engine: Engine, ttl: float = 2.0, session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT
+        self, application: Application, ttl: float = 2.0, session_idle_timeout: float | None = None
     ) -> None:
-        self.engine = engine
+        self.application = application
         self.ttl = ttl
-        self.session_idle_timeout = session_idle_timeout
+        self.session_idle_timeout = (
+            application.settings.http.session_idle_timeout
+            if session_idle_timeout is None
+            else session_idle_timeout
+        )
         self._known: dict[str, tuple[UserInfo, float]] = {}
         self._touches: ThreadPoolExecutor | None = None
 
@@ -74,7 +80,7 @@ class Identities:
         known = self._known.get(token)
         if known is not None and known[1] > now:
             return known[0]
-        checked = look_up_token(self.engine, token, session_idle_timeout=self.session_idle_timeout)
+        checked = look_up_token(self.application, token, session_idle_timeout=self.session_idle_timeout)
         if not isinstance(checked.result, UserInfo):
             self._known.pop(token, None)
             return checked.result
@@ -106,7 +112,7 @@ class Identities:
 
     def _write_use(self, token_id: int) -> None:
         try:
-            touch_token(self.engine, token_id)
+            touch_token(self.application, token_id)
         except DicomflowError as exc:  # the index is busy: the next lookup tries again
             _log.warning("could not record the use of token %d: %s", token_id, exc.message)
 

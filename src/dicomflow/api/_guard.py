@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dicomflow.api._deps import BEARER_USER, bearer_user
 from dicomflow.api.errors import dicomflow_error_response
 from dicomflow.errors import AuthenticationRequired, DicomflowError, InvalidRequest, TooLarge
-from dicomflow.index._accounts import Refusal, UserInfo
+from dicomflow.usecases.accounts import Refusal, UserInfo
 
 COOKIE = "dicomflow_session"  # the icometrix API's session cookie (api/icometrix/_routes.py)
 MULTIPART_SLACK = 64 << 10  # part headers and boundaries around a file of the largest size allowed

@@ -24,10 +24,11 @@ if TYPE_CHECKING:  # the index imports SQLAlchemy: commands import it when they 
     from sqlalchemy import Engine
 
     from dicomflow.index._queries import Counts, GroupNode, SessionNode
+    from dicomflow.runtime import Application
 
 
 class Role(StrEnum):
-    """The roles of ``dicomflow.index._accounts.Role``, repeated here so that ``--help`` needs no index."""
+    """The roles of ``dicomflow.usecases.accounts.Role``, repeated here so that ``--help`` needs no index."""
 
     ADMIN = "admin"
     UPLOADER = "uploader"
@@ -59,6 +60,24 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users, name="users")
     app.add_typer(tokens, name="tokens")
     app.command("ls")(ls)
+
+
+@contextmanager
+def opened_application(data_dir: Path | None = None, *, create: bool = False) -> Iterator[Application]:
+    """The application of the settings (its index migrated); unless ``create``, the data directory must
+    hold an index already."""
+    from dicomflow.runtime import open_application
+
+    settings = load_settings(data_dir)
+    if not create:
+        require_index(settings)
+    application = open_application(settings)
+    try:
+        yield application
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    finally:
+        application.close()
 
 
 @contextmanager
@@ -119,11 +138,10 @@ def users_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a user. An admin may do anything anywhere; other users act in the projects they are granted."""
-    from dicomflow.index._accounts import Role as IndexRole
-    from dicomflow.index._accounts import create_user
+    from dicomflow.usecases.accounts import create_user
 
-    with opened_index(data_dir, create=True) as engine:
-        user = create_user(engine, email, password, IndexRole(role.value))
+    with opened_application(data_dir, create=True) as application:
+        user = create_user(application, email, password, role.value)
     typer.echo(f"created user {user.email} ({user.role.value})")
 
 
@@ -134,14 +152,10 @@ def users_grant(
     data_dir: DataDir = None,
 ) -> None:
     """Give a user a role in one project (uploader, reviewer, viewer or admin); replaces an earlier one."""
-    from dicomflow.index import grant, reading
-    from dicomflow.index._accounts import Role as IndexRole
-    from dicomflow.index.studies import project_id_by_label
+    from dicomflow.usecases.accounts import grant
 
-    with opened_index(data_dir) as engine:
-        with reading(engine) as conn:
-            project_id = project_id_by_label(conn, project)
-        grant(engine, email, project_id, IndexRole(role.value))
+    with opened_application(data_dir) as application:
+        grant(application, email, project, role.value)
     typer.echo(f"{email} is {role.value} in {project}")
 
 
@@ -149,10 +163,10 @@ def users_disable(
     email: Annotated[str, typer.Argument(help="Login email.")], data_dir: DataDir = None
 ) -> None:
     """Disable a user: logins, tokens and sessions are refused (within 2 s in a running server)."""
-    from dicomflow.index._accounts import set_user_disabled
+    from dicomflow.usecases.accounts import set_user_disabled
 
-    with opened_index(data_dir) as engine:
-        user = set_user_disabled(engine, email, True)
+    with opened_application(data_dir) as application:
+        user = set_user_disabled(application, email, True)
     typer.echo(f"disabled user {user.email}")
 
 
@@ -160,10 +174,10 @@ def users_enable(
     email: Annotated[str, typer.Argument(help="Login email.")], data_dir: DataDir = None
 ) -> None:
     """Enable a disabled user again (its tokens that are not revoked or expired work again)."""
-    from dicomflow.index._accounts import set_user_disabled
+    from dicomflow.usecases.accounts import set_user_disabled
 
-    with opened_index(data_dir) as engine:
-        user = set_user_disabled(engine, email, False)
+    with opened_application(data_dir) as application:
+        user = set_user_disabled(application, email, False)
     typer.echo(f"enabled user {user.email}")
 
 
@@ -176,11 +190,11 @@ def tokens_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create an API token and print only the token (it is shown once; only its hash is kept)."""
-    from dicomflow.index._accounts import create_token
+    from dicomflow.usecases.accounts import create_token
 
     lifetime = None if expires_in is None else parse_duration(expires_in)
-    with opened_index(data_dir) as engine:
-        token = create_token(engine, user, expires_in=lifetime)
+    with opened_application(data_dir) as application:
+        token = create_token(application, user, expires_in=lifetime)
     typer.echo(token)
 
 
@@ -190,11 +204,10 @@ def tokens_list(
     data_dir: DataDir = None,
 ) -> None:
     """List tokens and sessions: id, first characters, user, kind, created, expires, last used, state."""
-    from dicomflow.index._accounts import TokenKind, list_tokens
+    from dicomflow.usecases.accounts import TokenKind, list_tokens
 
-    idle = load_settings(data_dir).http.session_idle_timeout
-    with opened_index(data_dir) as engine:
-        tokens = list_tokens(engine, email=user, session_idle_timeout=idle)
+    with opened_application(data_dir) as application:
+        tokens = list_tokens(application, email=user)  # sessions idle past http.session_idle_timeout
     table = Table("id", "token", "user", "kind", "created", "expires", "last used", "state")
     for token in tokens:
         ended = token.state == "revoked" or (token.kind is TokenKind.SESSION and token.state != "active")
@@ -211,10 +224,10 @@ def tokens_revoke(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a token or session: it is refused from now on (within 2 s in a running server)."""
-    from dicomflow.index._accounts import revoke_token_ref
+    from dicomflow.usecases.accounts import revoke_token_ref
 
-    with opened_index(data_dir) as engine:
-        info = revoke_token_ref(engine, token)
+    with opened_application(data_dir) as application:
+        info = revoke_token_ref(application, token)
     typer.echo(f"revoked token {info.id} ({info.prefix or '-'}…, {info.email})")
 
 

@@ -1,27 +1,27 @@
 """Processing commands: ``status``, ``jobs``, ``reprocess``, ``qc list|approve|reject``, ``results``,
-``rules add|list|delete`` and ``report-types``. Each opens the index for short transactions, so they work
-while ``dicomflow serve`` runs (which then picks up what they queue)."""
+``rules add|list|delete`` and ``report-types``. Each calls one use case of :mod:`dicomflow.usecases` as the
+local operator (who sees every project); the index is used in short transactions, so they work while
+``dicomflow serve`` runs (which then picks up what they queue)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from dicomflow.cli._admin import opened_index
-from dicomflow.cli._options import DataDir, load_settings
+from dicomflow.cli._options import DataDir, load_settings, require_index
 from dicomflow.flow import JobState, Stage
 
 if TYPE_CHECKING:
-    from dicomflow.config import Settings
+    from pydantic import BaseModel
+
+    from dicomflow.runtime import Application
 
 STAGE_STYLE = {
     "Finished": "green",
@@ -55,24 +55,33 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def _flow(data_dir: Path | None) -> Iterator[tuple[Settings, Any]]:
-    from dicomflow.jobs import Flow
-    from dicomflow.pipelines import load_report_types
-    from dicomflow.storage import FileSystemBlobStore
+def _application(data_dir: Path | None) -> Iterator[Application]:
+    """The application of the data directory, which must hold an index already (closed on the way out)."""
+    from dicomflow.runtime import open_application
 
     settings = load_settings(data_dir)
-    with opened_index(data_dir) as engine:
-        processing = settings.processing
-        registry = load_report_types(processing.plugins, processing.aliases, processing.options)
-        store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
-        try:
-            yield settings, Flow(settings, engine, store, registry)
-        finally:
-            store.close()
+    require_index(settings)
+    with _usage_errors():
+        application = open_application(settings)
+    try:
+        with _usage_errors():
+            yield application
+    finally:
+        application.close()
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str)
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """A ``ValueError`` (an index newer than this version, a stage change the flow refuses) is a usage
+    error, as where the index is opened alone."""
+    try:
+        yield
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _json(models: Sequence[BaseModel]) -> str:
+    return json.dumps([m.model_dump() for m in models], indent=2, default=str)
 
 
 def status(
@@ -89,17 +98,12 @@ def status(
     data_dir: DataDir = None,
 ) -> None:
     """List studies with their stage, reason, findings and jobs."""
-    from dicomflow.index import reading
-    from dicomflow.index.studies import list_studies, project_id_by_label
+    from dicomflow.usecases.studies import list_studies
 
-    with opened_index(data_dir) as engine, reading(engine) as conn:
-        if project is not None:
-            project_id_by_label(conn, project)  # an unknown project is an error, not an empty list
-        studies = list_studies(
-            conn, project=project, stage=stage and stage.value, latest_only=not all_versions
-        )
+    with _application(data_dir) as application:
+        studies = list_studies(application, None, project=project, stage=stage, latest_only=not all_versions)
     if as_json:
-        typer.echo(_json([asdict(s) for s in studies]))
+        typer.echo(_json(studies))
         return
     if not studies:
         typer.echo("no studies")
@@ -146,21 +150,16 @@ def jobs(
     data_dir: DataDir = None,
 ) -> None:
     """List jobs (newest first), or print one job's log."""
-    from dicomflow.index import reading
-    from dicomflow.index.jobs import job_row, list_jobs
+    from dicomflow.usecases.jobs import job_log, list_jobs
 
-    settings = load_settings(data_dir)
-    with opened_index(data_dir) as engine, reading(engine) as conn:
+    with _application(data_dir) as application:
         if log is not None:
-            job = job_row(conn, log)
-            from dicomflow.jobs import job_workdir
-
-            path = job_workdir(settings, job.id, max(job.attempts, 1)) / "job.log"
-            typer.echo(path.read_text() if path.is_file() else f"job {log} has no log yet")
+            text = job_log(application, None, log)
+            typer.echo(f"job {log} has no log yet" if text is None else text)
             return
-        found = list_jobs(conn, state=state and state.value)
+        found = list_jobs(application, None, state)
     if as_json:
-        typer.echo(_json([asdict(j) for j in found]))
+        typer.echo(_json(found))
         return
     table = Table("id", _uid_column("study"), "report type", "state", "attempts", "error")
     for j in found:
@@ -186,14 +185,11 @@ def reprocess(
     data_dir: DataDir = None,
 ) -> None:
     """Run a study's report types again (force_reprocessing): checks, then fresh jobs."""
-    from dicomflow.index import reading
-    from dicomflow.index.studies import study_row
+    from dicomflow.usecases.reprocess import reprocess as run_again
 
-    with _flow(data_dir) as (_, flow):
-        study_id = flow.reprocess(study_instance_uid, report_type or [], actor="cli")
-        with reading(flow.engine) as conn:
-            study = study_row(conn, study_id)
-    if study.stage == Stage.FAILED.value:  # the new run's checks blocked it
+    with _application(data_dir) as application:
+        study = run_again(application, None, study_instance_uid, report_type or [], actor="cli")
+    if study.stage is Stage.FAILED:  # the new run's checks blocked it
         typer.echo(f"study {study_instance_uid} Failed its checks: {study.reason}")
         raise typer.Exit(1)
     typer.echo(f"study {study_instance_uid} queued for reprocessing")
@@ -201,13 +197,12 @@ def reprocess(
 
 def qc_list(data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Studies waiting for review."""
-    from dicomflow.index import reading
-    from dicomflow.index.studies import list_studies
+    from dicomflow.usecases.review import waiting_for_review
 
-    with opened_index(data_dir) as engine, reading(engine) as conn:
-        waiting = list_studies(conn, stage=Stage.QUALITY_CONTROL.value)
+    with _application(data_dir) as application:
+        waiting = waiting_for_review(application, None)
     if as_json:
-        typer.echo(_json([asdict(s) for s in waiting]))
+        typer.echo(_json(waiting))
         return
     for s in waiting:
         typer.echo(
@@ -227,8 +222,10 @@ def qc_approve(
     data_dir: DataDir = None,
 ) -> None:
     """Approve a study's results: QualityControl → Finished."""
-    with _flow(data_dir) as (_, flow):
-        flow.review(study_instance_uid, approve=True, reviewer=reviewer, comment=comment)
+    from dicomflow.usecases.review import approve
+
+    with _application(data_dir) as application:
+        approve(application, None, study_instance_uid, comment=comment, actor=reviewer)
     typer.echo(f"study {study_instance_uid} approved: Finished")
 
 
@@ -242,8 +239,10 @@ def qc_reject(
     data_dir: DataDir = None,
 ) -> None:
     """Reject a study's results: QualityControl → Failed (or → Processing with --rerun)."""
-    with _flow(data_dir) as (_, flow):
-        flow.review(study_instance_uid, approve=False, reviewer=reviewer, comment=comment, rerun=rerun)
+    from dicomflow.usecases.review import reject
+
+    with _application(data_dir) as application:
+        reject(application, None, study_instance_uid, comment=comment, rerun=rerun, actor=reviewer)
     typer.echo(f"study {study_instance_uid} rejected" + (": running again" if rerun else ": Failed"))
 
 
@@ -255,40 +254,34 @@ def results(
     data_dir: DataDir = None,
 ) -> None:
     """List a study's result files, or download them."""
-    from dicomflow.index import reading
-    from dicomflow.index.results import results_of_study
-    from dicomflow.index.studies import find_study
+    from dicomflow.usecases.results import copy_results, study_results
 
-    settings = load_settings(data_dir)
-    with opened_index(data_dir) as engine, reading(engine) as conn:
-        study = find_study(conn, study_instance_uid, version)
-        found = results_of_study(conn, study.id)
-    if download is not None:
-        for r in found:
-            target = download / r.report_type / r.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(settings.data_dir / r.path, target)
-        typer.echo(f"{len(found)} file(s) written to {download}")
-    elif as_json:
-        typer.echo(_json([asdict(r) for r in found]))
-    else:
-        typer.echo(f"study {study_instance_uid} v{study.version}: {study.stage}")
-        for r in found:
-            typer.echo(f"  {r.id:>5}  {r.report_type:<16} {r.name:<32} {r.media_type:<24} {r.size} B")
+    with _application(data_dir) as application:
+        if download is not None:
+            written = copy_results(application, None, study_instance_uid, download, version)
+            typer.echo(f"{len(written)} file(s) written to {download}")
+            return
+        study = study_results(application, None, study_instance_uid, version)
+    if as_json:
+        typer.echo(_json(study.results))
+        return
+    typer.echo(f"study {study_instance_uid} v{study.version}: {study.stage}")
+    for r in study.results:
+        typer.echo(f"  {r.id:>5}  {r.report_type:<16} {r.name:<32} {r.media_type:<24} {r.size} B")
 
 
 def report_types(data_dir: DataDir = None) -> None:
     """The installed report types and aliases."""
-    from dicomflow.pipelines import load_report_types
+    from dicomflow.schemas import ReportType
+    from dicomflow.usecases.report_types import installed_report_types
 
-    processing = load_settings(data_dir).processing
-    registry = load_report_types(processing.plugins, processing.aliases, processing.options)
-    for name in registry.names():
-        rt = registry.get(name)
-        inputs = ", ".join(f"{k}: {v.describe()}" for k, v in rt.input_objects().items())
-        typer.echo(f"{name} v{rt.version}{'  (QC)' if rt.requires_qc else ''}  {rt.title}  inputs: {inputs}")
-    for alias, target in sorted(registry.aliases.items()):
-        typer.echo(f"{alias} -> {target}")
+    for entry in installed_report_types(load_settings(data_dir)):
+        if isinstance(entry, ReportType):
+            inputs = ", ".join(f"{k}: {v}" for k, v in entry.inputs.items())
+            qc = "  (QC)" if entry.requires_qc else ""
+            typer.echo(f"{entry.name} v{entry.version}{qc}  {entry.title}  inputs: {inputs}")
+        else:
+            typer.echo(f"{entry.alias} -> {entry.name}")
 
 
 def rules_add(
@@ -300,37 +293,29 @@ def rules_add(
     data_dir: DataDir = None,
 ) -> None:
     """Run REPORT_TYPE on new studies of PROJECT whose tags match."""
-    from dicomflow.index import writing
-    from dicomflow.index.rules import add_rule
-    from dicomflow.index.studies import project_id_by_label
-    from dicomflow.pipelines import load_report_types
+    from dicomflow.usecases.rules import add_rule
 
     pairs = dict(_pair(m) for m in match or [])
-    processing = load_settings(data_dir).processing
-    load_report_types(processing.plugins, processing.aliases).get(report_type)
-    with opened_index(data_dir) as engine, writing(engine) as conn:
-        project_id = project_id_by_label(conn, project)
-        rule_id = add_rule(conn, project_id, report_type, pairs)
-    typer.echo(f"rule {rule_id}: {project}: {report_type} on {pairs or 'every new study'}")
+    with _application(data_dir) as application:
+        rule = add_rule(application, project, report_type, pairs)
+    typer.echo(f"rule {rule.id}: {project}: {report_type} on {pairs or 'every new study'}")
 
 
 def rules_list(data_dir: DataDir = None) -> None:
     """Every project rule."""
-    from dicomflow.index import reading
-    from dicomflow.index.rules import list_rules
+    from dicomflow.usecases.rules import list_rules
 
-    with opened_index(data_dir) as engine, reading(engine) as conn:
-        for rule in list_rules(conn):
+    with _application(data_dir) as application:
+        for rule in list_rules(application, None):
             typer.echo(f"{rule.id}  {rule.project}  {rule.report_type}  {rule.match or 'every new study'}")
 
 
 def rules_delete(rule_id: Annotated[int, typer.Argument()], data_dir: DataDir = None) -> None:
     """Remove a project rule."""
-    from dicomflow.index import writing
-    from dicomflow.index.rules import delete_rule
+    from dicomflow.usecases.rules import delete_rule
 
-    with opened_index(data_dir) as engine, writing(engine) as conn:
-        delete_rule(conn, rule_id)
+    with _application(data_dir) as application:
+        delete_rule(application, rule_id)
     typer.echo(f"rule {rule_id} deleted")
 
 

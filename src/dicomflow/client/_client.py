@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -456,10 +457,21 @@ class Client:
         """``task(i)`` for i in range(count), ``parallel`` at once; the first failure cancels the rest."""
         if count == 0:
             return
+        failed = threading.Event()
+
+        def guarded(index: int) -> None:
+            if failed.is_set():  # a send failed: what is not sent yet stays unsent
+                return
+            try:
+                task(index)
+            except BaseException:
+                failed.set()
+                raise
+
         with ThreadPoolExecutor(
             max_workers=min(parallel, count), thread_name_prefix="dicomflow-upload"
         ) as pool:
-            futures: list[Future[None]] = [pool.submit(task, i) for i in range(count)]
+            futures: list[Future[None]] = [pool.submit(guarded, i) for i in range(count)]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in futures:
                 if future in finished and (error := future.exception()) is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dicomflow.dicom._file_meta import IMPLEMENTATION_CLASS_UID, dataset_offset, encode_file_meta
 from dicomflow.dicom._header import InstanceHeader, header_from_dataset, read_header
 from dicomflow.dicom._orientation import ORIENTATION_TOLERANCE, is_same_orientation
+from dicomflow.dicom._series import SERIES_KEYWORDS, read_series_attributes
 from dicomflow.dicom._uid import check_uid, is_valid_uid
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ _ON_FIRST_USE = {"Volume": "._volume", "load_volume": "._volume", "volume_to_nif
 __all__ = [
     "IMPLEMENTATION_CLASS_UID",
     "ORIENTATION_TOLERANCE",
+    "SERIES_KEYWORDS",
     "InstanceHeader",
     "Volume",
     "check_uid",
@@ -30,6 +32,7 @@ __all__ = [
     "is_valid_uid",
     "load_volume",
     "read_header",
+    "read_series_attributes",
     "volume_to_nifti",
 ]
 

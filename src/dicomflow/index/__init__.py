@@ -1,23 +1,11 @@
 """The metadata index: SQLAlchemy models, engine, migrations, and one repository module per aggregate.
 
-Repositories (``arrivals``, ``studies``, ``jobs``, ``results``, ``outbox``, ``rules``, ...) are public
-modules: each function takes the caller's connection first (opened with :func:`reading` or
-:func:`writing` by a use case, so that one use case is one transaction) and returns frozen dataclasses,
-never rows.
+Repositories (``arrivals``, ``studies``, ``jobs``, ``results``, ``outbox``, ``rules``, ``accounts``,
+``tokens``, ``logins``, ...) are public modules: each function takes the caller's connection first (opened
+with :func:`reading` or :func:`writing` by a use case, so that one use case is one transaction) and returns
+frozen dataclasses, never rows.
 """
 
-from dicomflow.index._accounts import (
-    Role,
-    UserInfo,
-    authenticate,
-    check_password,
-    create_token,
-    create_user,
-    grant,
-    hash_password,
-    project_roles,
-    user_for_token,
-)
 from dicomflow.index._db import WriteLock, create_index_engine, migrate
 from dicomflow.index._models import (
     Acquisition,
@@ -68,6 +56,7 @@ from dicomflow.index._queries import (
     writing,
 )
 from dicomflow.index._rows import StoredInstance, insert_event, insert_instance, instances_with_uid
+from dicomflow.index.accounts import Role, UserInfo
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -104,15 +93,9 @@ __all__ = [
     "User",
     "UserInfo",
     "WriteLock",
-    "authenticate",
-    "check_password",
     "create_index_engine",
     "create_project",
-    "create_token",
-    "create_user",
     "events",
-    "grant",
-    "hash_password",
     "hierarchy",
     "insert_event",
     "insert_instance",
@@ -123,12 +106,10 @@ __all__ = [
     "list_datasets",
     "list_projects",
     "migrate",
-    "project_roles",
     "reading",
     "series",
     "series_blobs",
     "study_blobs",
-    "user_for_token",
     "utcnow",
     "writing",
 ]

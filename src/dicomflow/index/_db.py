@@ -6,6 +6,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,11 @@ class WriteLock:
             self._fd = None
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, *, blob_path: Callable[[str], Path] | None = None) -> None:
     """Bring the schema to the newest Alembic revision.
 
+    ``blob_path`` (the blob store's ``path_of``) lets a revision that derives data from the stored files
+    fill existing rows (0006: the series headers); without it they are filled later, when first read.
     An index already at the newest revision is left alone without importing Alembic (12 MiB in every
     process of ``dicomflow serve`` otherwise; a process forked later inherits it).
     """
@@ -127,6 +130,7 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["blob_path"] = blob_path
         command.upgrade(config, "head")
 
 

@@ -110,6 +110,8 @@ class Acquisition(Base):
     series_number: Mapped[int | None] = mapped_column(Integer)
     series_description: Mapped[str] = mapped_column(_LABEL)
     created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
+    # JSON {keyword: [values as text]} of its first instance (dicom.SERIES_KEYWORDS), kept when it is placed
+    series_header: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Instance(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, delete, func, insert, or_, select, update
@@ -30,7 +30,7 @@ class JobRecord:
     report_type: str
     report_version: str
     requires_qc: bool
-    state: str
+    state: JobState
     attempts: int
     max_attempts: int
     timeout: float
@@ -52,7 +52,7 @@ class JobInfo:
     study_instance_uid: str
     report_type: str
     report_version: str
-    state: str
+    state: JobState
     attempts: int
     max_attempts: int
     requires_qc: bool
@@ -74,7 +74,7 @@ def _record(row: Row[Any]) -> JobRecord:
         report_type=row.report_type,
         report_version=row.report_version,
         requires_qc=bool(row.requires_qc),
-        state=row.state,
+        state=JobState(row.state),
         attempts=row.attempts,
         max_attempts=row.max_attempts,
         timeout=float(row.timeout),
@@ -203,6 +203,11 @@ def requeue_lost(conn: Connection, stale_before: datetime, workers_gone: Sequenc
     return ids
 
 
+def running_workers(conn: Connection) -> set[str]:
+    """The workers (``host:pid``) with a job running."""
+    return set(conn.scalars(select(Job.worker).where(Job.state == JobState.RUNNING.value)))
+
+
 def job_row(conn: Connection, job_id: int) -> JobRecord:
     """A job by id."""
     row = conn.execute(select(Job).where(Job.id == job_id)).first()
@@ -235,8 +240,8 @@ def jobs_of_run(conn: Connection, study_id: int) -> list[JobRecord]:
     return [job for job in jobs if job.finished_at is None or job.finished_at >= since]
 
 
-def job_info_query() -> Select[Any]:
-    """Jobs with their study's StudyInstanceUID, the rows :func:`job_info` reads."""
+def _info_query() -> Select[Any]:
+    """Jobs with their study's StudyInstanceUID, the rows :func:`_info` reads."""
     return (
         select(*Job.__table__.c, Session.study_instance_uid)
         .join(Study, Study.id == Job.study_id)
@@ -244,23 +249,28 @@ def job_info_query() -> Select[Any]:
     )
 
 
-def list_jobs(conn: Connection, *, state: str | None = None, limit: int = 200) -> list[JobInfo]:
+def list_jobs(conn: Connection, *, state: JobState | str | None = None, limit: int = 200) -> list[JobInfo]:
     """Newest jobs first, optionally of one state."""
-    query = job_info_query().order_by(Job.id.desc()).limit(limit)
+    query = _info_query().order_by(Job.id.desc()).limit(limit)
     if state:
-        query = query.where(Job.state == state)
-    return [job_info(row) for row in conn.execute(query).all()]
+        query = query.where(Job.state == str(state))  # an unknown state matches nothing
+    return [_info(row) for row in conn.execute(query).all()]
 
 
-def job_info(row: Row[Any]) -> JobInfo:
-    """A row of :func:`job_info_query` as a :class:`JobInfo`."""
+def job_infos_of_study(conn: Connection, study_id: int) -> list[JobInfo]:
+    """Every job of a study version, as listed, oldest first."""
+    rows = conn.execute(_info_query().where(Job.study_id == study_id).order_by(Job.id)).all()
+    return [_info(row) for row in rows]
+
+
+def _info(row: Row[Any]) -> JobInfo:
     return JobInfo(
         id=row.id,
         study_id=row.study_id,
         study_instance_uid=row.study_instance_uid,
         report_type=row.report_type,
         report_version=row.report_version,
-        state=row.state,
+        state=JobState(row.state),
         attempts=row.attempts,
         max_attempts=row.max_attempts,
         requires_qc=bool(row.requires_qc),
@@ -277,8 +287,3 @@ def stale_running(conn: Connection, before: datetime) -> list[int]:
     return list(
         conn.scalars(select(Job.id).where(Job.state == JobState.RUNNING.value, Job.heartbeat_at < before))
     )
-
-
-def backoff(attempt: int, base: float, cap: float) -> timedelta:
-    """Exponential back-off after the ``attempt``-th failure."""
-    return timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)))

@@ -8,12 +8,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
 from dicomflow.index._models import OutboxItem, utcnow
 from dicomflow.index._queries import as_utc
+
+
+class ExportState(StrEnum):
+    """Where an outbox item is: waiting (retried until the node takes it) or delivered."""
+
+    PENDING = "pending"
+    SENT = "sent"
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class OutboxEntry:
     job_id: int | None
     node: str
     path: str
-    state: str
+    state: ExportState
     attempts: int
     next_attempt_at: datetime
     last_error: str
@@ -38,7 +46,7 @@ def _entry(row: Row[Any]) -> OutboxEntry:
         job_id=row.job_id,
         node=row.node,
         path=row.path,
-        state=row.state,
+        state=ExportState(row.state),
         attempts=row.attempts,
         next_attempt_at=as_utc(row.next_attempt_at),
         last_error=row.last_error,
@@ -54,7 +62,7 @@ def enqueue_export(conn: Connection, job_id: int | None, node: str, path: str) -
             job_id=job_id,
             node=node,
             path=path,
-            state="pending",
+            state=ExportState.PENDING.value,
             next_attempt_at=utcnow(),
             created_at=utcnow(),
         )
@@ -65,7 +73,7 @@ def due_exports(conn: Connection, now: datetime, limit: int = 100) -> list[Outbo
     """Pending exports whose next attempt is due."""
     rows = conn.execute(
         select(OutboxItem)
-        .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
+        .where(OutboxItem.state == ExportState.PENDING.value, OutboxItem.next_attempt_at <= now)
         .order_by(OutboxItem.id)
         .limit(limit)
     ).all()
@@ -78,7 +86,7 @@ def export_sent(conn: Connection, item_ids: Sequence[int]) -> None:
         conn.execute(
             update(OutboxItem)
             .where(OutboxItem.id.in_(item_ids))
-            .values(state="sent", sent_at=utcnow(), attempts=OutboxItem.attempts + 1)
+            .values(state=ExportState.SENT.value, sent_at=utcnow(), attempts=OutboxItem.attempts + 1)
         )
 
 

@@ -32,7 +32,7 @@ from dicomflow.index._models import (
 )
 from dicomflow.index._queries import as_utc
 from dicomflow.index.arrivals import PIPELINE_SOURCE
-from dicomflow.index.jobs import JobInfo, job_info, job_info_query
+from dicomflow.index.jobs import JobInfo, job_infos_of_study
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class StudyVersion:
     id: int
     session_id: int
     version: int
-    stage: str
+    stage: Stage
     reason: str
     report_types: tuple[str, ...]
     upload_id: str | None
@@ -58,7 +58,7 @@ class StageEntry:
     """One step of a study's stage history."""
 
     at: datetime
-    stage: str
+    stage: Stage
     actor: str
     reason: str
 
@@ -85,7 +85,7 @@ class StudyInfo:
     group: str
     subject: str
     session: str
-    stage: str
+    stage: Stage
     reason: str
     report_types: list[str]
     upload_id: str | None
@@ -123,7 +123,7 @@ def _version(row: Row[Any]) -> StudyVersion:
         id=row.id,
         session_id=row.session_id,
         version=row.version,
-        stage=row.stage,
+        stage=Stage(row.stage),
         reason=row.reason,
         report_types=tuple(json.loads(row.report_types or "[]")),
         upload_id=row.upload_id,
@@ -410,7 +410,7 @@ def list_studies(
     conn: Connection,
     *,
     project: str | None = None,
-    stage: str | None = None,
+    stage: Stage | str | None = None,
     study_instance_uid: str | None = None,
     upload_id: str | None = None,
     latest_only: bool = True,
@@ -421,7 +421,7 @@ def list_studies(
     if project:
         query = query.where(Project.label == project)
     if stage:
-        query = query.where(Study.stage == stage)
+        query = query.where(Study.stage == str(stage))
     if study_instance_uid:
         query = query.where(Session.study_instance_uid == study_instance_uid)
     if upload_id:
@@ -435,7 +435,12 @@ def list_studies(
 
 
 def _study_info(conn: Connection, row: Row[Any], detail: bool) -> StudyInfo:
-    info = StudyInfo(
+    history, findings, jobs = (
+        (_history_of(conn, row.id), _findings_of(conn, row.id), job_infos_of_study(conn, row.id))
+        if detail
+        else ([], [], [])
+    )
+    return StudyInfo(
         id=row.id,
         study_instance_uid=row.study_instance_uid,
         version=row.version,
@@ -443,28 +448,29 @@ def _study_info(conn: Connection, row: Row[Any], detail: bool) -> StudyInfo:
         group=row.group_id,
         subject=row.subject_label,
         session=row.session_label,
-        stage=row.stage,
+        stage=Stage(row.stage),
         reason=row.reason,
         report_types=json.loads(row.report_types),
         upload_id=row.upload_id,
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        history=history,
+        findings=findings,
+        jobs=jobs,
     )
-    if not detail:
-        return info
-    info.history.extend(
-        StageEntry(as_utc(h.at), h.stage, h.actor, h.reason)
-        for h in conn.execute(
-            select(StageChange).where(StageChange.study_id == row.id).order_by(StageChange.id)
-        )
-    )
-    info.findings.extend(
+
+
+def _history_of(conn: Connection, study_id: int) -> list[StageEntry]:
+    query = select(StageChange).where(StageChange.study_id == study_id).order_by(StageChange.id)
+    return [StageEntry(as_utc(h.at), Stage(h.stage), h.actor, h.reason) for h in conn.execute(query)]
+
+
+def _findings_of(conn: Connection, study_id: int) -> list[FindingInfo]:
+    query = select(FindingRow).where(FindingRow.study_id == study_id).order_by(FindingRow.id)
+    return [
         FindingInfo(f.report_type, f.code, f.severity, f.message, f.series_instance_uid)
-        for f in conn.execute(select(FindingRow).where(FindingRow.study_id == row.id).order_by(FindingRow.id))
-    )
-    jobs = conn.execute(job_info_query().where(Job.study_id == row.id).order_by(Job.id)).all()
-    info.jobs.extend(job_info(j) for j in jobs)
-    return info
+        for f in conn.execute(query)
+    ]
 
 
 def study_of_job(conn: Connection, job_id: int) -> StudyInfo:
@@ -472,8 +478,21 @@ def study_of_job(conn: Connection, job_id: int) -> StudyInfo:
     study_id = conn.scalar(select(Job.study_id).where(Job.id == job_id))
     if study_id is None:
         raise NotFound(f"no job with id {job_id}")
-    row = conn.execute(_study_query().where(Study.id == study_id)).one()
-    return _study_info(conn, row, detail=False)
+    return study_by_id(conn, study_id, detail=False)
+
+
+def study_by_id(conn: Connection, study_id: int, *, detail: bool = True) -> StudyInfo:
+    """A study version by id (with ``detail``: history, findings and jobs).
+
+    Raises
+    ------
+    NotFound
+        When no study version has that id.
+    """
+    row = conn.execute(_study_query().where(Study.id == study_id)).first()
+    if row is None:
+        raise NotFound(f"no study with id {study_id}")
+    return _study_info(conn, row, detail)
 
 
 def find_study(

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dicomflow.config import DuplicatePolicy, Settings
-from dicomflow.dicom import InstanceHeader, dataset_offset, read_header
+from dicomflow.dicom import InstanceHeader, dataset_offset, read_header, read_series_attributes
 from dicomflow.errors import (
     DicomflowError,
     DuplicateConflict,
@@ -320,7 +320,7 @@ class Ingestor:
     ) -> tuple[IngestResult, list[tuple[str, StagedBlob]]]:
         uid = header.sop_instance_uid
         # placed first: identity and the duplicate policy hold within a project, never across projects
-        acquisition_id, project_id = self._acquisition_id(conn, header, source)
+        acquisition_id, project_id = self._acquisition_id(conn, header, source, data)
         previous = instances_with_uid(conn, uid, project_id)
         same = next((row for row in previous if row.sha256 == staged.sha256), None)
         reason = "identical instance received again; no second copy kept"
@@ -381,7 +381,9 @@ class Ingestor:
             return source.project
         return project_from_called_ae(source.called_ae or "", self.placement_config.project_ae_prefix)
 
-    def _acquisition_id(self, conn: Connection, header: InstanceHeader, source: Source) -> tuple[int, int]:
+    def _acquisition_id(
+        self, conn: Connection, header: InstanceHeader, source: Source, data: bytes | memoryview
+    ) -> tuple[int, int]:
         """The acquisition the instance goes to, and its project's id."""
         # the acquisition, not the series: one series may split (AcquisitionNumber, screen saves)
         study, acquisition = header.study_instance_uid, acquisition_uid(header)
@@ -391,7 +393,13 @@ class Ingestor:
         if cached is not None:
             return cached
         placed: PlacedSeries = resolve_series(
-            conn, header, source.called_ae, self.placement_config, source.actor, source.project
+            conn,
+            header,
+            source.called_ae,
+            self.placement_config,
+            source.actor,
+            source.project,
+            series_header=lambda: read_series_attributes(data),  # read when the series is first placed
         )
         dataset = dataset_from_calling_ae(source.calling_ae or "", self.placement_config.project_ae_prefix)
         if dataset:

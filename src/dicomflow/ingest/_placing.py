@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select
@@ -44,11 +46,13 @@ def resolve_series(
     config: PlacementConfig,
     actor: str,
     project: tuple[str, str] | None = None,
+    series_header: Callable[[], dict[str, list[str]]] | None = None,
 ) -> PlacedSeries:
     """Place the instance's series: decide with the pure rules, then find or create every level.
 
     ``project`` is the ``(group, label)`` the source names itself (an upload's project); it wins over the
-    called AE title, which can only name a project by label.
+    called AE title, which can only name a project by label. ``series_header`` reads the series' attributes
+    (``dicom.read_series_attributes``), called only when the acquisition is created.
     """
     existing = conn.execute(
         select(Project.group_id, Project.label)
@@ -70,7 +74,7 @@ def resolve_series(
     project_id = _project(conn, placement)
     subject_id = _subject(conn, project_id, placement)
     session_id = _session(conn, project_id, subject_id, header, placement, actor)
-    acquisition_id = _acquisition(conn, session_id, header, placement, actor)
+    acquisition_id = _acquisition(conn, session_id, header, placement, actor, series_header)
     return PlacedSeries(acquisition_id, session_id, project_id, placement)
 
 
@@ -150,7 +154,12 @@ def _session(
 
 
 def _acquisition(
-    conn: Connection, session_id: int, header: InstanceHeader, placement: Placement, actor: str
+    conn: Connection,
+    session_id: int,
+    header: InstanceHeader,
+    placement: Placement,
+    actor: str,
+    series_header: Callable[[], dict[str, list[str]]] | None = None,
 ) -> int:
     found = conn.scalar(
         select(Acquisition.id).where(
@@ -168,6 +177,9 @@ def _acquisition(
         "modality": header.modality,
         "series_number": header.series_number,
         "series_description": header.series_description[:128],
+        "series_header": None
+        if series_header is None
+        else json.dumps(series_header(), separators=(",", ":")),
     }
     acquisition_id = conn.execute(insert(Acquisition).values(**values).returning(Acquisition.id)).scalar_one()
     reason = f"acquisition {placement.acquisition_label!r} created for series {header.series_instance_uid}"

@@ -95,7 +95,7 @@ class ProcessingEngine:
         """Drive the loop here until the studies end or wait for review (``import --report-type``)."""
         self.executor.recover()
         deadline = None if timeout is None else time.monotonic() + timeout
-        waiting = {s.value for s in TERMINAL} | {Stage.QUALITY_CONTROL.value}
+        waiting = TERMINAL | {Stage.QUALITY_CONTROL}
         while True:
             self.step()
             with reading(self.engine) as conn:

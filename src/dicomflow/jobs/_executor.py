@@ -20,11 +20,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dicomflow.config import Settings
 from dicomflow.index import utcnow, writing
-from dicomflow.index.jobs import claim_job, heartbeat, requeue_lost
+from dicomflow.index.jobs import claim_job, heartbeat, requeue_lost, running_workers
 from dicomflow.jobs._execute import run_in_worker
 
 LOGGER = logging.getLogger(__name__)
@@ -107,13 +107,9 @@ class EmbeddedExecutor:
             LOGGER.warning("resuming %d job(s) whose worker stopped: %s", len(ids), ids)
         return ids
 
-    def _dead_local_workers(self, conn: object) -> list[str]:
-        from sqlalchemy import select
-
-        from dicomflow.index._models import Job
-
+    def _dead_local_workers(self, conn: Connection) -> list[str]:
         host = socket.gethostname()
-        workers = set(conn.scalars(select(Job.worker).where(Job.state == "running")))  # type: ignore[attr-defined]  # a Connection, typed object to keep SQLAlchemy out of the import
+        workers = running_workers(conn)
         return [
             w
             for w in workers

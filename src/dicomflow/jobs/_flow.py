@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dicomflow.checks import Severity
 from dicomflow.config import Settings
@@ -26,7 +26,7 @@ from dicomflow.errors import InvalidState
 from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.index.arrivals import Arrival, arrivals_since, cursor, move_cursor
-from dicomflow.index.jobs import backoff, create_job, finish_job, job_row, jobs_of_run
+from dicomflow.index.jobs import create_job, finish_job, job_row, jobs_of_run
 from dicomflow.index.outbox import enqueue_export
 from dicomflow.index.results import add_result
 from dicomflow.index.rules import list_rules
@@ -49,8 +49,9 @@ from dicomflow.index.studies import (
     touch_study,
 )
 from dicomflow.ingest import Ingestor, Source, open_ingestor
+from dicomflow.jobs._backoff import backoff
 from dicomflow.jobs._execute import ERROR_FILE, EXIT_UNPROCESSABLE, FINDINGS_FILE
-from dicomflow.pipelines import Manifest, ReportTypes, read_series, select, survey
+from dicomflow.pipelines import Manifest, ReportType, ReportTypes, read_series, select, survey
 from dicomflow.storage import FileSystemBlobStore
 
 LOGGER = logging.getLogger(__name__)
@@ -92,11 +93,11 @@ class Flow:
             move_cursor(conn, CURSOR, position)
         return len(arrivals)
 
-    def _arrived(self, conn: Any, arrival: Arrival) -> None:
+    def _arrived(self, conn: Connection, arrival: Arrival) -> None:
         study = latest_study(conn, arrival.session_id)
         if study is not None and arrival.last_instance_id <= study.last_instance_id:
             return  # already counted (an import or upload opened the version itself)
-        if study is not None and study.stage in (Stage.IMPORTING.value, Stage.UPLOADING.value):
+        if study is not None and study.stage in (Stage.IMPORTING, Stage.UPLOADING):
             touch_study(conn, study.id, arrival.last_instance_id, arrival.last_received_at)
             return
         project_id, _ = project_of_session(conn, arrival.session_id)
@@ -113,7 +114,7 @@ class Flow:
             reason=reason,
         )
 
-    def _rule_report_types(self, conn: Any, project_id: int, blob_key: str) -> list[str]:
+    def _rule_report_types(self, conn: Connection, project_id: int, blob_key: str) -> list[str]:
         matching = list_rules(conn, project_id)
         if not matching:
             return []
@@ -143,7 +144,7 @@ class Flow:
                 last = session_last_instance(conn, session_id)
                 study = latest_study(conn, session_id)
                 project_id, _ = project_of_session(conn, session_id)
-                if study is not None and study.stage == Stage.IMPORTING.value:
+                if study is not None and study.stage is Stage.IMPORTING:
                     request_report_types(conn, study.id, report_types)
                     if upload_id:
                         attach_upload(conn, study.id, upload_id)
@@ -228,7 +229,7 @@ class Flow:
                 self._queue(conn, study_id, report_type)
             set_stage(conn, study_id, Stage.PROCESSING, SYSTEM, f"checks passed; running {', '.join(names)}")
 
-    def _queue(self, conn: Any, study_id: int, report_type: Any) -> int:
+    def _queue(self, conn: Connection, study_id: int, report_type: type[ReportType]) -> int:
         processing = self.settings.processing
         return create_job(
             conn,
@@ -312,10 +313,10 @@ class Flow:
         with writing(self.engine) as conn:
             job = job_row(conn, job_id)
             study = study_row(conn, job.study_id)
-            if study.stage != Stage.PROCESSING.value:
+            if study.stage is not Stage.PROCESSING:
                 return
             outcomes = [  # the run's own jobs: an older run's failure must not decide this one
-                JobOutcome(j.report_type, JobState(j.state), bool(j.requires_qc), j.error)
+                JobOutcome(j.report_type, j.state, j.requires_qc, j.error)
                 for j in jobs_of_run(conn, study.id)
             ]
             decided = after_jobs(outcomes)
@@ -333,12 +334,20 @@ class Flow:
         comment: str = "",
         rerun: bool = False,
         project: tuple[str, str] | None = None,
-    ) -> None:
+    ) -> int:
         """Approve (→ Finished) or reject (→ Failed, or → Processing with ``rerun``) a study in review
-        (its session in ``project`` (group, label), when the same study is in several)."""
+        (its session in ``project`` (group, label), when the same study is in several); returns its id.
+
+        Raises
+        ------
+        NotFound
+            No version of the study (in ``project``).
+        InvalidState
+            The study is not in QualityControl.
+        """
         with writing(self.engine) as conn:
             study = find_study(conn, study_instance_uid, sees=_only(project))
-            if study.stage != Stage.QUALITY_CONTROL.value:
+            if study.stage is not Stage.QUALITY_CONTROL:
                 raise InvalidState(f"study {study_instance_uid} is {study.stage}, not in QualityControl")
             if approve:
                 set_stage(conn, study.id, Stage.FINISHED, reviewer, comment or "approved")
@@ -358,6 +367,7 @@ class Flow:
                 set_stage(
                     conn, study.id, Stage.FAILED, reviewer, f"rejected in review: {comment or 'no comment'}"
                 )
+        return study.id
 
     def reprocess(
         self,
@@ -373,7 +383,7 @@ class Flow:
         """
         with writing(self.engine) as conn:
             study = find_study(conn, study_instance_uid, sees=_only(project))
-            if study.stage not in {s.value for s in TERMINAL} | {Stage.QUALITY_CONTROL.value}:
+            if study.stage not in TERMINAL | {Stage.QUALITY_CONTROL}:
                 raise InvalidState(
                     f"study {study_instance_uid} is {study.stage}; wait until it ends to reprocess"
                 )

@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
 from dicomflow import dimse
 from dicomflow.config import Settings
 from dicomflow.index import reading, utcnow, writing
-from dicomflow.index.jobs import backoff
-from dicomflow.index.outbox import due_exports, export_failed, export_sent
+from dicomflow.index.outbox import OutboxEntry, due_exports, export_failed, export_sent
+from dicomflow.jobs._backoff import backoff
 
 LOGGER = logging.getLogger(__name__)
 
@@ -30,12 +29,12 @@ class Outbox:
         """Send what is due; returns how many items were delivered."""
         with reading(self.engine) as conn:
             due = due_exports(conn, utcnow())
-        by_node: dict[str, list[Any]] = defaultdict(list)
+        by_node: dict[str, list[OutboxEntry]] = defaultdict(list)
         for item in due:
             by_node[item.node].append(item)
         return sum(self._deliver(node, items) for node, items in by_node.items())
 
-    def _deliver(self, node_name: str, items: list[Any]) -> int:
+    def _deliver(self, node_name: str, items: list[OutboxEntry]) -> int:
         node = self.settings.processing.nodes.get(node_name)
         data_dir = self.settings.data_dir.resolve()
         if node is None:
@@ -70,7 +69,7 @@ class Outbox:
             LOGGER.info("exported %d instance(s) to %s", len(sent), node_name)
         return len(sent)
 
-    def _failed(self, items: list[Any], error: str, statuses: dict[int, str] | None = None) -> None:
+    def _failed(self, items: list[OutboxEntry], error: str, statuses: dict[int, str] | None = None) -> None:
         processing = self.settings.processing
         with writing(self.engine) as conn:
             for item in items:

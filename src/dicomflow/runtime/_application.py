@@ -83,9 +83,9 @@ def open_application(
         loaded from ``settings.processing``.
     """
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    if migrate_index:
-        migrate(engine)
     store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+    if migrate_index:
+        migrate(engine, blob_path=store.path_of)  # 0006 reads the series headers of existing rows
     if registry is None:
         registry = load_report_types_of(settings)
     flow = Flow(settings, engine, store, registry)

@@ -127,7 +127,7 @@ def _migrate_in_child(settings: Settings) -> None:
     """Migrate the index in a short-lived forked process: Alembic (about 12 MiB) is then never imported by
     the supervisor, so no worker forked from it carries it."""
     child = multiprocessing.get_context("fork").Process(
-        target=_migrate, args=(settings.index_url,), name="dicomflow-migrate"
+        target=_migrate, args=(settings,), name="dicomflow-migrate"
     )
     child.start()
     child.join()
@@ -135,11 +135,14 @@ def _migrate_in_child(settings: Settings) -> None:
         raise RuntimeError(f"migrating the index failed (exit status {child.exitcode}, traceback above)")
 
 
-def _migrate(url: str) -> None:
+def _migrate(settings: Settings) -> None:
     from dicomflow.index import create_index_engine, migrate
+    from dicomflow.storage import FileSystemBlobStore
 
-    engine = create_index_engine(url)  # FULL: every commit durable
+    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     try:
-        migrate(engine)
+        migrate(
+            engine, blob_path=FileSystemBlobStore(settings.blob_root).path_of
+        )  # 0006 reads series headers
     finally:
         engine.dispose()

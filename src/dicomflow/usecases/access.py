@@ -4,13 +4,17 @@ in each project (a membership) allows. Projects a user does not belong to are in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
 from dicomflow.errors import NotFound, PermissionDenied, UnknownProject
-from dicomflow.index import Role, UserInfo, project_roles, reading
+from dicomflow.index import reading
+from dicomflow.index.accounts import Role, UserInfo, project_roles
 from dicomflow.index.studies import project_id_by_label, project_ref
+
+if TYPE_CHECKING:
+    from dicomflow.runtime import Application
 
 READ = frozenset(Role)
 
@@ -41,7 +45,10 @@ class Access:
     @classmethod
     def of(cls, user: UserInfo, engine: Engine) -> Access:
         """The rights of ``user``, read from the index (admins: everything, without a read)."""
-        return cls(user, project_roles(engine, user))
+        if user.role is Role.ADMIN:
+            return cls(user, None)
+        with reading(engine) as conn:
+            return cls(user, project_roles(conn, user.id))
 
     def sees(self, group: str, project: str) -> bool:
         """Whether the project is visible to the caller."""
@@ -71,6 +78,11 @@ class Access:
             raise PermissionDenied(
                 f"role {role.value!r} in project {project!r} cannot {action}; needs {wanted}"
             )
+
+
+def access_of(app: Application, user: UserInfo) -> Access:
+    """The rights of ``user`` (the user of a checked token): :meth:`Access.of` in ``app``'s index."""
+    return Access.of(user, app.engine)
 
 
 def no_such_project() -> NotFound:

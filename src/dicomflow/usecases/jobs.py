@@ -1,0 +1,54 @@
+"""Jobs: list them (newest first) and read the log of a job's newest attempt."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dicomflow import schemas
+from dicomflow.errors import NotFound
+from dicomflow.flow import JobState
+from dicomflow.index import reading
+from dicomflow.index.jobs import job_row
+from dicomflow.index.jobs import list_jobs as listed_jobs
+from dicomflow.index.studies import list_studies, study_of_job
+from dicomflow.jobs import job_workdir
+from dicomflow.usecases import _schemas
+from dicomflow.usecases.access import Access
+
+if TYPE_CHECKING:
+    from dicomflow.runtime import Application
+
+
+def list_jobs(
+    app: Application, caller: Access | None, state: JobState | str | None = None
+) -> list[schemas.Job]:
+    """The newest jobs (200) of the caller's projects, optionally of one state, with their attempts.
+
+    An unknown ``state`` matches no job.
+    """
+    with reading(app.engine) as conn:
+        jobs = listed_jobs(conn, state=state)
+        if caller is not None and caller.roles is not None:
+            studies = caller.visible(list_studies(conn, latest_only=False, detail=False))
+            visible = {study.id for study in studies}
+            jobs = [job for job in jobs if job.study_id in visible]
+    return [_schemas.job(job) for job in jobs]
+
+
+def job_log(app: Application, caller: Access | None, job_id: int) -> str | None:
+    """What the newest attempt of a job wrote (logging, stdout, stderr, the traceback of a failure); None
+    while it has written nothing yet.
+
+    Raises
+    ------
+    NotFound
+        No job with that id in the caller's projects.
+    """
+    with reading(app.engine) as conn:
+        job = job_row(conn, job_id)
+        if caller is not None:
+            study = study_of_job(conn, job_id)
+            if not caller.sees(study.group, study.project):
+                raise NotFound(f"no job with id {job_id}")
+    path = job_workdir(app.settings, job.id, max(job.attempts, 1)) / "job.log"
+    return path.read_text(errors="replace") if path.is_file() else None

@@ -1,0 +1,115 @@
+"""Result files of a study's jobs: list them, download one, all of them as a zip, or copy them out."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dicomflow import schemas
+from dicomflow.errors import NotFound
+from dicomflow.index import reading
+from dicomflow.index.results import result_row, results_of_study
+from dicomflow.index.studies import study_of_job
+from dicomflow.usecases import _schemas
+from dicomflow.usecases.access import READ, Access
+from dicomflow.usecases.studies import walled_study
+
+if TYPE_CHECKING:
+    from dicomflow.runtime import Application
+
+
+@dataclass(frozen=True)
+class ResultDownload:
+    """One result file to send: where it is, its media type and the name to give it."""
+
+    path: Path
+    media_type: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ResultsArchive:
+    """Every result file of a study version as one zip, in folders by report type."""
+
+    name: str
+    content: bytes
+    media_type: str = "application/zip"
+
+
+def study_results(
+    app: Application, caller: Access | None, study_instance_uid: str, version: int | None = None
+) -> schemas.StudyReports:
+    """The newest (or a given) version of a study with its result files.
+
+    Raises
+    ------
+    NotFound
+        No such study (version) in the caller's projects.
+    """
+    with reading(app.engine) as conn:
+        study = walled_study(conn, caller, study_instance_uid, version, READ, "read it")
+        return _schemas.study_reports(study, results_of_study(conn, study.id))
+
+
+def result_file(app: Application, caller: Access | None, result_id: int) -> ResultDownload:
+    """One result file, as the job wrote it.
+
+    Raises
+    ------
+    NotFound
+        No result with that id in the caller's projects.
+    """
+    with reading(app.engine) as conn:
+        result = result_row(conn, result_id)
+        if caller is not None:
+            study = study_of_job(conn, result.job_id)
+            if not caller.sees(study.group, study.project):
+                raise NotFound(f"no result with id {result_id}")
+    return ResultDownload(app.settings.data_dir / result.path, result.media_type, result.name)
+
+
+def results_archive(
+    app: Application, caller: Access | None, study_instance_uid: str, version: int | None = None
+) -> ResultsArchive:
+    """A zip of a study version's result files, in folders by report type.
+
+    Raises
+    ------
+    NotFound
+        No such study (version) in the caller's projects.
+    """
+    study = study_results(app, caller, study_instance_uid, version)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for result in study.results:
+            archive.write(app.settings.data_dir / result.path, f"{result.report_type}/{result.name}")
+    return ResultsArchive(f"{study_instance_uid}-v{study.version}-results.zip", buffer.getvalue())
+
+
+def copy_results(
+    app: Application,
+    caller: Access | None,
+    study_instance_uid: str,
+    folder: Path,
+    version: int | None = None,
+) -> list[Path]:
+    """Copy a study version's result files into ``folder``, in folders by report type; the files written.
+
+    Raises
+    ------
+    NotFound
+        No such study (version) in the caller's projects.
+    OSError
+        ``folder`` cannot be written.
+    """
+    written = []
+    for result in study_results(app, caller, study_instance_uid, version).results:
+        target = folder / result.report_type / result.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(app.settings.data_dir / result.path, target)
+        written.append(target)
+    return written
