@@ -53,7 +53,7 @@ class DimseSettings(BaseModel):
         default_factory=lambda: _per_cores(1, minimum=2),
         description=(
             "Receiving processes (default one per CPU core, at least 2; 0 = two per core); associations "
-            "spread over them. Each is an interpreter of about 90 MiB."
+            "spread over them. Each is an interpreter of about 80 MiB."
         ),
     )
     idle_timeout: float = Field(
@@ -114,7 +114,7 @@ class HttpSettings(BaseModel):
         default_factory=lambda: _per_cores(2, minimum=1),
         description=(
             "HTTP processes sharing the port (default one per two CPU cores, at least 1; 0 = one per core, "
-            "at least 2). Each is an interpreter of about 90 MiB."
+            "at least 2). Each is an interpreter of about 80 MiB."
         ),
     )
     session_idle_timeout: float = Field(
