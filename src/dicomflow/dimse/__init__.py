@@ -1,8 +1,27 @@
-"""DICOM network adapters: the receiver (C-ECHO, C-STORE SCP) and the sender (C-STORE SCU)."""
+"""DICOM network adapters: the receiver (C-ECHO, C-STORE SCP) and the sender (C-STORE SCU).
 
-from dicomflow.dimse._receiver import TRANSFER_SYNTAXES, Receiver
-from dicomflow.dimse._scu import Outgoing, SendReport, describe, send
-from dicomflow.dimse._setup import configure
+The receiver, the sender and :func:`configure` import pynetdicom, so they are imported on first use of
+their names: a process that never speaks DICOM (an HTTP process, the outbox before its first export) does
+not load it.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dicomflow.dimse._receiver import TRANSFER_SYNTAXES, Receiver
+    from dicomflow.dimse._scu import Outgoing, SendReport, describe, send
+    from dicomflow.dimse._setup import configure
+
+_ON_FIRST_USE = {
+    "TRANSFER_SYNTAXES": "._receiver",
+    "Receiver": "._receiver",
+    "Outgoing": "._scu",
+    "SendReport": "._scu",
+    "describe": "._scu",
+    "send": "._scu",
+    "configure": "._setup",
+}
 
 __all__ = [
     "TRANSFER_SYNTAXES",
@@ -13,3 +32,9 @@ __all__ = [
     "describe",
     "send",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
