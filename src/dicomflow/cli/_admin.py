@@ -21,8 +21,6 @@ from rich.tree import Tree
 from dicomflow.cli._options import DataDir, load_settings, require_index
 
 if TYPE_CHECKING:  # the index imports SQLAlchemy: commands import it when they run, so --help stays quick
-    from sqlalchemy import Engine
-
     from dicomflow.runtime import Application
     from dicomflow.usecases.catalog import Counts, GroupNode, SessionNode, StudyStage
 
@@ -78,24 +76,6 @@ def opened_application(data_dir: Path | None = None, *, create: bool = False) ->
         raise typer.BadParameter(str(exc)) from exc
     finally:
         application.close()
-
-
-@contextmanager
-def opened_index(data_dir: Path | None = None, *, create: bool = False) -> Iterator[Engine]:
-    """The migrated index of the settings; unless ``create``, the data directory must hold one already."""
-    from dicomflow.index import create_index_engine, migrate
-
-    settings = load_settings(data_dir)
-    if not create:
-        require_index(settings)
-    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    try:
-        migrate(engine)
-        yield engine
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    finally:
-        engine.dispose()
 
 
 def projects_create(
