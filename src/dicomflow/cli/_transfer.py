@@ -111,8 +111,8 @@ def send(
     associations: Annotated[int, typer.Option(help="Parallel associations.")] = 1,
 ) -> None:
     """Send DICOM files with C-STORE; exits non-zero if any file was not stored."""
-    from dicomflow.dimse._scu import describe, probe
-    from dicomflow.dimse._scu import send as send_items
+    from dicomflow.dimse import describe, probe
+    from dicomflow.dimse import send as send_items
     from dicomflow.errors import ServerUnreachable
 
     unreachable = probe(host, port)

@@ -9,27 +9,32 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dicomflow.dimse._node import NodeReceiver
     from dicomflow.dimse._receiver import TRANSFER_SYNTAXES, Receiver
-    from dicomflow.dimse._scu import Outgoing, SendReport, describe, send
+    from dicomflow.dimse._scu import Outgoing, SendReport, describe, probe, send
     from dicomflow.dimse._setup import configure
 
 _ON_FIRST_USE = {
     "TRANSFER_SYNTAXES": "._receiver",
+    "NodeReceiver": "._node",
     "Receiver": "._receiver",
     "Outgoing": "._scu",
     "SendReport": "._scu",
     "describe": "._scu",
+    "probe": "._scu",
     "send": "._scu",
     "configure": "._setup",
 }
 
 __all__ = [
     "TRANSFER_SYNTAXES",
+    "NodeReceiver",
     "Outgoing",
     "Receiver",
     "SendReport",
     "configure",
     "describe",
+    "probe",
     "send",
 ]
 

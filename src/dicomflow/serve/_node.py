@@ -35,8 +35,7 @@ def serve_node(settings: Settings, report_type: str, *, group_by: str, reject_st
     reject_status
         C-STORE status of an instance no input accepts.
     """
-    from dicomflow.dimse import configure
-    from dicomflow.dimse._node import NodeReceiver
+    from dicomflow.dimse import NodeReceiver, configure
     from dicomflow.errors import AlreadyExists
     from dicomflow.index import reading
     from dicomflow.index.studies import sessions_of_study_uid
