@@ -37,14 +37,15 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 def read_while_writing(tmp: Path) -> str:
     from sqlalchemy import text
 
-    from dicomflow.index import create_index_engine, list_projects, migrate
+    from dicomflow.index import catalog, create_index_engine, migrate, reading
 
     engine = create_index_engine(f"sqlite:///{tmp / 'index.sqlite3'}")
     migrate(engine)
     with engine.connect() as writer:
         writer.execute(text("INSERT INTO groups (id, label, created_at) VALUES ('g', 'G', '2026-01-01')"))
         start = time.perf_counter()
-        list_projects(engine)
+        with reading(engine) as conn:
+            catalog.list_projects(conn)
         elapsed = time.perf_counter() - start
         writer.rollback()
     engine.dispose()

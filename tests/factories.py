@@ -700,3 +700,11 @@ def nested_sequences(ds: Dataset, depth: int) -> bytes:
     item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
     ends = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
     return data[:at] + (sequence + item) * depth + ends * depth + data[at:]
+
+
+def create_project(engine: Any, label: str, group: str = "default") -> Any:
+    """Create a project in the index of ``engine`` in one transaction (a test's set-up); its ProjectInfo."""
+    from dicomflow.index import catalog, writing
+
+    with writing(engine) as conn:
+        return catalog.create_project(conn, label, group)

@@ -36,6 +36,11 @@ class CrossProjectStudy(StrEnum):
     REJECT = "reject"
 
 
+def _per_cores(cores: int, *, minimum: int) -> int:
+    """Processes to start by default: one per ``cores`` CPU cores, at least ``minimum``."""
+    return max(minimum, (os.cpu_count() or 1) // cores)
+
+
 class DimseSettings(BaseModel):
     """The DICOM receiver."""
 
@@ -45,8 +50,11 @@ class DimseSettings(BaseModel):
     project_ae_prefix: str = Field("kp-", description="Called AE '<prefix><project>' selects a project.")
     max_associations: int = Field(16, description="Associations served at once; more are rejected (busy).")
     workers: int = Field(
-        0,
-        description="Receiving processes (0 = two per CPU core, at least 2); associations spread over them.",
+        default_factory=lambda: _per_cores(1, minimum=2),
+        description=(
+            "Receiving processes (default one per CPU core, at least 2; 0 = two per core); associations "
+            "spread over them. Each is an interpreter of about 80 MiB."
+        ),
     )
     idle_timeout: float = Field(
         60.0, description="Seconds an association may stay silent before it is aborted."
@@ -102,7 +110,13 @@ class HttpSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, description="TCP port of the HTTP API.")
-    workers: int = Field(0, description="HTTP processes sharing the port (0 = one per CPU core, at least 2).")
+    workers: int = Field(
+        default_factory=lambda: _per_cores(2, minimum=1),
+        description=(
+            "HTTP processes sharing the port (default one per two CPU cores, at least 1; 0 = one per core, "
+            "at least 2). Each is an interpreter of about 80 MiB."
+        ),
+    )
     session_idle_timeout: float = Field(
         1800.0,
         gt=0,

@@ -67,6 +67,7 @@ class Upload(_Model):
     report_type: str | None = None
     force_reprocessing: bool = False
     state: UploadState
+    created_by: str = Field("", description="Email of the user who started it.")
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None = None
@@ -75,6 +76,9 @@ class Upload(_Model):
     errors: list[UploadFileError] = Field(default_factory=list)
     summary_errors: list[str] = Field(default_factory=list, description="Problems of the whole upload.")
     study_instance_uids: list[str] = Field(default_factory=list)
+    study_ids: list[int] = Field(
+        default_factory=list, description="Ids of the study versions it handed over."
+    )
 
     @property
     def has_ended(self) -> bool:

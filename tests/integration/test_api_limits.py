@@ -14,8 +14,8 @@ import pytest
 from apihelpers import TestClient, assert_error_shape
 from dicomflow.api import create_app
 from dicomflow.config import Settings
-from dicomflow.index import create_project
 from dicomflow.usecases.accounts import Role, create_token, create_user, grant
+from factories import create_project
 
 UPLOAD_LIMIT = 64 << 10
 JSON_LIMIT = 4 << 10

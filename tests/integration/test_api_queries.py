@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from pydicom.uid import generate_uid
@@ -13,23 +13,35 @@ from sqlalchemy import Engine, event
 
 from apihelpers import IndexWriter, Seeded, api_settings, seed_index
 from dicomflow.errors import AlreadyExists, NotFound
-from dicomflow.index import Project, create_index_engine, migrate
-from dicomflow.index._queries import (
-    Counts,
-    GroupNode,
-    create_project,
-    events,
-    hierarchy,
-    instance,
-    instance_blob,
-    instances_of_series,
-    list_datasets,
-    list_projects,
-    series,
-    series_blobs,
-    study_blobs,
-)
+from dicomflow.index import Project, catalog, create_index_engine, migrate, reading
+from dicomflow.index import instances as instance_rows
+from dicomflow.index.catalog import Counts, GroupNode
 from dicomflow.storage import FileSystemBlobStore
+from factories import create_project
+
+T = TypeVar("T")
+
+
+def _read(query: Callable[..., T]) -> Callable[..., T]:
+    """``query`` of a repository, in one read transaction on the engine it is given."""
+
+    def run(engine: Engine, *args: Any, **kwargs: Any) -> T:
+        with reading(engine) as conn:
+            return query(conn, *args, **kwargs)
+
+    return run
+
+
+events = _read(catalog.events)
+hierarchy = _read(catalog.hierarchy)
+list_datasets = _read(catalog.list_datasets)
+list_projects = _read(catalog.list_projects)
+instance = _read(instance_rows.instance)
+instance_blob = _read(instance_rows.instance_blob)
+instances_of_series = _read(instance_rows.instances_of_series)
+series = _read(instance_rows.series)
+series_blobs = _read(instance_rows.series_blobs)
+study_blobs = _read(instance_rows.study_blobs)
 
 
 @pytest.fixture

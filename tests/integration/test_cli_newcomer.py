@@ -231,7 +231,7 @@ def test_the_command_line_copies_of_heavy_names_match_the_originals() -> None:
     from dicomflow.cli import _admin, _demo, _upload
     from dicomflow.client import DEFAULT_URL
     from dicomflow.demo import DemoKind
-    from dicomflow.index._queries import DEFAULT_GROUP
+    from dicomflow.index.catalog import DEFAULT_GROUP
     from dicomflow.usecases.accounts import Role
 
     assert [r.value for r in _admin.Role] == [r.value for r in Role]

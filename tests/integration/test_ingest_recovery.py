@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from dicomflow.config import DuplicatePolicy, Settings
-from dicomflow.index import WriteLock, create_index_engine, create_project, migrate
+from dicomflow.index import WriteLock, create_index_engine, migrate
 from dicomflow.ingest import Ingestor, Source, open_ingestor, recover_store
 from dicomflow.storage import FileSystemBlobStore
-from factories import DataDir, make_conflicting_pair, make_instance, to_bytes
+from factories import DataDir, create_project, make_conflicting_pair, make_instance, to_bytes
 from waiting import wait_until
 
 CRASHED = 86

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from dicomflow.config import Settings
 from dicomflow.errors import InvalidState, UnknownReportType
-from dicomflow.index import Acquisition, Instance, Project, create_project, migrate, reading, writing
+from dicomflow.index import Acquisition, Instance, Project, migrate, reading, writing
 from dicomflow.index.outbox import list_outbox
 from dicomflow.index.results import results_of_study
 from dicomflow.index.rules import add_rule
@@ -27,7 +27,7 @@ from dicomflow.index.studies import (
 )
 from dicomflow.ingest import Source, open_ingestor
 from dicomflow.jobs import ProcessingEngine, job_workdir
-from factories import make_study, to_bytes
+from factories import create_project, make_study, to_bytes
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 IMPORT = Source("import", "test", called_ae="kp-proj")

@@ -21,10 +21,9 @@ from pydicom.uid import generate_uid
 
 from dicomflow.api import create_app
 from dicomflow.config import Settings
-from dicomflow.index import create_project
 from dicomflow.usecases.accounts import Role, create_token, create_user, grant
 from dicomflow.usecases.icometrix import Kind, make_id
-from factories import make_study, to_bytes
+from factories import create_project, make_study, to_bytes
 from waiting import wait_until
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from dicomflow.index import create_index_engine, list_projects, migrate
+from dicomflow.index import catalog, create_index_engine, migrate, reading
 
 
 def test_a_read_does_not_wait_for_a_writer_holding_the_lock(tmp_path: Path) -> None:
@@ -15,6 +15,7 @@ def test_a_read_does_not_wait_for_a_writer_holding_the_lock(tmp_path: Path) -> N
     migrate(engine)
     with engine.connect() as writer:
         writer.execute(text("INSERT INTO groups (id, label, created_at) VALUES ('g', 'G', '2026-01-01')"))
-        assert list_projects(engine) == []  # a read that waited for the writer would fail: locked
+        with reading(engine) as conn:  # a read that waited for the writer would fail: locked
+            assert catalog.list_projects(conn) == []
         writer.rollback()
     engine.dispose()

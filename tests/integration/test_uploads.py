@@ -17,9 +17,8 @@ from fastapi.testclient import TestClient
 
 from dicomflow.api import create_app
 from dicomflow.config import Settings
-from dicomflow.index import create_project
 from dicomflow.usecases.accounts import Role, create_token, create_user, grant
-from factories import make_study, nested_sequences, to_bytes
+from factories import create_project, make_study, nested_sequences, to_bytes
 from waiting import wait_until
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")

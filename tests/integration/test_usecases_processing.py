@@ -15,13 +15,13 @@ from dicomflow import schemas
 from dicomflow.config import Settings
 from dicomflow.errors import InvalidState, NotFound, PermissionDenied, UnknownProject
 from dicomflow.flow import JobState, Stage
-from dicomflow.index import Role, UserInfo, create_project, reading
+from dicomflow.index import Role, UserInfo, reading
 from dicomflow.index.studies import session_of_acquisition, study_by_id
 from dicomflow.ingest import Source, open_ingestor
 from dicomflow.runtime import Application, open_application
 from dicomflow.usecases import jobs, reprocess, review, rules, studies
 from dicomflow.usecases.access import Access
-from factories import make_study, to_bytes
+from factories import create_project, make_study, to_bytes
 
 
 @dataclass

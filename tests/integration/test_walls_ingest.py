@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from dicomflow.config import DuplicatePolicy, Settings
 from dicomflow.errors import DuplicateConflict
-from dicomflow.index import Acquisition, Instance, Project, Session, create_project, migrate
+from dicomflow.index import Acquisition, Instance, Project, Session, migrate
 from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
-from factories import make_conflicting_pair, to_bytes
+from factories import create_project, make_conflicting_pair, to_bytes
 
 P1, P2 = Source("dimse", "test", called_ae="kp-p1"), Source("dimse", "test", called_ae="kp-p2")
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterable, Iterator
+from typing import IO, Protocol
 
-from dicomflow.index._queries import BlobRef
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.usecases.catalog import BlobRef
 
 CHUNK = 1 << 20
 """Bytes read from a blob at a time."""
+
+
+class Blobs(Protocol):
+    """Where the bytes are: the application's blob store."""
+
+    def open(self, key: str) -> IO[bytes]:
+        """Open the blob under ``key`` for reading."""
+        ...
 
 
 class _Sink:
@@ -39,7 +47,7 @@ class _Sink:
         return data
 
 
-def zip_stream(store: FileSystemBlobStore, blobs: Iterable[BlobRef]) -> Iterator[bytes]:
+def zip_stream(store: Blobs, blobs: Iterable[BlobRef]) -> Iterator[bytes]:
     """Yield a zip archive of ``blobs`` piece by piece, each member byte-identical to its blob.
 
     Parameters

@@ -15,11 +15,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
 
 from dicomflow.errors import AuthenticationRequired, DicomflowError, PermissionDenied
 from dicomflow.runtime import Application
-from dicomflow.storage import FileSystemBlobStore
 from dicomflow.usecases.accounts import Refusal, Role, UserInfo, look_up_token, touch_token
 
 _log = logging.getLogger(__name__)
@@ -34,21 +32,7 @@ async def get_application(request: Request) -> Application:
     return application
 
 
-async def get_engine(request: Request) -> Engine:
-    """The index engine created by ``create_app``."""
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-async def get_store(request: Request) -> FileSystemBlobStore:
-    """The blob store created by ``create_app``."""
-    store: FileSystemBlobStore = request.app.state.store
-    return store
-
-
 App = Annotated[Application, Depends(get_application)]
-IndexEngine = Annotated[Engine, Depends(get_engine)]
-BlobStore = Annotated[FileSystemBlobStore, Depends(get_store)]
 
 
 class Identities:

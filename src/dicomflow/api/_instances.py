@@ -5,25 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, Any
 
-import pydicom
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydicom.errors import InvalidDicomError
-from sqlalchemy import Engine
 
-from dicomflow.api._access import Access, Caller
-from dicomflow.api._archive import CHUNK, zip_stream
-from dicomflow.api._deps import BlobStore, IndexEngine, current_user
-from dicomflow.errors import StorageError
-from dicomflow.index._queries import (
-    BlobRef,
-    SeriesInfo,
-    instance_blob,
-    series,
-    series_blobs,
-    study_blobs,
-)
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.api._access import Caller
+from dicomflow.api._application import App
+from dicomflow.api._archive import CHUNK, Blobs, zip_stream
+from dicomflow.api._deps import current_user
+from dicomflow.usecases import catalog
+from dicomflow.usecases.catalog import BlobRef, SeriesInfo
 
 router = APIRouter(dependencies=[Depends(current_user)])
 
@@ -38,9 +28,9 @@ _DICOM_JSON: _Responses = {
 
 
 @router.get("/series/{series_instance_uid}", summary="A series with its instances")
-def get_series(series_instance_uid: str, engine: IndexEngine, caller: Caller) -> SeriesInfo:
+def get_series(series_instance_uid: str, app: App, caller: Caller) -> SeriesInfo:
     """Where the series was placed, what it is, and its instances by instance number."""
-    return _readable(engine, caller, series_instance_uid)
+    return catalog.series(app, caller, series_instance_uid)
 
 
 @router.get(
@@ -49,12 +39,10 @@ def get_series(series_instance_uid: str, engine: IndexEngine, caller: Caller) ->
     response_class=StreamingResponse,
     responses=_ZIP,
 )
-def download_series(
-    series_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
-) -> StreamingResponse:
+def download_series(series_instance_uid: str, app: App, caller: Caller) -> StreamingResponse:
     """Every instance of the series, byte-identical, streamed as a zip."""
-    blobs = series_blobs(engine, series_instance_uid, caller.sees)
-    return _zip_response(store, blobs, series_instance_uid)
+    blobs = catalog.series_blobs(app, caller, series_instance_uid)
+    return _zip_response(app.store, blobs, series_instance_uid)
 
 
 @router.get(
@@ -63,13 +51,11 @@ def download_series(
     response_class=StreamingResponse,
     responses=_ZIP,
 )
-def download_session(
-    study_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
-) -> StreamingResponse:
+def download_session(study_instance_uid: str, app: App, caller: Caller) -> StreamingResponse:
     """Every instance of the study (its session in the caller's project), byte-identical, series after
     series, streamed as a zip."""
-    blobs = study_blobs(engine, study_instance_uid, caller.sees)
-    return _zip_response(store, blobs, study_instance_uid)
+    blobs = catalog.study_blobs(app, caller, study_instance_uid)
+    return _zip_response(app.store, blobs, study_instance_uid)
 
 
 @router.get(
@@ -78,13 +64,9 @@ def download_session(
     response_class=JSONResponse,
     responses=_DICOM_JSON,
 )
-def get_instance(
-    sop_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
-) -> JSONResponse:
+def get_instance(sop_instance_uid: str, app: App, caller: Caller) -> JSONResponse:
     """The stored instance read up to its pixel data, in the DICOM JSON model."""
-    blob = instance_blob(engine, sop_instance_uid, caller.sees)
-    with store.open(blob.blob_key) as handle:
-        header = _dicom_json(handle, sop_instance_uid)
+    header = catalog.instance_header(app, caller, sop_instance_uid)
     return JSONResponse(header, media_type="application/dicom+json")
 
 
@@ -94,22 +76,14 @@ def get_instance(
     response_class=StreamingResponse,
     responses=_DICOM,
 )
-def get_instance_file(
-    sop_instance_uid: str, engine: IndexEngine, store: BlobStore, caller: Caller
-) -> StreamingResponse:
+def get_instance_file(sop_instance_uid: str, app: App, caller: Caller) -> StreamingResponse:
     """The Part 10 file exactly as received (``application/dicom``)."""
-    blob = instance_blob(engine, sop_instance_uid, caller.sees)
-    handle = store.open(blob.blob_key)
+    blob, handle = catalog.open_instance(app, caller, sop_instance_uid)
     headers = {"Content-Length": str(blob.size), **_attachment(f"{sop_instance_uid}.dcm")}
     return StreamingResponse(_chunks(handle), media_type="application/dicom", headers=headers)
 
 
-def _readable(engine: Engine, caller: Access, series_instance_uid: str) -> SeriesInfo:
-    """The series in a project the caller may read (404 otherwise, exactly as if it did not exist)."""
-    return series(engine, series_instance_uid, caller.sees)
-
-
-def _zip_response(store: FileSystemBlobStore, blobs: list[BlobRef], uid: str) -> StreamingResponse:
+def _zip_response(store: Blobs, blobs: list[BlobRef], uid: str) -> StreamingResponse:
     return StreamingResponse(
         zip_stream(store, blobs), media_type="application/zip", headers=_attachment(f"{uid}.zip")
     )
@@ -123,14 +97,3 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
     with handle:
         while block := handle.read(CHUNK):
             yield block
-
-
-def _dicom_json(handle: IO[bytes], sop_instance_uid: str) -> dict[str, Any]:
-    try:
-        dataset = pydicom.dcmread(handle, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
-        raise StorageError(
-            f"the stored bytes of SOP Instance UID {sop_instance_uid!r} are not readable DICOM"
-        ) from exc
-    header: dict[str, Any] = dataset.to_json_dict()
-    return header

@@ -11,18 +11,14 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from dicomflow.api._access import READ, UPLOAD, Access, Caller, project_of
-from dicomflow.api._deps import IndexEngine, current_user
-from dicomflow.errors import NotFound, TooLarge
-from dicomflow.index.studies import StudyInfo
-from dicomflow.uploads import UploadInfo, Uploads
+from dicomflow.api._access import Caller
+from dicomflow.api._application import App, application_of
+from dicomflow.api._deps import current_user
+from dicomflow.errors import TooLarge
+from dicomflow.schemas import ReceivedFile, Study, Upload
+from dicomflow.usecases import uploads
 
 router = APIRouter(dependencies=[Depends(current_user)])
-
-
-def _uploads(request: Request) -> Uploads:
-    uploads: Uploads = request.app.state.uploads
-    return uploads
 
 
 class UploadStart(BaseModel):
@@ -33,17 +29,10 @@ class UploadStart(BaseModel):
     force_reprocessing: bool = Field(False, description="Process again even if the same data was processed.")
 
 
-class Received(BaseModel):
-    """One stored file."""
-
-    name: str
-    size: int
-
-
 class ReceivedFiles(BaseModel):
     """Answer to ``PUT /uploads/{id}/files``."""
 
-    received: list[Received]
+    received: list[ReceivedFile]
 
 
 class FileList(BaseModel):
@@ -52,37 +41,28 @@ class FileList(BaseModel):
     files: list[str]
 
 
-def checked_uploads(request: Request, caller: Access, upload_id: str, action: str) -> Uploads:
-    """The upload service, once the caller may ``action`` the upload (404 for an upload it may not see)."""
-    uploads = _uploads(request)
-    _, group, label = uploads.project(upload_id)
-    try:
-        caller.check(group, label, UPLOAD if action != "read" else READ, f"{action} uploads")
-    except NotFound:
-        raise NotFound(f"no upload {upload_id!r}") from None
-    return uploads
-
-
 @router.post("/uploads", status_code=201, summary="Start an upload")
-def post_upload(body: UploadStart, request: Request, engine: IndexEngine, caller: Caller) -> UploadInfo:
+def post_upload(body: UploadStart, app: App, caller: Caller) -> Upload:
     """Open an upload into a project (uploaders and admins of the project)."""
-    project_of(engine, caller, body.project, UPLOAD, "upload")
-    return _uploads(request).start(
-        body.project, body.report_type, force_reprocessing=body.force_reprocessing, user=caller.user.email
+    return uploads.start(
+        app,
+        caller,
+        body.project,
+        body.report_type,
+        force_reprocessing=body.force_reprocessing,
     )
 
 
 @router.put("/uploads/{upload_id}/files", summary="Send files (multipart parts named 'file'; zips welcome)")
 def put_files(
     upload_id: str,
-    request: Request,
+    app: App,
     caller: Caller,
     file: Annotated[list[UploadFile], File(description="One or more files or zips.")],
 ) -> ReceivedFiles:
     """Store the parts under fresh safe names; the client's file names are labels, never paths."""
-    uploads = checked_uploads(request, caller, upload_id, "send")
-    stored = uploads.receive_many(upload_id, [(part.filename or "file", part.file) for part in file])
-    return ReceivedFiles(received=[Received(name=name, size=size) for name, size in stored])
+    parts = [(part.filename or "file", part.file) for part in file]
+    return ReceivedFiles(received=uploads.add_files(app, caller, upload_id, parts))
 
 
 @router.put(
@@ -110,28 +90,29 @@ async def put_file(
     The fast lane (:func:`~dicomflow.api._fastlane.put_file_fast`) calls this function itself, with the
     caller it resolved without FastAPI's routing and dependency resolution (the hot path of an upload).
     """
-    uploads = checked_uploads(request, caller, upload_id, "send")
-    limit = uploads.settings.uploads.max_file_bytes
+    application = application_of(request)
+    uploads.check(application, caller, upload_id, "send")  # before the body is read
+    limit = application.settings.uploads.max_file_bytes
     declared = int(request.headers["content-length"]) if "content-length" in request.headers else None
     if declared is not None and declared > limit:
         raise TooLarge(f"{name!r} is larger than {limit} bytes")
     limiter: anyio.CapacityLimiter = request.app.state.ingest_limiter
-    if declared is not None and declared <= uploads.settings.uploads.in_memory_bytes:  # one instance
+    if declared is not None and declared <= application.settings.uploads.in_memory_bytes:  # one instance
         data = await _body(request, declared)
-        stored, size = await anyio.to_thread.run_sync(
-            uploads.receive_bytes, upload_id, name, data, limiter=limiter
+        received = await anyio.to_thread.run_sync(
+            uploads.add_bytes, application, caller, upload_id, name, data, limiter=limiter
         )
     else:  # a big file or zip, or a body of unknown length: written to the upload's folder as it arrives
-        part = uploads.part_file(upload_id)
+        part = uploads.new_part(application, caller, upload_id)
         try:
             await _write_body(request, part, name, limit)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-        stored, size = await anyio.to_thread.run_sync(
-            uploads.receive_file, upload_id, name, part, limiter=limiter
+        received = await anyio.to_thread.run_sync(
+            uploads.add_part, application, caller, upload_id, name, part, limiter=limiter
         )
-    answer = {"received": [{"name": stored, "size": size}]}  # ReceivedFiles, without a model per file
+    answer = {"received": [{"name": received.name, "size": received.size}]}  # ReceivedFiles, no model
     return Response(json.dumps(answer), media_type="application/json")
 
 
@@ -161,41 +142,34 @@ async def _write_body(request: Request, part: FsPath, name: str, limit: int) -> 
 
 
 @router.post("/uploads/{upload_id}/complete", status_code=202, summary="Complete an upload; import starts")
-def post_complete(upload_id: str, request: Request, caller: Caller) -> UploadInfo:
+def post_complete(upload_id: str, app: App, caller: Caller) -> Upload:
     """The import runs in the background; poll ``GET /uploads/{id}`` for its state."""
-    return checked_uploads(request, caller, upload_id, "complete").complete(upload_id)
+    return uploads.complete(app, caller, upload_id)
 
 
 @router.get("/uploads", summary="Uploads, newest first")
 def get_uploads(
-    request: Request,
+    app: App,
     caller: Caller,
     project: Annotated[str | None, Query(description="Only this project's uploads.")] = None,
-) -> list[UploadInfo]:
+) -> list[Upload]:
     """The uploads of the caller's projects."""
-    found = [u for u in _uploads(request).all() if project is None or u.project == project]
-    if caller.roles is None:
-        return found
-    return [
-        u
-        for u in found
-        if any(caller.sees(group, u.project) for group, label in caller.roles if label == u.project)
-    ]
+    return uploads.list_uploads(app, caller, project)
 
 
 @router.get("/uploads/{upload_id}", summary="One upload: state, counts, per-file errors, studies")
-def get_upload(upload_id: str, request: Request, caller: Caller) -> UploadInfo:
+def get_upload(upload_id: str, app: App, caller: Caller) -> Upload:
     """``state`` is uploading, importing, imported, failed or expired."""
-    return checked_uploads(request, caller, upload_id, "read").get(upload_id)
+    return uploads.get(app, caller, upload_id)
 
 
 @router.get("/uploads/{upload_id}/files", summary="Files received and not yet imported")
-def get_upload_files(upload_id: str, request: Request, caller: Caller) -> FileList:
+def get_upload_files(upload_id: str, app: App, caller: Caller) -> FileList:
     """Stored names (a fresh UUID and the sanitised client name); empty once imported."""
-    return FileList(files=checked_uploads(request, caller, upload_id, "read").files(upload_id))
+    return FileList(files=uploads.received_files(app, caller, upload_id))
 
 
 @router.get("/uploads/{upload_id}/studies", summary="Studies the upload's import found")
-def get_upload_studies(upload_id: str, request: Request, caller: Caller) -> list[StudyInfo]:
+def get_upload_studies(upload_id: str, app: App, caller: Caller) -> list[Study]:
     """Each study version handed to the processing flow, with stage and jobs."""
-    return checked_uploads(request, caller, upload_id, "read").studies(upload_id)
+    return uploads.studies(app, caller, upload_id)

@@ -21,10 +21,8 @@ from rich.tree import Tree
 from dicomflow.cli._options import DataDir, load_settings, require_index
 
 if TYPE_CHECKING:  # the index imports SQLAlchemy: commands import it when they run, so --help stays quick
-    from sqlalchemy import Engine
-
-    from dicomflow.index._queries import Counts, GroupNode, SessionNode
     from dicomflow.runtime import Application
+    from dicomflow.usecases.catalog import Counts, GroupNode, SessionNode, StudyStage
 
 
 class Role(StrEnum):
@@ -36,7 +34,7 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-DEFAULT_GROUP = "default"  # dicomflow.index._queries.DEFAULT_GROUP
+DEFAULT_GROUP = "default"  # dicomflow.index.catalog.DEFAULT_GROUP
 _LEVELS = ("projects", "subjects", "sessions", "acquisitions", "instances")
 _UNWRAPPED = 10_000
 
@@ -80,34 +78,16 @@ def opened_application(data_dir: Path | None = None, *, create: bool = False) ->
         application.close()
 
 
-@contextmanager
-def opened_index(data_dir: Path | None = None, *, create: bool = False) -> Iterator[Engine]:
-    """The migrated index of the settings; unless ``create``, the data directory must hold one already."""
-    from dicomflow.index import create_index_engine, migrate
-
-    settings = load_settings(data_dir)
-    if not create:
-        require_index(settings)
-    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    try:
-        migrate(engine)
-        yield engine
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    finally:
-        engine.dispose()
-
-
 def projects_create(
     label: Annotated[str, typer.Argument(help="Project label (unique within its group, ignoring case).")],
     group: Annotated[str, typer.Option(help="Group id; created if missing.")] = DEFAULT_GROUP,
     data_dir: DataDir = None,
 ) -> None:
     """Create a project."""
-    from dicomflow.index._queries import create_project
+    from dicomflow.usecases.catalog import create_project
 
-    with opened_index(data_dir, create=True) as engine:
-        project = create_project(engine, label, group)
+    with opened_application(data_dir, create=True) as application:
+        project = create_project(application, None, label, group)
     typer.echo(f"created project {project.group}/{project.label} (id {project.id})")
 
 
@@ -116,10 +96,10 @@ def projects_list(
     data_dir: DataDir = None,
 ) -> None:
     """List projects."""
-    from dicomflow.index._queries import list_projects
+    from dicomflow.usecases.catalog import list_projects
 
-    with opened_index(data_dir) as engine:
-        projects = list_projects(engine, group)
+    with opened_application(data_dir) as application:
+        projects = list_projects(application, None, group)
     table = Table("group", "project", "id", "created")
     for project in projects:
         table.add_row(project.group, project.label, str(project.id), f"{project.created_at:%Y-%m-%d %H:%M}")
@@ -269,11 +249,11 @@ def ls(
     """Show the hierarchy group / project / subject / session / acquisition with counts."""
     from pydantic import TypeAdapter
 
-    from dicomflow.index._queries import GroupNode, hierarchy
+    from dicomflow.usecases.catalog import GroupNode, hierarchy, study_stages
 
-    with opened_index(data_dir) as engine:
-        groups = hierarchy(engine)
-        stages = _stages(engine)
+    with opened_application(data_dir) as application:
+        groups = hierarchy(application, None)
+        stages = {uid: _stage(stage) for uid, stage in study_stages(application, None).items()}
     if as_json:
         typer.echo(TypeAdapter(list[GroupNode]).dump_json(groups, indent=2).decode())
     elif not groups:
@@ -282,14 +262,9 @@ def ls(
         _console().print(*(hierarchy_tree(group, why=why, stages=stages) for group in groups))
 
 
-def _stages(engine: Engine) -> dict[str, str]:
-    """StudyInstanceUID → ``Stage (reason)`` of the newest study version."""
-    from dicomflow.index import reading
-    from dicomflow.index.studies import list_studies
-
-    with reading(engine) as conn:
-        studies = list_studies(conn, detail=False)
-    return {s.study_instance_uid: f"{s.stage} v{s.version}: {s.reason}" for s in studies}
+def _stage(stage: StudyStage) -> str:
+    """``Stage vN: reason`` of a study's newest version."""
+    return f"{stage.stage} v{stage.version}: {stage.reason}"
 
 
 def _console() -> Console:

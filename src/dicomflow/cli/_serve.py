@@ -17,7 +17,9 @@ def serve(
     ae_title: Annotated[
         str | None, typer.Option(help="AE title of the receiver (default DICOMFLOW).")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Receiving processes (default: 2 per core).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Receiving processes (default: 1 per core, at least 2).")
+    ] = None,
 ) -> None:
     """Run the DICOM receiver and the HTTP API until interrupted.
 

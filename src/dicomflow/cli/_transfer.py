@@ -18,7 +18,7 @@ from rich.table import Table
 from dicomflow.cli._options import DataDir, load_settings
 
 if TYPE_CHECKING:
-    from dicomflow.config import Settings
+    from dicomflow.runtime import Application
 
 console = Console(stderr=True)
 
@@ -111,8 +111,8 @@ def send(
     associations: Annotated[int, typer.Option(help="Parallel associations.")] = 1,
 ) -> None:
     """Send DICOM files with C-STORE; exits non-zero if any file was not stored."""
-    from dicomflow.dimse._scu import describe, probe
-    from dicomflow.dimse._scu import send as send_items
+    from dicomflow.dimse import describe, probe
+    from dicomflow.dimse import send as send_items
     from dicomflow.errors import ServerUnreachable
 
     unreachable = probe(host, port)
@@ -157,76 +157,68 @@ def import_(
     the command waits until each is Finished, Failed or waiting in QualityControl.
     """
     from dicomflow.errors import DicomflowError
-    from dicomflow.index import migrate, reading
-    from dicomflow.ingest import Source, open_ingestor
-    from dicomflow.ingest._placing import find_project
+    from dicomflow.runtime import open_application
+    from dicomflow.usecases import receive
 
     settings = load_settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ingestor = open_ingestor(settings)
-    migrate(ingestor.engine)
-    prefix = settings.dimse.project_ae_prefix
-    if project is not None:
-        with reading(ingestor.engine) as conn:
-            if find_project(conn, project) is None:
-                raise typer.BadParameter(f"no project named {project!r}", param_hint="--project")
-    source = Source(
-        "import-flow" if report_type else "import",  # with report types, this command starts the flow itself
-        "cli",
-        calling_ae=f"{prefix}{dataset}" if dataset else None,
-        called_ae=f"{prefix}{project}" if project else None,
-    )
-    counts: Counter[str] = Counter()
-    failures: list[tuple[Path, str]] = []
-    acquisitions: set[int] = set()
-    if report_type:
-        _check_report_types(settings, report_type)
-    with collected_files(paths) as files, _progress() as progress:
-        task = progress.add_task("importing", total=len(files))
-        try:
+    application = open_application(settings)
+    try:
+        prefix = settings.dimse.project_ae_prefix
+        if project is not None and not receive.project_exists(application, project):
+            raise typer.BadParameter(f"no project named {project!r}", param_hint="--project")
+        source = receive.Source(
+            "import-flow" if report_type else "import",  # with report types, this command starts the flow
+            "cli",
+            calling_ae=f"{prefix}{dataset}" if dataset else None,
+            called_ae=f"{prefix}{project}" if project else None,
+        )
+        counts: Counter[str] = Counter()
+        failures: list[tuple[Path, str]] = []
+        acquisitions: set[int] = set()
+        if report_type:
+            _check_report_types(application, report_type)
+        with collected_files(paths) as files, _progress() as progress:
+            task = progress.add_task("importing", total=len(files))
             for path in files:
                 try:
-                    result = ingestor.ingest_file(path, source)
+                    result = receive.receive_file(application, path, source)
                     counts[str(result.outcome)] += 1
                     acquisitions.add(result.acquisition_id)
                 except DicomflowError as exc:
                     counts[exc.code] += 1
                     failures.append((path, exc.message))
                 progress.advance(task)
-        finally:
-            ingestor.close()
-    _summary("imported", counts, failures)
-    if report_type and acquisitions:
-        ended = _process(settings, acquisitions, report_type)
-        raise typer.Exit(1 if failures or any(stage == "Failed" for stage in ended) else 0)
-    raise typer.Exit(1 if failures else 0)
+        _summary("imported", counts, failures)
+        if report_type and acquisitions:
+            ended = _process(application, receive.sessions_of(application, acquisitions), report_type)
+            raise typer.Exit(1 if failures or any(stage == "Failed" for stage in ended) else 0)
+        raise typer.Exit(1 if failures else 0)
+    finally:
+        application.close()
 
 
-def _check_report_types(settings: Settings, names: list[str]) -> None:
+def _check_report_types(application: Application, names: list[str]) -> None:
     from dicomflow.errors import UnknownReportType
-    from dicomflow.pipelines import load_report_types
 
-    registry = load_report_types(settings.processing.plugins, settings.processing.aliases)
     for name in names:
         try:
-            registry.get(name)
+            application.registry.get(name)
         except UnknownReportType as exc:
             raise typer.BadParameter(exc.message, param_hint="--report-type") from exc
 
 
-def _process(settings: Settings, acquisition_ids: set[int], report_types: list[str]) -> list[str]:
+def _process(application: Application, sessions: list[int], report_types: list[str]) -> list[str]:
     """Run the flow on the imported sessions until they end; print each study's stage and reason."""
-    from dicomflow.index import create_index_engine, reading
-    from dicomflow.index.studies import session_of_acquisition
     from dicomflow.jobs import ProcessingEngine
 
-    engine = create_index_engine(settings.index_url)
+    settings = application.settings
     processing = ProcessingEngine(
-        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}), engine
+        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}),
+        application.engine,
+        flow=application.flow,
     )
     try:
-        with reading(engine) as conn:
-            sessions = sorted({session_of_acquisition(conn, a) for a in acquisition_ids})
         with Console(stderr=True).status(
             f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"
         ):
@@ -234,7 +226,6 @@ def _process(settings: Settings, acquisition_ids: set[int], report_types: list[s
             studies = processing.run_until_settled(study_ids)
     finally:
         processing.stop()
-        engine.dispose()
     for study in studies:
         typer.echo(f"{study.study_instance_uid}: {study.stage}: {study.reason}")
     return [study.stage for study in studies]

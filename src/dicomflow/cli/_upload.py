@@ -111,8 +111,7 @@ def _print_file_errors(errors: Sequence[Mapping[str, Any]], summary: Sequence[st
 
 def _follow(client: Client, study: Study, deadline: float, download: Path | None) -> bool:
     """Wait for one study to end; print its failure; download its results. False if it failed."""
-    from dicomflow.client import Stage, StudyFailed
-    from dicomflow.client._files import safe_name
+    from dicomflow.client import Stage, StudyFailed, safe_name
 
     uid = study.study_instance_uid
     shown: list[Stage] = [Stage.PROCESSING if study.stage == Stage.QUALITY_CONTROL else study.stage]

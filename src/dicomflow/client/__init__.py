@@ -21,6 +21,7 @@ Errors are the classes of :mod:`dicomflow.errors`, rebuilt from the ``code`` of 
 
 from dicomflow.client._client import API_PREFIX, DEFAULT_URL, Client
 from dicomflow.client._errors import error_from_response
+from dicomflow.client._files import safe_name
 from dicomflow.errors import (
     AlreadyExists,
     AuthenticationRequired,
@@ -79,4 +80,5 @@ __all__ = [
     "UploadState",
     "WaitTimeout",
     "error_from_response",
+    "safe_name",
 ]

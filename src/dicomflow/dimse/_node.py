@@ -22,7 +22,8 @@ from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _status as status
 from dicomflow.dimse._receiver import Receiver, _actor
 from dicomflow.errors import DicomflowError, InvalidInstance
-from dicomflow.ingest import Source
+from dicomflow.usecases import receive
+from dicomflow.usecases.receive import Source
 
 if TYPE_CHECKING:  # dicomflow.jobs imports the sender of this package: no import of runtime at run time
     from dicomflow.runtime import Application
@@ -108,11 +109,11 @@ class NodeReceiver(Receiver):
             header = dcmread(io.BytesIO(data), stop_before_pixels=True)
         except Exception:
             error = InvalidInstance("the data set cannot be parsed")
-            self.ingestor.record_rejection(source, sop_instance_uid[:64], error)
+            receive.refuse(self.application, source, sop_instance_uid[:64], error)
             return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
         refusal = self.accepts(header)
         if refusal is not None:
-            self.ingestor.record_rejection(source, sop_instance_uid[:64], InvalidInstance(refusal))
+            receive.refuse(self.application, source, sop_instance_uid[:64], InvalidInstance(refusal))
             LOGGER.info("refused %s from %s: %s", sop_instance_uid, source.actor, refusal)
             return status.status_dataset(self.reject_status, refusal)
         outcome = super()._store(

@@ -2,7 +2,7 @@
 
 Each receiving process runs one :class:`Receiver` on a listening socket it shares with its siblings
 (see :mod:`dicomflow.serve`); every handler only translates between DIMSE and
-:class:`dicomflow.ingest.Ingestor`.
+:mod:`dicomflow.usecases.receive`.
 """
 
 from __future__ import annotations
@@ -42,10 +42,9 @@ from dicomflow.dimse._pdata import FastStore, StoreRequest
 from dicomflow.dimse._peers import AllowedPeers
 from dicomflow.dimse._setup import reactor_clock
 from dicomflow.errors import DicomflowError, InvalidInstance, PermissionDenied, UnknownProject
-from dicomflow.index import reading
-from dicomflow.ingest import Ingestor, Source
-from dicomflow.ingest._placing import find_project
 from dicomflow.placement import project_from_called_ae
+from dicomflow.usecases import receive
+from dicomflow.usecases.receive import Source
 
 if TYPE_CHECKING:  # dicomflow.jobs imports the sender of this package: no import of runtime at run time
     from dicomflow.runtime import Application
@@ -105,8 +104,7 @@ class Receiver:
             max_pending_connections or settings.max_pending_connections,
             settings.acse_timeout,
         )
-        self.ingestor: Ingestor = application.ingestor
-        self.engine = application.engine
+        self.application = application
         self.peers = AllowedPeers(settings.allowed_peers)
         self.ae = self._build_ae()
 
@@ -179,8 +177,8 @@ class Receiver:
         refusal = self.peer_refusal(assoc) or self.called_ae_refusal(called)
         if refusal is not None:
             error, reason = refusal
-            self.ingestor.record_rejection(
-                Source("dimse", _actor(assoc), _calling_ae(assoc), called), "", error
+            receive.refuse(
+                self.application, Source("dimse", _actor(assoc), _calling_ae(assoc), called), "", error
             )
             _reject(assoc, status.REJECTED_PERMANENT, status.SOURCE_SERVICE_USER, reason)
         elif not self.admission.requested(assoc):
@@ -211,8 +209,7 @@ class Receiver:
         return error, status.REASON_CALLED_AE_NOT_RECOGNISED
 
     def _project_exists(self, label: str) -> bool:
-        with reading(self.engine) as conn:
-            return find_project(conn, label) is not None
+        return receive.project_exists(self.application, label)
 
     def on_store(self, event: Any) -> int | Dataset:
         """Store one instance; success is returned only once it is durable and indexed.
@@ -265,10 +262,12 @@ class Receiver:
                 source.calling_ae or "",
                 fast_paths=self.fast_paths,
             )
-            self.ingestor.ingest_bytes([part10(meta)], source, expected_sop_instance_uid=sop_instance_uid)
+            receive.receive_bytes(
+                self.application, [part10(meta)], source, expected_sop_instance_uid=sop_instance_uid
+            )
         except UnicodeEncodeError:
             error = InvalidInstance("the C-STORE request names a SOP Class or Instance UID that is not ASCII")
-            self.ingestor.record_rejection(source, sop_instance_uid[:64], error)
+            receive.refuse(self.application, source, sop_instance_uid[:64], error)
             return status.status_dataset(status.CANNOT_UNDERSTAND, error.message)
         except DicomflowError as exc:
             return status.status_dataset(status.status_for(exc), exc.message)

@@ -1,4 +1,4 @@
-"""Engine creation and schema migration (Alembic, applied on start)."""
+"""Engine creation, schema migration (Alembic, applied on start) and the transactions use cases open."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from dicomflow.errors import IndexUnavailable
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
+NEWEST_REVISION = max(
+    p.name.split("_", 1)[0] for p in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+)
+"""The head revision: each migration is ``versions/<revision>_<slug>.py``, revisions numbered in order."""
 READ_ONLY = "dicomflow_read_only"  # execution option: this connection only reads
 DIRECT_SQLITE = "dicomflow_direct_sqlite"  # execution option: ingest rows through sqlite3 (``_rows.py``)
 
@@ -121,10 +128,53 @@ def migrate(engine: Engine, *, blob_path: Callable[[str], Path] | None = None) -
 
     ``blob_path`` (the blob store's ``path_of``) lets a revision that derives data from the stored files
     fill existing rows (0006: the series headers); without it they are filled later, when first read.
+    An index already at the newest revision is left alone without importing Alembic (12 MiB in every
+    process of ``dicomflow serve`` otherwise; a process forked later inherits it).
     """
+    if schema_revisions(engine) == [NEWEST_REVISION]:
+        return
+    from alembic import command  # only when the schema must change
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         config.attributes["blob_path"] = blob_path
         command.upgrade(config, "head")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for one short read; database failures become :class:`IndexUnavailable`."""
+    try:
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            yield conn
+    except OperationalError as exc:
+        raise IndexUnavailable(f"the index could not answer: {exc.orig}") from exc
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A connection in one short transaction, committed on success; failures become :class:`IndexUnavailable`.
+
+    An ``IntegrityError`` is left to the caller, who knows which name clashed.
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise IndexUnavailable(f"the index could not commit: {exc.orig}") from exc
+
+
+def as_utc(value: datetime) -> datetime:
+    """Attach UTC to a naive timestamp read back from SQLite (the index stores UTC only)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def schema_revisions(engine: Engine) -> list[str]:
+    """The Alembic revisions the index is at (none for an empty database; one unless branches were merged)."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return []
+        return sorted(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())

@@ -31,7 +31,9 @@ from dicomflow.errors import (
     StorageError,
 )
 from dicomflow.index import Instance, WriteLock, insert_instance, instances_with_uid, utcnow
-from dicomflow.ingest._placing import PlacedSeries, add_to_dataset, record_event, resolve_series
+from dicomflow.index.catalog import record_event
+from dicomflow.index.placement import add_to_dataset
+from dicomflow.ingest._placing import PlacedSeries, resolve_series
 from dicomflow.placement import (
     PlacementConfig,
     acquisition_uid,

@@ -12,11 +12,9 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sqlalchemy import select
-
 from dicomflow.dicom import read_header
 from dicomflow.errors import DicomflowError
-from dicomflow.index import Acquisition, Instance, Project, Session, reading
+from dicomflow.index import instances, reading
 from dicomflow.ingest._ingest import Ingestor, Source, blob_key, source_from_origin
 from dicomflow.storage import RecoveryReport
 
@@ -41,7 +39,7 @@ def recover_store(ingestor: Ingestor) -> RecoveryReport:
 
     def is_indexed(key: str) -> bool:
         with reading(ingestor.engine) as conn:
-            return conn.scalar(select(Instance.id).where(Instance.blob_key == key)) is not None
+            return instances.is_indexed(conn, key)
 
     for path in ingestor.store.staged_leftovers():
         key = key_of(path) if path.suffix == ".part" else None
@@ -62,13 +60,7 @@ def _is_indexed_for(ingestor: Ingestor, key: str, source: Source) -> bool:
     """
     named = ingestor.project_named_by(source)
     with reading(ingestor.engine) as conn:
-        projects = conn.execute(
-            select(Project.group_id, Project.label)
-            .join(Session, Session.project_id == Project.id)
-            .join(Acquisition, Acquisition.session_id == Session.id)
-            .join(Instance, Instance.acquisition_id == Acquisition.id)
-            .where(Instance.blob_key == key)
-        ).all()
+        projects = instances.projects_holding(conn, key)
     if named is None:
         return bool(projects)
     return any(named in ((group, label), label) for group, label in projects)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from dicomflow import dimse
 from dicomflow.config import Settings
-from dicomflow.dimse import describe, send
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.index.outbox import OutboxEntry, due_exports, export_failed, export_sent
 from dicomflow.jobs._backoff import backoff
@@ -42,13 +42,13 @@ class Outbox:
             return 0
         outgoing = {}
         for item in items:
-            described = describe(data_dir / item.path)
+            described = dimse.describe(data_dir / item.path)
             if described is None:
                 self._failed([item], f"{item.path} is not a DICOM file")
             else:
                 outgoing[described.path] = (item, described)
         statuses: dict[Path, str] = {}
-        report = send(
+        report = dimse.send(  # pynetdicom is loaded with the first export, not in every process
             [d for _, d in outgoing.values()],
             node.host,
             node.port,

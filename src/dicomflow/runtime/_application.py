@@ -15,7 +15,7 @@ from dicomflow.ingest import Ingestor, open_ingestor
 from dicomflow.jobs import Flow
 from dicomflow.pipelines import ReportTypes, load_report_types
 from dicomflow.storage import FileSystemBlobStore
-from dicomflow.uploads import Uploads
+from dicomflow.usecases.uploads import Uploads
 
 LOGGER = logging.getLogger(__name__)
 

@@ -11,9 +11,7 @@ fast paths off, stock uvicorn serves the shared socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import importlib
 import logging
 import os
 import select
@@ -26,7 +24,7 @@ from typing import Any
 
 import uvicorn
 
-from dicomflow.api import create_app
+from dicomflow import api
 from dicomflow.config import Settings
 from dicomflow.pipelines import ReportTypes
 from dicomflow.runtime import open_application
@@ -46,24 +44,6 @@ UVICORN_PRIVATE = (
 """What :class:`_BalancedServer` uses of uvicorn beyond ``Config`` and ``Server.run`` (for the canary)."""
 
 
-PRELOADED = (
-    "uvloop",
-    "httptools",
-    "uvicorn.loops.uvloop",
-    "uvicorn.lifespan.on",
-    "uvicorn.protocols.http.httptools_impl",
-    "fastapi_offline",  # its static assets, served by /docs
-)
-"""What ``uvicorn.Config.load`` and ``create_app`` import in a worker: imported once, before the fork."""
-
-
-def preload() -> None:
-    """Import :data:`PRELOADED` in the supervisor, so that the HTTP workers it forks find them loaded."""
-    for name in PRELOADED:
-        with contextlib.suppress(ImportError):  # a worker imports what it needs anyway
-            importlib.import_module(name)
-
-
 def http_worker_count(settings: Settings) -> int:
     """HTTP processes to run (setting 0 = one per core, at least 2)."""
     return settings.http.workers if settings.http.workers > 0 else max(2, os.cpu_count() or 1)
@@ -78,7 +58,7 @@ def run_http_worker(settings: Settings, registry: ReportTypes, listening: socket
     application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
     try:
         config = uvicorn.Config(
-            create_app(application), log_level="warning", lifespan="on", loop="uvloop", http="httptools"
+            api.create_app(application), log_level="warning", lifespan="on", loop="uvloop", http="httptools"
         )
         if settings.performance.fast_paths:
             _BalancedServer(config, listening).run()

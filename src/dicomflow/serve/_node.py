@@ -35,21 +35,21 @@ def serve_node(settings: Settings, report_type: str, *, group_by: str, reject_st
     reject_status
         C-STORE status of an instance no input accepts.
     """
-    from dicomflow.dimse import configure
-    from dicomflow.dimse._node import NodeReceiver
+    from dicomflow.dimse import NodeReceiver, configure
     from dicomflow.errors import AlreadyExists
-    from dicomflow.index import create_project, reading
+    from dicomflow.index import reading
     from dicomflow.index.studies import sessions_of_study_uid
     from dicomflow.ingest import recover_store
     from dicomflow.jobs import ProcessingEngine
     from dicomflow.runtime import open_application
+    from dicomflow.usecases.catalog import create_project
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configure(settings)
     application = open_application(settings)
     chosen = application.registry.get(report_type)
     with contextlib.suppress(AlreadyExists):
-        create_project(application.engine, chosen.name)
+        create_project(application, None, chosen.name)
     recover_store(application.ingestor)
     processing = ProcessingEngine(settings, application.engine, track=False, flow=application.flow)
     scope = GROUP_SCOPES[group_by]

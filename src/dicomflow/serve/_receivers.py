@@ -13,8 +13,8 @@ import threading
 import time
 from types import FrameType
 
+from dicomflow import dimse
 from dicomflow.config import Settings
-from dicomflow.dimse import Receiver, configure
 from dicomflow.pipelines import ReportTypes
 from dicomflow.runtime import open_application
 from dicomflow.serve._supervisor import DRAIN_SECONDS, die_with_parent
@@ -37,10 +37,10 @@ def run_receiver(settings: Settings, registry: ReportTypes, listening: socket.so
 
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    configure(settings)
+    dimse.configure(settings)  # pynetdicom is imported here, after the fork: HTTP workers never load it
     application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
     workers = receiver_count(settings)
-    receiver = Receiver(
+    receiver = dimse.Receiver(
         application,
         max_associations=-(-settings.dimse.max_associations // workers),  # ceil: the bound holds overall
         max_pending_connections=-(-settings.dimse.max_pending_connections // workers),

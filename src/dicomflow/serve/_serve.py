@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import socket
 from typing import TYPE_CHECKING
 
 from dicomflow.config import Settings
 from dicomflow.errors import ConfigError
+from dicomflow.runtime import import_pydicom_without_pixel_libraries
 from dicomflow.serve._signals import wait_for_signal
 from dicomflow.serve._sockets import listen, listen_http
 from dicomflow.storage import DataDirLock
@@ -34,6 +36,7 @@ def serve(settings: Settings) -> None:
     SystemExit
         With status 128 + the signal's number, once every process has stopped.
     """
+    import_pydicom_without_pixel_libraries()  # first: every worker forked below carries what we import
     lock: DataDirLock | None = None
     sockets: list[socket.socket] = []
     try:
@@ -59,12 +62,11 @@ def serve(settings: Settings) -> None:
 
 def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.socket) -> int:
     from dicomflow.runtime import open_application
-    from dicomflow.serve._http import http_worker_count, preload, run_http_worker
+    from dicomflow.serve._http import http_worker_count, run_http_worker
     from dicomflow.serve._janitors import Janitors
     from dicomflow.serve._receivers import receiver_count, run_receiver
     from dicomflow.serve._supervisor import WorkerPool
 
-    preload()  # imports done here are shared with every worker forked below
     registry = _prepare(settings)
     receivers = WorkerPool(
         "dimse", functools.partial(run_receiver, settings, registry), dimse_socket, receiver_count(settings)
@@ -103,14 +105,10 @@ def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.so
 def _prepare(settings: Settings) -> ReportTypes:
     """Migrate the index and recover unfinished writes (once, before any worker exists); load the report
     types the workers share. No thread of ours and no open connection may outlive it: workers are forked."""
-    from dicomflow.index import create_index_engine, migrate
     from dicomflow.ingest import open_ingestor, recover_store
     from dicomflow.runtime import load_report_types_of
-    from dicomflow.storage import FileSystemBlobStore
 
-    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    migrate(engine, blob_path=FileSystemBlobStore(settings.blob_root).path_of)  # 0006 reads series headers
-    engine.dispose()
+    _migrate_in_child(settings)
     ingestor = open_ingestor(settings)
     try:
         report = recover_store(ingestor)
@@ -123,3 +121,28 @@ def _prepare(settings: Settings) -> ReportTypes:
             report.removed,
         )
     return load_report_types_of(settings)
+
+
+def _migrate_in_child(settings: Settings) -> None:
+    """Migrate the index in a short-lived forked process: Alembic (about 12 MiB) is then never imported by
+    the supervisor, so no worker forked from it carries it."""
+    child = multiprocessing.get_context("fork").Process(
+        target=_migrate, args=(settings,), name="dicomflow-migrate"
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"migrating the index failed (exit status {child.exitcode}, traceback above)")
+
+
+def _migrate(settings: Settings) -> None:
+    from dicomflow.index import create_index_engine, migrate
+    from dicomflow.storage import FileSystemBlobStore
+
+    engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
+    try:
+        migrate(
+            engine, blob_path=FileSystemBlobStore(settings.blob_root).path_of
+        )  # 0006 reads series headers
+    finally:
+        engine.dispose()

@@ -28,7 +28,7 @@ from dicomflow.index.icometrix import HierarchyIds, ProjectRecord, SeriesRecord,
 from dicomflow.index.jobs import JobInfo
 from dicomflow.index.results import ResultInfo, result_row, results_of_study
 from dicomflow.index.studies import StudyInfo, latest_study, list_studies
-from dicomflow.uploads import UploadInfo
+from dicomflow.schemas import Upload as UploadInfo
 from dicomflow.usecases.access import READ, UPLOAD, Access, no_such_project
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import pytest
 
 from dicomflow.api import _archive
 from dicomflow.api._archive import zip_stream
-from dicomflow.index._queries import BlobRef
+from dicomflow.index.instances import BlobRef
 from dicomflow.storage import FileSystemBlobStore
 
 RECEIVED = datetime(2024, 5, 1, 10, 20, 30, tzinfo=UTC)

@@ -1,6 +1,12 @@
 """Upload sessions: start, receive files (any order, in parallel, zips too), complete, import in the
 background through the one ingest, then hand each study to the processing flow with the requested report
 type. Abandoned uploads expire and their files are removed; an import cut short by a restart is resumed.
+
+The use cases (:func:`start`, :func:`add_files`, :func:`add_bytes`, :func:`add_part`, :func:`complete`,
+:func:`get`, :func:`list_uploads`, :func:`received_files`, :func:`studies`) take the process's
+:class:`~dicomflow.runtime.Application` and the caller, and enforce the project wall; :class:`Uploads`
+(``app.uploads``) keeps each upload's folder, journal and locks, and the rows are
+:mod:`dicomflow.index.uploads`.
 """
 
 from __future__ import annotations
@@ -18,17 +24,16 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
 from dicomflow.config import Settings
 from dicomflow.errors import DicomflowError, InvalidState, NotFound, TooLarge
-from dicomflow.index import Project, Upload, reading, utcnow, writing
-from dicomflow.index._queries import as_utc
+from dicomflow.index import reading, utcnow, writing
+from dicomflow.index import uploads as rows
 from dicomflow.index.studies import (
     StudyInfo,
     latest_study,
@@ -38,8 +43,13 @@ from dicomflow.index.studies import (
     uploaded_studies_unchecked,
 )
 from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
-from dicomflow.uploads._archive import ArchiveRefused, ZipLimits, extract, is_zip
-from dicomflow.uploads._names import stored_name
+from dicomflow.schemas import ReceivedFile, Study, Upload, UploadFileError, UploadState
+from dicomflow.uploads import ArchiveRefused, ZipLimits, extract, is_zip, stored_name
+from dicomflow.usecases import _schemas
+from dicomflow.usecases.access import READ, UPLOAD, Access, project_of
+
+if TYPE_CHECKING:
+    from dicomflow.runtime import Application
 
 LOGGER = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -51,48 +61,8 @@ DONE = ".done-"  # an imported or expired upload's folder, renamed away before i
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-class UploadState:
-    """Where an upload is (its own life, before its studies enter the processing flow)."""
-
-    UPLOADING = "uploading"
-    IMPORTING = "importing"
-    IMPORTED = "imported"
-    FAILED = "failed"
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True)
-class FileError:
-    """Why one received file (or zip member) was not imported."""
-
-    file: str
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class UploadInfo:
-    """An upload as the API shows it."""
-
-    id: str
-    project: str
-    report_type: str | None
-    force_reprocessing: bool
-    state: str
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-    expires_at: datetime
-    files_received: int
-    instances_imported: int
-    errors: list[FileError] = field(default_factory=list)
-    summary_errors: list[str] = field(default_factory=list)
-    study_instance_uids: list[str] = field(default_factory=list)
-    study_ids: list[int] = field(default_factory=list)
-
-
 class Uploads:
-    """The upload use cases over one installation."""
+    """The upload sessions of one installation: each upload's folder, journal and locks (``app.uploads``)."""
 
     def __init__(self, settings: Settings, engine: Engine, flow: Any) -> None:
         self.settings = settings
@@ -103,15 +73,13 @@ class Uploads:
         self._lock = threading.Lock()
         self._shared: Ingestor | None = None
         self._sources = _Sources(settings, engine)
-        self._projects: dict[str, tuple[int, str, str]] = {}
+        self._projects: dict[str, tuple[int, str, str]] = {}  # upload id -> (project id, group, label)
         u = settings.uploads
         self.limits = ZipLimits(u.max_zip_members, u.max_zip_bytes, u.max_file_bytes, u.max_zip_ratio)
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
-    def start(
-        self, project: str, report_type: str | None, *, force_reprocessing: bool, user: str
-    ) -> UploadInfo:
+    def start(self, project: str, report_type: str | None, *, force_reprocessing: bool, user: str) -> Upload:
         """Open an upload into ``project``; an unknown report type is refused here, before any file."""
         if report_type:
             self.flow.registry.get(report_type)
@@ -119,18 +87,15 @@ class Uploads:
         now = utcnow()
         with writing(self.engine) as conn:
             project_id = project_id_by_label(conn, project)
-            conn.execute(
-                insert(Upload).values(
-                    id=upload_id,
-                    project_id=project_id,
-                    report_type=report_type or None,
-                    force_reprocessing=force_reprocessing,
-                    state=UploadState.UPLOADING,
-                    created_by=user,
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=now + self._lifetime(),
-                )
+            rows.create(
+                conn,
+                upload_id,
+                project_id,
+                report_type=report_type or None,
+                force_reprocessing=force_reprocessing,
+                created_by=user,
+                created_at=now,
+                expires_at=now + self._lifetime(),
             )
         (self.root / upload_id).mkdir()
         LOGGER.info(
@@ -323,17 +288,13 @@ class Uploads:
                 self._shared.close()
                 self._shared = None
 
-    def complete(self, upload_id: str) -> UploadInfo:
+    def complete(self, upload_id: str) -> Upload:
         """Close the upload and import it in the background; the state says when it is done."""
         folder = self.root / str(_uuid(upload_id))
         if folder.is_dir():
             (folder / COMPLETED).touch()  # from now on sends are refused (see _sending)
         with writing(self.engine) as conn:
-            changed = conn.execute(
-                update(Upload)
-                .where(Upload.id == upload_id, Upload.state == UploadState.UPLOADING)
-                .values(state=UploadState.IMPORTING, updated_at=utcnow())
-            ).rowcount
+            changed = rows.move_state(conn, upload_id, UploadState.UPLOADING, UploadState.IMPORTING)
         if not changed:
             current = self.get(upload_id)
             if current.state in (UploadState.IMPORTING, UploadState.IMPORTED):
@@ -348,8 +309,8 @@ class Uploads:
         """At start: import again the uploads a stop interrupted (ingest is idempotent), and check the
         studies of imported uploads that a stop left unchecked."""
         with reading(self.engine) as conn:
-            ids = list(conn.scalars(select(Upload.id).where(Upload.state == UploadState.IMPORTING)))
-            unchecked = uploaded_studies_unchecked(conn, [UploadState.IMPORTED])
+            ids = rows.ids_in_state(conn, UploadState.IMPORTING)
+            unchecked = uploaded_studies_unchecked(conn, [UploadState.IMPORTED.value])
         for upload_id in ids:
             threading.Thread(target=self._import, args=(upload_id,), daemon=True).start()
         for left in self.root.glob(f"{DONE}*"):  # removal cut short by a stop
@@ -365,18 +326,14 @@ class Uploads:
         """
         cutoff = time.time() - self.settings.uploads.expire_after
         with reading(self.engine) as conn:
-            open_ids = list(conn.scalars(select(Upload.id).where(Upload.state == UploadState.UPLOADING)))
+            open_ids = rows.ids_in_state(conn, UploadState.UPLOADING)
         expired = 0
         for upload_id in [u for u in open_ids if self._last_activity(u) < cutoff]:
             with _exclusive(self.root / upload_id, wait=False) as held:
                 if held is False:
                     continue  # a file is being stored right now: not abandoned
                 with writing(self.engine) as conn:
-                    changed = conn.execute(
-                        update(Upload)
-                        .where(Upload.id == upload_id, Upload.state == UploadState.UPLOADING)
-                        .values(state=UploadState.EXPIRED, updated_at=utcnow())
-                    ).rowcount
+                    changed = rows.move_state(conn, upload_id, UploadState.UPLOADING, UploadState.EXPIRED)
                 if changed:
                     _remove(self.root / upload_id)
                     expired += 1
@@ -385,7 +342,7 @@ class Uploads:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    def get(self, upload_id: str) -> UploadInfo:
+    def get(self, upload_id: str) -> Upload:
         """One upload.
 
         Raises
@@ -394,29 +351,25 @@ class Uploads:
             For an unknown id.
         """
         with reading(self.engine) as conn:
-            found = self._rows(conn, Upload.id == upload_id)
-        if not found:
-            raise NotFound(f"no upload {upload_id!r}")
-        return found[0]
+            found = rows.find(conn, upload_id)
+            if found is None:
+                raise NotFound(f"no upload {upload_id!r}")
+            return self._info(conn, found)
 
-    def all(self, project_ids: Sequence[int] | None = None) -> list[UploadInfo]:
+    def all(self, project_ids: Sequence[int] | None = None) -> list[Upload]:
         """Uploads, newest first (of some projects only, when given)."""
         with reading(self.engine) as conn:
-            return self._rows(conn, Upload.project_id.in_(project_ids) if project_ids is not None else None)
+            return [self._info(conn, record) for record in rows.list_uploads(conn, project_ids)]
 
     def project(self, upload_id: str) -> tuple[int, str, str]:
         """(id, group, label) of the project an upload goes to, for access checks (it never changes)."""
         known = self._projects.get(upload_id)
         if known is None:
             with reading(self.engine) as conn:
-                row = conn.execute(
-                    select(Project.id, Project.group_id, Project.label)
-                    .join(Upload, Upload.project_id == Project.id)
-                    .where(Upload.id == upload_id)
-                ).first()
-            if row is None:
+                found = rows.destination(conn, upload_id)
+            if found is None:
                 raise NotFound(f"no upload {upload_id!r}")
-            known = self._projects[upload_id] = (int(row.id), str(row.group_id), str(row.label))
+            known = self._projects[upload_id] = (found.project_id, found.group, found.project)
         return known
 
     def project_id(self, upload_id: str) -> int:
@@ -435,20 +388,10 @@ class Uploads:
         with reading(self.engine) as conn:
             return [s for s in list_studies(conn, latest_only=False) if s.id in ids]
 
-    def _rows(self, conn: Any, where: Any) -> list[UploadInfo]:
-        query = (
-            select(Upload, Project.label)
-            .join(Project, Project.id == Upload.project_id)
-            .order_by(Upload.created_at.desc())
-        )
-        if where is not None:
-            query = query.where(where)
-        return [self._info(conn, row) for row in conn.execute(query).all()]
-
-    def _info(self, conn: Any, row: Any) -> UploadInfo:
+    def _info(self, conn: Any, row: rows.UploadRecord) -> Upload:
         open_ = row.state in (UploadState.UPLOADING, UploadState.IMPORTING)  # counts live in the journal
-        study_ids = json.loads(row.study_ids)
-        uids = []
+        study_ids = list(row.study_ids)
+        uids: list[str] = []
         if study_ids:
             uids = sorted(
                 {
@@ -457,22 +400,22 @@ class Uploads:
                     if s.id in set(study_ids)
                 }
             )
-        return UploadInfo(
+        return Upload(
             id=row.id,
-            project=row.label,
+            project=row.project,
             report_type=row.report_type,
-            force_reprocessing=bool(row.force_reprocessing),
+            force_reprocessing=row.force_reprocessing,
             state=row.state,
             created_by=row.created_by,
-            created_at=as_utc(row.created_at),
-            updated_at=as_utc(row.updated_at),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
             expires_at=self._expiry(row),
             files_received=self._count(row.id, RECEIVED) if open_ else row.files_received,
             instances_imported=self._count(row.id, JOURNAL, '"acquisition_id"')
             if open_
             else row.instances_imported,
-            errors=[FileError(**e) for e in json.loads(row.errors)],
-            summary_errors=list(json.loads(row.summary_errors)),
+            errors=[UploadFileError(**e) for e in row.errors],
+            summary_errors=list(row.summary_errors),
             study_instance_uids=uids,
             study_ids=study_ids,
         )
@@ -480,19 +423,19 @@ class Uploads:
     def _count(self, upload_id: str, log: str, containing: str = "") -> int:
         return sum(1 for line in _read_lines(self.root / upload_id / log) if containing in line)
 
-    def _require(self, upload_id: str, state: str) -> None:
+    def _require(self, upload_id: str, state: UploadState) -> None:
         with reading(self.engine) as conn:
-            current = conn.scalar(select(Upload.state).where(Upload.id == upload_id))
+            current = rows.state_of(conn, upload_id)
         if current is None:
             raise NotFound(f"no upload {upload_id!r}")
         if current != state:
             raise InvalidState(f"upload {upload_id} is {current}; files are taken only while uploading")
 
-    def _expiry(self, row: Any) -> datetime:
+    def _expiry(self, row: rows.UploadRecord) -> datetime:
         if row.state != UploadState.UPLOADING:
-            return as_utc(row.expires_at)
+            return row.expires_at
         last = self._last_activity(row.id)
-        return datetime.fromtimestamp(last, UTC) + self._lifetime() if last else as_utc(row.expires_at)
+        return datetime.fromtimestamp(last, UTC) + self._lifetime() if last else row.expires_at
 
     def _last_activity(self, upload_id: str) -> float:
         folder = self.root / upload_id
@@ -510,15 +453,7 @@ class Uploads:
         except Exception as exc:
             LOGGER.exception("import of upload %s failed", upload_id)
             with writing(self.engine) as conn:
-                conn.execute(
-                    update(Upload)
-                    .where(Upload.id == upload_id)
-                    .values(
-                        state=UploadState.FAILED,
-                        summary_errors=json.dumps([f"import failed: {exc}"]),
-                        updated_at=utcnow(),
-                    )
-                )
+                rows.fail(conn, upload_id, [f"import failed: {exc}"])
 
     def _run_import(self, upload_id: str) -> None:
         """Completion: once the sends under way are recorded (an exclusive lock of the folder: see
@@ -531,7 +466,7 @@ class Uploads:
 
     def _import_journal(self, upload_id: str, folder: Path) -> None:
         upload = self.get(upload_id)
-        errors: list[FileError] = []
+        errors: list[UploadFileError] = []
         sessions: dict[int, bool] = {}  # session id -> anything new stored
         imported = 0
         session_of: dict[int, int] = {}  # acquisition id -> session id
@@ -539,7 +474,9 @@ class Uploads:
             for entry in _read_lines(folder / JOURNAL):
                 record = json.loads(entry)
                 if "acquisition_id" not in record:
-                    errors.append(FileError(record["file"], record["code"], record["message"]))
+                    errors.append(
+                        UploadFileError(file=record["file"], code=record["code"], message=record["message"])
+                    )
                     continue
                 imported += 1
                 acquisition = record["acquisition_id"]
@@ -552,18 +489,15 @@ class Uploads:
             [] if imported else ["No DICOM files found" + (" (every file was refused)" if errors else "")]
         )
         with writing(self.engine) as conn:
-            conn.execute(
-                update(Upload)
-                .where(Upload.id == upload_id)
-                .values(
-                    state=UploadState.IMPORTED if imported else UploadState.FAILED,
-                    files_received=len(_read_lines(folder / RECEIVED)),
-                    instances_imported=imported,
-                    errors=json.dumps([e.__dict__ for e in errors]),
-                    summary_errors=json.dumps(summary),
-                    study_ids=json.dumps(study_ids),
-                    updated_at=utcnow(),
-                )
+            rows.finish(
+                conn,
+                upload_id,
+                state=UploadState.IMPORTED if imported else UploadState.FAILED,
+                files_received=len(_read_lines(folder / RECEIVED)),
+                instances_imported=imported,
+                errors=[error.model_dump() for error in errors],
+                summary_errors=summary,
+                study_ids=study_ids,
             )
         LOGGER.info(
             "upload %s imported: %d instances, %d refused, %d studies",
@@ -581,7 +515,7 @@ class Uploads:
             except Exception:  # the upload stays imported; the next start checks the study again
                 LOGGER.exception("checks of study %d failed to run", study_id)
 
-    def _hand_over(self, upload: UploadInfo, sessions: dict[int, bool]) -> tuple[list[int], list[int]]:
+    def _hand_over(self, upload: Upload, sessions: dict[int, bool]) -> tuple[list[int], list[int]]:
         """Each session's study enters the flow with the report type; unchanged finished ones are reused.
 
         Returns the upload's studies and, of them, those opened now (still to be checked and started).
@@ -624,17 +558,15 @@ class _Sources:
     def __getitem__(self, upload_id: str) -> Source:
         if upload_id not in self._known:
             with reading(self.engine) as conn:
-                row = conn.execute(
-                    select(Upload.created_by, Project.group_id, Project.label)
-                    .join(Project, Project.id == Upload.project_id)
-                    .where(Upload.id == upload_id)
-                ).one()
+                row = rows.destination(conn, upload_id)
+            if row is None:
+                raise NotFound(f"no upload {upload_id!r}")
             prefix = self.settings.dimse.project_ae_prefix
             self._known[upload_id] = Source(
                 "upload",
                 f"{row.created_by} upload {upload_id}",
-                called_ae=f"{prefix}{row.label}",
-                project=(row.group_id, row.label),  # the upload's own project, even if its label is ambiguous
+                called_ae=f"{prefix}{row.project}",
+                project=(row.group, row.project),  # the upload's own project, even if its label is ambiguous
             )
         return self._known[upload_id]
 
@@ -722,4 +654,163 @@ def _line(label: str, code: str, message: str) -> str:
     return json.dumps({"file": label, "code": code, "message": message})
 
 
-__all__ = ["FileError", "UploadInfo", "UploadState", "Uploads"]
+# -- the use cases ----------------------------------------------------------------------------------------
+
+
+def start(
+    app: Application,
+    caller: Access | None,
+    project: str,
+    report_type: str | None,
+    *,
+    force_reprocessing: bool = False,
+    user: str = "cli",
+) -> Upload:
+    """Open an upload into ``project`` (uploaders and admins of the project).
+
+    Parameters
+    ----------
+    app
+        The process's application.
+    caller
+        Whose rights apply; ``None`` for the local operator, who may upload anywhere.
+    project
+        Label of the project the data goes to.
+    report_type
+        Report type (or alias) to run on each study found; refused here, before any file, when unknown.
+    force_reprocessing
+        Process again even if the same data was processed.
+    user
+        Who starts it, when ``caller`` is ``None`` (else the caller's email).
+
+    Raises
+    ------
+    NotFound
+        No such project among the caller's.
+    PermissionDenied
+        The caller's role in the project does not allow uploads.
+    """
+    if caller is not None:
+        project_of(app.engine, caller, project, UPLOAD, "upload")
+        user = caller.user.email
+    return app.uploads.start(project, report_type, force_reprocessing=force_reprocessing, user=user)
+
+
+def check(app: Application, caller: Access | None, upload_id: str, action: str) -> None:
+    """Raise unless the caller may ``action`` (``read``, ``send``, ``complete``) the upload.
+
+    Cheap once per upload and process (its project is remembered), so the HTTP adapter calls it before it
+    reads a body.
+
+    Raises
+    ------
+    NotFound
+        No such upload, or one in a project the caller does not belong to (the same answer).
+    PermissionDenied
+        The caller's role in the upload's project does not allow ``action``.
+    """
+    if caller is None:
+        return
+    _, group, label = app.uploads.project(upload_id)
+    try:
+        caller.check(group, label, UPLOAD if action != "read" else READ, f"{action} uploads")
+    except NotFound:
+        raise NotFound(f"no upload {upload_id!r}") from None
+
+
+def add_files(
+    app: Application, caller: Access | None, upload_id: str, files: Sequence[tuple[str, IO[bytes]]]
+) -> list[ReceivedFile]:
+    """Store and ingest the files of one request (each a DICOM file or a zip): all are taken, or none.
+
+    The client's names are labels, never paths: each file is stored under a fresh safe name.
+
+    Raises
+    ------
+    InvalidState
+        The upload takes no more files (being completed, completed or expired): nothing was stored.
+    TooLarge
+        A file is over ``uploads.max_file_bytes``.
+    """
+    check(app, caller, upload_id, "send")
+    stored = app.uploads.receive_many(upload_id, files)
+    return [ReceivedFile(name=name, size=size) for name, size in stored]
+
+
+def add_bytes(
+    app: Application, caller: Access | None, upload_id: str, name: str, data: bytes | bytearray
+) -> ReceivedFile:
+    """:func:`add_files` of one file already in memory (one instance is ingested from it without a copy)."""
+    check(app, caller, upload_id, "send")
+    stored, size = app.uploads.receive_bytes(upload_id, name, data)
+    return ReceivedFile(name=stored, size=size)
+
+
+def new_part(app: Application, caller: Access | None, upload_id: str) -> Path:
+    """A new empty file in the upload's folder to write a large body into, then give to :func:`add_part`.
+
+    Raises
+    ------
+    InvalidState
+        The upload takes no more files (checked before the body is written, not after).
+    """
+    check(app, caller, upload_id, "send")
+    return app.uploads.part_file(upload_id)
+
+
+def add_part(app: Application, caller: Access | None, upload_id: str, name: str, part: Path) -> ReceivedFile:
+    """:func:`add_files` of one file written to :func:`new_part` (moved, not copied; removed in any case)."""
+    try:
+        check(app, caller, upload_id, "send")
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    stored, size = app.uploads.receive_file(upload_id, name, part)
+    return ReceivedFile(name=stored, size=size)
+
+
+def complete(app: Application, caller: Access | None, upload_id: str) -> Upload:
+    """Close the upload and import it in the background; its state says when it is done (twice: harmless).
+
+    Raises
+    ------
+    InvalidState
+        The upload failed or expired.
+    """
+    check(app, caller, upload_id, "complete")
+    return app.uploads.complete(upload_id)
+
+
+def get(app: Application, caller: Access | None, upload_id: str) -> Upload:
+    """One upload: state, counts, per-file errors and studies.
+
+    Raises
+    ------
+    NotFound
+        No such upload among the caller's projects.
+    """
+    check(app, caller, upload_id, "read")
+    return app.uploads.get(upload_id)
+
+
+def list_uploads(app: Application, caller: Access | None, project: str | None = None) -> list[Upload]:
+    """The uploads of the caller's projects (of project ``project`` only, when given), newest first."""
+    found = [u for u in app.uploads.all() if project is None or u.project == project]
+    if caller is None or caller.roles is None:
+        return found
+    roles = caller.roles
+    return [
+        u for u in found if any(caller.sees(group, u.project) for group, label in roles if label == u.project)
+    ]
+
+
+def received_files(app: Application, caller: Access | None, upload_id: str) -> list[str]:
+    """The stored names of the files an open upload received (empty once it is completed)."""
+    check(app, caller, upload_id, "read")
+    return app.uploads.files(upload_id)
+
+
+def studies(app: Application, caller: Access | None, upload_id: str) -> list[Study]:
+    """Each study version the upload's import handed to the processing flow, with stage and jobs."""
+    check(app, caller, upload_id, "read")
+    return _schemas.studies(app.uploads.studies(upload_id))
