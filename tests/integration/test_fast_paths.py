@@ -18,10 +18,9 @@ from starlette.routing import Route
 from dicomflow.api import create_app
 from dicomflow.api._fastlane import put_file_fast
 from dicomflow.config import Settings
-from dicomflow.index import create_project
-from dicomflow.uploads import Uploads
 from dicomflow.usecases.accounts import Role, create_token, create_user, grant
-from factories import make_instance, to_bytes
+from dicomflow.usecases.uploads import Uploads
+from factories import create_project, make_instance, to_bytes
 
 
 def _settings(data_dir: Path, fast_paths: bool) -> Settings:
