@@ -39,7 +39,7 @@ class Flowing:
 @pytest.fixture
 def flowing(tmp_path: Path) -> Iterator[Flowing]:
     """A study of project ``proj`` that went through the flow with no report type (→ Finished)."""
-    settings = Settings().with_overrides(data_dir=tmp_path, **{"storage.fsync": False})  # type: ignore[call-arg]
+    settings = Settings().with_overrides(data_dir=tmp_path, **{"storage.fsync": False})  # type: ignore[call-arg]  # dotted keys are not parameter names mypy knows
     app = open_application(settings)
     create_project(app.engine, "proj")
     ingestor = open_ingestor(settings)

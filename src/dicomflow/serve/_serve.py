@@ -36,7 +36,8 @@ def serve(settings: Settings) -> None:
     SystemExit
         With status 128 + the signal's number, once every process has stopped.
     """
-    import_pydicom_without_pixel_libraries()  # first: every worker forked below carries what we import
+    if settings.performance.fast_paths:  # relies on pydicom importing numpy and Pillow only if it can
+        import_pydicom_without_pixel_libraries()  # first: every worker forked below carries what we import
     lock: DataDirLock | None = None
     sockets: list[socket.socket] = []
     try:
