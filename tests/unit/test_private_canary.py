@@ -13,7 +13,8 @@ dicomflow's fast paths (``performance.fast_paths``) and a few patches reach past
   builds itself, the lifespan's state: its ``UVICORN_PRIVATE``);
 * Starlette and FastAPI: ``api/_guard.py`` and ``api/_fastlane.py`` (``cookie_parser``,
   ``get_authorization_scheme_param``, the router's route list);
-* SQLAlchemy: ``index/_rows.py`` (the driver's own connection), ``index/_queries.py`` (``Row._asdict``).
+* SQLAlchemy: ``index/_rows.py`` (the driver's own connection), ``index/catalog.py`` and
+  ``index/instances.py`` (``Row._asdict``).
 
 A version bump that changes one of them fails here, naming the library, the version installed and pinned,
 and the attribute; ``DICOMFLOW_PERFORMANCE__FAST_PATHS=0`` runs the stock code meanwhile (the patches that
@@ -359,7 +360,7 @@ CANARIES = [
     ),
     Canary("starlette", "Router.routes", "api/_fastlane.py", _router_routes),
     Canary("SQLAlchemy", "Connection.connection.driver_connection", "index/_rows.py", _driver_connection),
-    Canary("SQLAlchemy", "Row._asdict", "index/_queries.py", _row_asdict, fenced=False),
+    Canary("SQLAlchemy", "Row._asdict", "index/catalog.py, index/instances.py", _row_asdict, fenced=False),
 ]
 
 

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from dicomflow.errors import NotFound
+from dicomflow.index._db import as_utc
 from dicomflow.index._models import Membership, Project, User, utcnow
 from dicomflow.index._passwords import check_password, dummy_hash, hash_password, needs_rehash
-from dicomflow.index._queries import as_utc
 
 __all__ = [
     "Credentials",

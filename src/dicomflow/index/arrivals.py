@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
 
+from dicomflow.index._db import as_utc
 from dicomflow.index._models import Acquisition, Cursor, Instance, utcnow
-from dicomflow.index._queries import as_utc
 
 PIPELINE_SOURCE = "pipeline:"  # instances a job filed back; they never open a new study version
 UPLOAD_SOURCE = "upload:"  # instances of an HTTP upload, handed to the flow when the upload is complete

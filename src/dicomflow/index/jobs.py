@@ -15,8 +15,8 @@ from sqlalchemy import Connection, Row, Select, delete, func, insert, or_, selec
 
 from dicomflow.errors import NotFound
 from dicomflow.flow import JobState, Stage
+from dicomflow.index._db import as_utc
 from dicomflow.index._models import Job, ResultRow, Session, StageChange, Study, utcnow
-from dicomflow.index._queries import as_utc
 
 _ACTIVE = (JobState.QUEUED.value, JobState.RETRYING.value)
 

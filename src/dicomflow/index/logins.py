@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from dicomflow.index._db import as_utc
 from dicomflow.index._models import LoginFailure
-from dicomflow.index._queries import as_utc
 
 __all__ = [
     "LoginPolicy",

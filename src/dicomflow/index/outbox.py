@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+from dicomflow.index._db import as_utc
 from dicomflow.index._models import OutboxItem, utcnow
-from dicomflow.index._queries import as_utc
 
 
 class ExportState(StrEnum):

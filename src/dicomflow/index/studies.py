@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, Select, and_, delete, func, insert, not_
 
 from dicomflow.errors import NotFound, UnknownProject
 from dicomflow.flow import Stage, check_transition
+from dicomflow.index._db import as_utc
 from dicomflow.index._models import (
     Acquisition,
     Event,
@@ -30,7 +31,6 @@ from dicomflow.index._models import (
     Upload,
     utcnow,
 )
-from dicomflow.index._queries import as_utc
 from dicomflow.index.arrivals import PIPELINE_SOURCE
 from dicomflow.index.jobs import JobInfo, job_infos_of_study
 

@@ -26,8 +26,8 @@ from dicomflow.errors import (
     TokenExpired,
     TokenRevoked,
 )
+from dicomflow.index._db import as_utc
 from dicomflow.index._models import Token, User
-from dicomflow.index._queries import as_utc
 from dicomflow.index.accounts import UserInfo, user_of_row
 
 __all__ = [
