@@ -8,10 +8,12 @@ everything on SIGTERM or SIGINT. Importing this package is light; :func:`serve` 
 
 from dicomflow.serve._node import serve_node
 from dicomflow.serve._serve import serve
+from dicomflow.serve._signals import StopSignals
 from dicomflow.serve._sockets import cannot_listen, listen, listen_http
 from dicomflow.serve._supervisor import WorkerPool, die_with_parent
 
 __all__ = [
+    "StopSignals",
     "WorkerPool",
     "cannot_listen",
     "die_with_parent",

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 import time
-from types import FrameType
 
 from dicomflow import dimse
 from dicomflow.config import Settings
 from dicomflow.pipelines import ReportTypes
 from dicomflow.runtime import open_application
+from dicomflow.serve._signals import StopSignals
 from dicomflow.serve._supervisor import DRAIN_SECONDS, die_with_parent
 
 
@@ -30,12 +29,7 @@ def receiver_count(settings: Settings) -> int:
 def run_receiver(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
     """Body of one receiving process: its application and receiver, serving until SIGTERM, then drained."""
     die_with_parent()
-    stop = threading.Event()
-
-    def _on_term(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_term)
+    stop = StopSignals(signal.SIGTERM)  # from now on: one during start-up stops the process once it runs
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     dimse.configure(settings)  # pynetdicom is imported here, after the fork: HTTP workers never load it
     application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
