@@ -111,10 +111,10 @@ class HttpSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, description="TCP port of the HTTP API.")
     workers: int = Field(
-        default_factory=lambda: _per_cores(2, minimum=1),
+        default_factory=lambda: _per_cores(1, minimum=2),
         description=(
-            "HTTP processes sharing the port (default one per two CPU cores, at least 1; 0 = one per core, "
-            "at least 2). Each is an interpreter of about 80 MiB."
+            "HTTP processes sharing the port (default one per CPU core, at least 2: one alone serves uploads "
+            "at 0.6-0.7x of two, measured by bench/upload.py). Each is an interpreter of about 80 MiB."
         ),
     )
     session_idle_timeout: float = Field(
