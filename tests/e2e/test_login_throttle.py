@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.e2e
 
 CONNECTIONS = 8
 LOGIN = "/authentication-service/api/v1/sessions"
+_ByProcess = dict[int, list[http.client.HTTPConnection]]  # connections by the pid of the process serving them
 
 
 def _server_inode(server_port: int, client_port: int) -> str:
@@ -44,6 +46,38 @@ def _process_of(server: DicomflowServer, inode: str) -> int:
     raise AssertionError(f"no process holds socket {inode}")
 
 
+def _connect(
+    server: DicomflowServer, sockets: list[socket.socket]
+) -> dict[int, list[http.client.HTTPConnection]]:
+    """Open CONNECTIONS at once (all pending before any is accepted) and group them by serving process."""
+    batch = [socket.socket() for _ in range(CONNECTIONS)]
+    sockets.extend(batch)
+    for sock in batch:
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", server.http_port))
+    by_process: dict[int, list[http.client.HTTPConnection]] = {}
+    for sock in batch:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+        connection.sock = sock
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        pid = _process_of(server, _server_inode(server.http_port, sock.getsockname()[1]))
+        by_process.setdefault(pid, []).append(connection)
+    return by_process
+
+
+def _connections_on_two_processes(server: DicomflowServer, sockets: list[socket.socket]) -> _ByProcess:
+    """Connections served by both HTTP processes: the server answers once one process is up, so a batch may
+    go to that one alone while the other still starts; then another batch, until both serve."""
+    deadline = time.monotonic() + 60
+    while len(by_process := _connect(server, sockets)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(by_process) == 2, {pid: len(c) for pid, c in by_process.items()}
+    return by_process
+
+
 def _login(connection: http.client.HTTPConnection, password: str) -> http.client.HTTPResponse:
     body = json.dumps({"email": ADMIN_EMAIL, "password": password})
     connection.request("POST", LOGIN, body, {"Content-Type": "application/json"})
@@ -60,22 +94,9 @@ def test_failed_logins_on_two_processes_lock_the_account_in_both(
         DICOMFLOW_HTTP__LOGIN_MAX_FAILURES="3",
         DICOMFLOW_HTTP__LOGIN_LOCKOUT="60",
     )
-    sockets = [socket.socket() for _ in range(CONNECTIONS)]
+    sockets: list[socket.socket] = []
     try:
-        for sock in sockets:  # all pending before any is accepted, so both processes take some
-            sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", server.http_port))
-        by_process: dict[int, list[http.client.HTTPConnection]] = {}
-        for sock in sockets:
-            sock.setblocking(True)
-            sock.settimeout(30)
-            connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
-            connection.sock = sock
-            connection.request("GET", "/health")
-            connection.getresponse().read()
-            pid = _process_of(server, _server_inode(server.http_port, sock.getsockname()[1]))
-            by_process.setdefault(pid, []).append(connection)
-        assert len(by_process) == 2, {pid: len(c) for pid, c in by_process.items()}
+        by_process = _connections_on_two_processes(server, sockets)
         first, second = (connections[0] for connections in by_process.values())
 
         # 2 + 1 failures, alternating (the server closes a connection idle for 5 s): neither saw 3

@@ -42,7 +42,7 @@ def test_the_fast_lane_is_the_first_route_only_with_fast_paths(tmp_path: Path) -
     assert fast.openapi()["paths"] == stock.openapi()["paths"]  # FastAPI's route documents it either way
 
 
-def _answers(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Any]]:
+def _answers(app: FastAPI, monkeypatch: pytest.MonkeyPatch, data: bytes) -> list[tuple[int, Any]]:
     """Status and body of the one-file PUT in each case it meets (upload ID and stored name masked)."""
     application = app.state.application
     project = create_project(application.engine, "A")
@@ -52,7 +52,6 @@ def _answers(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, A
             grant(application, f"{who}@example.org", project.id, role)
     admin = {"Authorization": f"Bearer {create_token(application, 'admin@example.org')}"}
     viewer = {"Authorization": f"Bearer {create_token(application, 'viewer@example.org')}"}
-    data = to_bytes(make_instance())
     answers = []
     with TestClient(app, raise_server_exceptions=False) as client:
         upload = client.post("/api/v1/uploads", json={"project": "A"}, headers=admin).json()["id"]
@@ -86,12 +85,13 @@ def _fail(*_args: Any, **_kwargs: Any) -> Any:
 def test_the_one_file_put_answers_alike_on_both_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast = _answers(create_app(_settings(tmp_path / "fast", True)), monkeypatch)
-    stock = _answers(create_app(_settings(tmp_path / "stock", False)), monkeypatch)
+    data = to_bytes(make_instance())  # the same bytes both ways (fresh UIDs may differ in length)
+    fast = _answers(create_app(_settings(tmp_path / "fast", True)), monkeypatch, data)
+    stock = _answers(create_app(_settings(tmp_path / "stock", False)), monkeypatch, data)
 
     assert fast == stock
     assert [status for status, _ in fast] == [200, 200, 404, 403, 401, 401, 500, 409]
-    assert fast[0][1] == {"received": [{"name": "a.dcm", "size": len(to_bytes(make_instance()))}]}
+    assert fast[0][1] == {"received": [{"name": "a.dcm", "size": len(data)}]}
     assert fast[6][1] == {
         "error": {"code": "internal-error", "message": "internal server error", "details": {}}
     }
