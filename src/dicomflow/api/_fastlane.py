@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dicomflow.api._access import Access
 from dicomflow.api._deps import BEARER_USER, bearer_user
 from dicomflow.api._uploads import put_file
+from dicomflow.usecases.access import access_of
 from dicomflow.usecases.accounts import UserInfo
 
 PATH = "/api/v1/uploads/{upload_id}/files/{name:path}"
@@ -34,7 +34,7 @@ async def put_file_fast(request: Request) -> Response:
     if not isinstance(user, UserInfo):
         scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
         user = bearer_user(state.identities, token if scheme.lower() == "bearer" else None)
-    caller = Access.of(user, state.engine)
+    caller = access_of(state.application, user)
     params = request.path_params
     return await put_file(params["upload_id"], params["name"], request, caller)
 
