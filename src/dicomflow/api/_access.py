@@ -6,30 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from dicomflow.api._deps import App, CurrentUser
-from dicomflow.usecases.access import (
-    READ,
-    REVIEW,
-    UPLOAD,
-    Access,
-    InProject,
-    access_of,
-    no_such_project,
-    project_of,
-)
+from dicomflow.api._application import App
+from dicomflow.api._deps import CurrentUser
+from dicomflow.usecases.access import Access, access_of
 
-__all__ = [
-    "READ",
-    "REVIEW",
-    "UPLOAD",
-    "Access",
-    "Caller",
-    "InProject",
-    "access_of",
-    "current_access",
-    "no_such_project",
-    "project_of",
-]
+__all__ = ["Access", "Caller", "access_of", "current_access"]
 
 
 async def current_access(user: CurrentUser, app: App) -> Access:

@@ -26,15 +26,6 @@ _bearer = HTTPBearer(
 )
 
 
-async def get_application(request: Request) -> Application:
-    """The application built by ``create_app``."""
-    application: Application = request.app.state.application
-    return application
-
-
-App = Annotated[Application, Depends(get_application)]
-
-
 class Identities:
     """The users of tokens, each remembered for ``ttl`` seconds by the process that looked it up.
 

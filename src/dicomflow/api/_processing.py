@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 
 from dicomflow.api._access import Caller
+from dicomflow.api._application import App
 from dicomflow.api._deps import AdminUser, current_user
 from dicomflow.errors import NotFound
-from dicomflow.runtime import Application
 from dicomflow.schemas import (
     Job,
     ReportType,
@@ -32,13 +32,6 @@ from dicomflow.usecases import jobs, report_types, reprocess, results, review, r
 router = APIRouter(dependencies=[Depends(current_user)])
 
 
-async def get_application(request: Request) -> Application:
-    """The application ``create_app`` built (on the event loop: an attribute read)."""
-    application: Application = request.app.state.application
-    return application
-
-
-App = Annotated[Application, Depends(get_application)]
 Version = Annotated[int | None, Query(description="Study version (default: the newest).")]
 
 

@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from dicomflow.api._access import Access, access_of
-from dicomflow.api._deps import App, Identities, get_identities
+from dicomflow.api._application import App
+from dicomflow.api._deps import Identities, get_identities
 from dicomflow.api.icometrix import _model as m
 from dicomflow.api.icometrix import _schemas as s
 from dicomflow.usecases import icometrix as uc
