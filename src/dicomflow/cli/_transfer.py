@@ -212,20 +212,10 @@ def _check_report_types(application: Application, names: list[str]) -> None:
 
 def _process(application: Application, sessions: list[int], report_types: list[str]) -> list[str]:
     """Run the flow on the imported sessions until they end; print each study's stage and reason."""
-    from dicomflow.jobs import ProcessingEngine
+    from dicomflow.usecases.jobs import process_here
 
-    settings = application.settings
-    processing = ProcessingEngine(
-        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}),
-        application.engine,
-        flow=application.flow,
-    )
-    try:
-        with stderr().status(f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"):
-            study_ids = processing.flow.request(sessions, report_types, actor="cli import")
-            studies = processing.run_until_settled(study_ids)
-    finally:
-        processing.stop()
+    with stderr().status(f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"):
+        studies = process_here(application, sessions, report_types, actor="cli import")
     for study in studies:
         typer.echo(f"{study.study_instance_uid}: {study.stage}: {study.reason}")
     return [study.stage for study in studies]
