@@ -21,6 +21,8 @@ from pydicom import config
 import factories
 from factories import DicomflowServer
 
+pytest_plugins = ["s3"]  # s3_server, s3_bucket: moto's S3 server on loopback
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep the tests of a module that share a module-scoped fixture (``server`` and the like: a running

@@ -11,7 +11,7 @@ import os
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -172,6 +172,31 @@ class StorageSettings(BaseModel):
     )
     fsync: bool = Field(
         True, description="fsync every blob before acknowledging it (turn off only for tests)."
+    )
+    backend: Literal["filesystem", "s3"] = Field(
+        "filesystem", description="Where blobs live: 'filesystem' (storage.root) or 's3' (an S3 bucket)."
+    )
+    staging: Path | None = Field(
+        None,
+        description=(
+            "S3 back end: node-local directory where received bytes are fsynced before they are PUT "
+            "(each node stages in '<staging>/<node_id>'); empty = 'staging' in the data directory."
+        ),
+    )
+    scratch: Path | None = Field(
+        None,
+        description=(
+            "Node-local directory where blobs are fetched for readers that need files (a job's inputs); "
+            "empty = 'scratch' in the data directory."
+        ),
+    )
+    s3_endpoint_url: str = Field(
+        "", description="S3 endpoint URL (MinIO, Ceph RGW, ...); empty = AWS's for the region."
+    )
+    s3_bucket: str = Field("", description="S3 bucket of the blobs (must exist); required for s3.")
+    s3_prefix: str = Field("", description="Prefix of every object key in the bucket, e.g. 'dicomflow/'.")
+    s3_region: str = Field(
+        "", description="S3 region; empty = boto3's configuration (AWS_DEFAULT_REGION, ~/.aws/config)."
     )
 
 
@@ -349,6 +374,16 @@ class Settings(BaseSettings):
     def blob_root(self) -> Path:
         """The directory of the filesystem blob store."""
         return self.storage.root or self.data_dir / "blobs"
+
+    @property
+    def staging_root(self) -> Path:
+        """The node-local staging directory of the S3 blob store."""
+        return self.storage.staging or self.data_dir / "staging"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """The node-local directory where blobs are fetched for readers that need files."""
+        return self.storage.scratch or self.data_dir / "scratch"
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with dotted overrides applied, e.g. ``with_overrides(**{"dimse.port": 4242})``."""

@@ -81,7 +81,7 @@ def test_missing_blob_is_a_storage_error(api: ApiContext) -> None:
 def test_unreadable_blob_is_a_storage_error(api: ApiContext) -> None:
     stored = api.seeded.instances["B1"][0]
     key = f"{stored.study_instance_uid}/{stored.series_instance_uid}/{stored.sop_instance_uid}.dcm"
-    api.store.path_of(key).write_bytes(b"not dicom at all")
+    api.store.put(key, b"not dicom at all")
     response = api.client.get(f"/api/v1/instances/{stored.sop_instance_uid}", headers=api.headers())
     assert assert_error_shape(response)["code"] == "storage-error"
 

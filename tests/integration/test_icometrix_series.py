@@ -162,7 +162,7 @@ def test_migration_0006_fills_the_headers_of_existing_series(settings: Settings)
             config.attributes["connection"] = conn
             command.downgrade(config, "0005")  # as an installation of the previous release
         assert "series_header" not in _columns(settings)
-        migrate(engine, blob_path=FileSystemBlobStore(settings.blob_root, fsync=False).path_of)
+        migrate(engine, blob_read=FileSystemBlobStore(settings.blob_root, fsync=False).get)
     finally:
         engine.dispose()
     headers = _headers(settings)

@@ -21,7 +21,7 @@ import pytest
 from dicomflow.config import DuplicatePolicy, Settings
 from dicomflow.index import WriteLock, create_index_engine, migrate
 from dicomflow.ingest import Ingestor, Source, open_ingestor, recover_store
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.storage import FileSystemBlobStore, StagingArea
 from factories import DataDir, create_project, make_conflicting_pair, make_instance, to_bytes
 from waiting import wait_until
 
@@ -112,7 +112,7 @@ CRASH_POINTS: dict[str, tuple[list[tuple[type, str]], bool, bool]] = {
     # Once the bytes are staged the staged file is a complete instance: recovery ingests it again if its
     # row did not survive (at least once), so every point after staging ends indexed.
     "before-the-header-is-parsed": (
-        [(Ingestor, "record_rejection"), (FileSystemBlobStore, "_sync_pool")],
+        [(Ingestor, "record_rejection"), (StagingArea, "_sync_pool")],
         False,
         True,
     ),

@@ -123,10 +123,10 @@ class WriteLock:
             self._fd = None
 
 
-def migrate(engine: Engine, *, blob_path: Callable[[str], Path] | None = None) -> None:
+def migrate(engine: Engine, *, blob_read: Callable[[str], bytes] | None = None) -> None:
     """Bring the schema to the newest Alembic revision.
 
-    ``blob_path`` (the blob store's ``path_of``) lets a revision that derives data from the stored files
+    ``blob_read`` (the blob store's ``get``) lets a revision that derives data from the stored files
     fill existing rows (0006: the series headers); without it they are filled later, when first read.
     An index already at the newest revision is left alone without importing Alembic (12 MiB in every
     process of ``dicomflow serve`` otherwise; a process forked later inherits it).
@@ -140,7 +140,7 @@ def migrate(engine: Engine, *, blob_path: Callable[[str], Path] | None = None) -
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        config.attributes["blob_path"] = blob_path
+        config.attributes["blob_read"] = blob_read
         command.upgrade(config, "head")
 
 

@@ -355,8 +355,7 @@ class Ingestor:
         """Whether the blob under ``key`` holds the data set of ``data`` (its file meta may differ: the
         receiver names the calling AE there, an uploaded file keeps its own)."""
         try:
-            with self.store.open(key) as handle:
-                stored = handle.read()
+            stored = self.store.get(key)
         except StorageError:
             return False
         fast = self.fast_paths

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine
 from dicomflow.ingest._ingest import Ingestor
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.storage import open_blob_store
 
 
 def open_ingestor(settings: Settings) -> Ingestor:
@@ -21,5 +21,5 @@ def open_ingestor(settings: Settings) -> Ingestor:
         sqlite_synchronous=settings.index.sqlite_synchronous,
         direct_sqlite=settings.performance.fast_paths,
     )
-    store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+    store = open_blob_store(settings)
     return Ingestor(settings, engine, store)

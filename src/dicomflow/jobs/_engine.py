@@ -19,7 +19,7 @@ from dicomflow.jobs._executor import EmbeddedExecutor, Executor
 from dicomflow.jobs._flow import Flow
 from dicomflow.jobs._outbox import Outbox
 from dicomflow.pipelines import ReportTypes, load_report_types
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.storage import open_blob_store
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ProcessingEngine:
             flow = Flow(
                 settings,
                 engine,
-                FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync),
+                open_blob_store(settings),
                 registry,
             )
         self.registry = flow.registry

@@ -21,7 +21,7 @@ from dicomflow.index import create_index_engine, reading
 from dicomflow.index.jobs import job_row
 from dicomflow.index.studies import project_of_session, study_blob_keys, study_row
 from dicomflow.pipelines import Context, StudyInfo, load_report_types, read_series, run, select
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.storage import open_blob_store
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -57,7 +57,7 @@ def execute_job(settings: Settings, job_id: int, workdir: Path) -> int:
     logger = logging.getLogger("dicomflow.job")
     try:
         engine = create_index_engine(settings.index_url)
-        store = FileSystemBlobStore(settings.blob_root, fsync=False)
+        store = open_blob_store(settings, fsync=False)
         with reading(engine) as conn:
             job = job_row(conn, job_id)
             study = study_row(conn, job.study_id)
@@ -69,16 +69,17 @@ def execute_job(settings: Settings, job_id: int, workdir: Path) -> int:
         )
         report_type = registry.get(job.report_type)
         logger.info("job %d: %s %s on %d instances", job_id, report_type.name, report_type.version, len(keys))
-        series = read_series([store.path_of(key) for key in keys])
-        selection = select(report_type, series)
-        if selection.is_blocked:
-            (workdir / FINDINGS_FILE).write_text(json.dumps([f.as_dict() for f in selection.findings]))
-            logger.error(
-                "job %d: checks failed: %s", job_id, "; ".join(f.message for f in selection.findings)
-            )
-            return EXIT_BLOCKED
-        info = _study_info(series[0].paths[0] if series else None, project)
-        run(report_type, selection, Context(workdir, info, dict(report_type.options), logger))
+        with store.local_files(keys, settings.scratch_dir) as paths:  # inputs on this node's disk
+            series = read_series(paths)
+            selection = select(report_type, series)
+            if selection.is_blocked:
+                (workdir / FINDINGS_FILE).write_text(json.dumps([f.as_dict() for f in selection.findings]))
+                logger.error(
+                    "job %d: checks failed: %s", job_id, "; ".join(f.message for f in selection.findings)
+                )
+                return EXIT_BLOCKED
+            info = _study_info(series[0].paths[0] if series else None, project)
+            run(report_type, selection, Context(workdir, info, dict(report_type.options), logger))
         logger.info("job %d: done", job_id)
         return EXIT_OK
     except UnprocessableInput as exc:

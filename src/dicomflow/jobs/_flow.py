@@ -9,6 +9,7 @@ import --report-type``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
@@ -51,8 +52,8 @@ from dicomflow.index.studies import (
 from dicomflow.ingest import Ingestor, Source, open_ingestor
 from dicomflow.jobs._backoff import backoff
 from dicomflow.jobs._execute import ERROR_FILE, EXIT_UNPROCESSABLE, FINDINGS_FILE
-from dicomflow.pipelines import Manifest, ReportType, ReportTypes, read_series, select, survey
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.pipelines import Manifest, ReportType, ReportTypes, SeriesData, read_series, select, survey
+from dicomflow.storage import BlobStore
 
 LOGGER = logging.getLogger(__name__)
 CURSOR = "flow"
@@ -62,9 +63,7 @@ SYSTEM = "dicomflow"
 class Flow:
     """The flow's use cases over one index and blob store."""
 
-    def __init__(
-        self, settings: Settings, engine: Engine, store: FileSystemBlobStore, registry: ReportTypes
-    ) -> None:
+    def __init__(self, settings: Settings, engine: Engine, store: BlobStore, registry: ReportTypes) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
@@ -114,11 +113,17 @@ class Flow:
             reason=reason,
         )
 
+    def _read_series(self, keys: Sequence[str]) -> list[SeriesData]:
+        """The headers of a study's instances by series (the checks read headers only: the files
+        fetched to the scratch directory, if the store needs copies, go at once)."""
+        with self.store.local_files(keys, self.settings.scratch_dir) as paths:
+            return read_series(paths)
+
     def _rule_report_types(self, conn: Connection, project_id: int, blob_key: str) -> list[str]:
         matching = list_rules(conn, project_id)
         if not matching:
             return []
-        header = dcmread(self.store.path_of(blob_key), stop_before_pixels=True)
+        header = dcmread(io.BytesIO(self.store.get(blob_key)), stop_before_pixels=True)
         return [rule.report_type for rule in matching if _rule_matches(rule.match, header)]
 
     def request(
@@ -180,7 +185,7 @@ class Flow:
         for session_id in dict.fromkeys(session_ids):
             with reading(self.engine) as conn:
                 keys = study_blob_keys(conn, _Scope(session_id, scope))
-            selection = select(chosen, read_series([self.store.path_of(key) for key in keys]))
+            selection = select(chosen, self._read_series(keys))
             waiting = [f.message for f in selection.findings if f.code == "required-series-missing"]
             if waiting:
                 LOGGER.info("session %d waits for its inputs: %s", session_id, "; ".join(waiting))
@@ -206,7 +211,7 @@ class Flow:
             keys = study_blob_keys(conn, study)
         names = list(study.report_types)
         try:
-            series = read_series([self.store.path_of(key) for key in keys])
+            series = self._read_series(keys)
             plan = [(self.registry.get(name), select(self.registry.get(name), series)) for name in names]
         except Exception as exc:  # an unreadable file or a broken plugin must fail the study, not the loop
             LOGGER.exception("checks of study %d failed", study_id)
@@ -401,7 +406,7 @@ class Flow:
         with reading(self.engine) as conn:
             study = study_row(conn, study_id)
             keys = study_blob_keys(conn, study)
-        series = read_series([self.store.path_of(key) for key in keys])
+        series = self._read_series(keys)
         with writing(self.engine) as conn:
             blocking = []
             for name in names:

@@ -14,7 +14,7 @@ from dicomflow.index import create_index_engine, migrate
 from dicomflow.ingest import Ingestor, open_ingestor
 from dicomflow.jobs import Flow
 from dicomflow.pipelines import ReportTypes, load_report_types
-from dicomflow.storage import FileSystemBlobStore
+from dicomflow.storage import BlobStore, open_blob_store
 from dicomflow.usecases.uploads import Uploads
 
 LOGGER = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class Application:
 
     settings: Settings
     engine: Engine
-    store: FileSystemBlobStore
+    store: BlobStore
     registry: ReportTypes
     flow: Flow
     uploads: Uploads
@@ -83,9 +83,9 @@ def open_application(
         loaded from ``settings.processing``.
     """
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
-    store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
+    store = open_blob_store(settings)
     if migrate_index:
-        migrate(engine, blob_path=store.path_of)  # 0006 reads the series headers of existing rows
+        migrate(engine, blob_read=store.get)  # 0006 reads the series headers of existing rows
     if registry is None:
         registry = load_report_types_of(settings)
     flow = Flow(settings, engine, store, registry)

@@ -150,12 +150,10 @@ def _migrate_in_child(settings: Settings) -> None:
 
 def _migrate(settings: Settings) -> None:
     from dicomflow.index import create_index_engine, migrate
-    from dicomflow.storage import FileSystemBlobStore
+    from dicomflow.storage import open_blob_store
 
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     try:
-        migrate(
-            engine, blob_path=FileSystemBlobStore(settings.blob_root).path_of
-        )  # 0006 reads series headers
+        migrate(engine, blob_read=open_blob_store(settings, fsync=False).get)  # 0006 reads series headers
     finally:
         engine.dispose()

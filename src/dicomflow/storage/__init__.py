@@ -1,7 +1,20 @@
-"""Blob storage for instance bytes: the filesystem store now, an S3 store behind the same interface later."""
+"""Blob storage: the filesystem store and the S3 store behind one interface, staging on the node."""
 
-from dicomflow.storage._filesystem import FileSystemBlobStore, RecoveryReport, StagedBlob
+from dicomflow.storage._filesystem import FileSystemBlobStore
 from dicomflow.storage._interface import BlobStore
 from dicomflow.storage._locks import DataDirLock
+from dicomflow.storage._open import open_blob_store
+from dicomflow.storage._s3 import S3BlobStore
+from dicomflow.storage._staged import RecoveryReport
+from dicomflow.storage._staging import StagedBlob, StagingArea
 
-__all__ = ["BlobStore", "DataDirLock", "FileSystemBlobStore", "RecoveryReport", "StagedBlob"]
+__all__ = [
+    "BlobStore",
+    "DataDirLock",
+    "FileSystemBlobStore",
+    "RecoveryReport",
+    "S3BlobStore",
+    "StagedBlob",
+    "StagingArea",
+    "open_blob_store",
+]

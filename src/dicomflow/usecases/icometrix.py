@@ -438,7 +438,7 @@ def _describe(app: Application, item: SeriesRecord) -> SeriesRecord:
         key = repo.first_blob_key(conn, item.id)
     if key is None:
         return item  # no instance yet: nothing to describe
-    header = read_series_attributes(app.store.path_of(key))
+    header = read_series_attributes(app.store.get(key))
     with writing(app.engine) as conn:
         repo.record_series_header(conn, item.id, header)
     return SeriesRecord(

@@ -7,7 +7,7 @@ Create Date: 2026-12-03 12:00:00.000000
 ``acquisitions.series_header`` holds, as JSON, the ``dicom.SERIES_KEYWORDS`` of the series' first instance
 (``{keyword: [values as text]}``), written when the series is first placed, so that listing a study's series
 opens no file. Existing acquisitions are filled here from their first instance's blob when the caller names
-the blob store (``migrate(engine, blob_path=store.path_of)``, as ``open_application`` and ``dicomflow serve``
+the blob store (``migrate(engine, blob_read=store.get)``, as ``open_application`` and ``dicomflow serve``
 do); any left empty are filled by the first request that lists them.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import context, op
@@ -30,9 +29,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("acquisitions", sa.Column("series_header", sa.Text(), nullable=True))
-    blob_path: Callable[[str], Path] | None = context.config.attributes.get("blob_path")
-    if blob_path is not None:
-        _fill(op.get_bind(), blob_path)
+    blob_read: Callable[[str], bytes] | None = context.config.attributes.get("blob_read")
+    if blob_read is not None:
+        _fill(op.get_bind(), blob_read)
 
 
 def downgrade() -> None:
@@ -42,7 +41,7 @@ def downgrade() -> None:
         op.drop_column("acquisitions", "series_header")
 
 
-def _fill(conn: sa.Connection, blob_path: Callable[[str], Path]) -> None:
+def _fill(conn: sa.Connection, blob_read: Callable[[str], bytes]) -> None:
     first = sa.text(
         "SELECT a.id, (SELECT i.blob_key FROM instances i WHERE i.acquisition_id = a.id"
         " ORDER BY i.id LIMIT 1) FROM acquisitions a WHERE a.series_header IS NULL"
@@ -52,9 +51,8 @@ def _fill(conn: sa.Connection, blob_path: Callable[[str], Path]) -> None:
         if key is None:
             continue  # no instance yet: the series is described when one arrives or is listed
         try:
-            path = blob_path(key)
-        except ValueError:
+            data = blob_read(key)
+        except Exception:  # a missing or unreadable blob (StorageError), a malformed key (ValueError)
             continue
-        if path.exists():
-            header = json.dumps(read_series_attributes(path), separators=(",", ":"))
-            conn.execute(store, {"header": header, "id": acquisition_id})
+        header = json.dumps(read_series_attributes(data), separators=(",", ":"))
+        conn.execute(store, {"header": header, "id": acquisition_id})
