@@ -9,6 +9,7 @@ series or study in no such project is not found, exactly as if it did not exist.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any
 
@@ -65,6 +66,8 @@ __all__ = [
     "study_blobs",
     "study_stages",
 ]
+
+_HEADER_READ = 1 << 20  # bytes read for an instance's header (all of it if it is longer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,13 +242,19 @@ def instance_header(app: Application, caller: Access | None, sop_instance_uid: s
     StorageError
         Its stored bytes are not readable DICOM.
     """
-    _blob, handle = open_instance(app, caller, sop_instance_uid)
-    with handle:
+    with reading(app.engine) as conn:
+        blob = instances.instance_blob(conn, sop_instance_uid, _sees(caller))
+    try:  # the header from the blob's first MiB (one range request on S3), or from all of it
+        head = app.store.read_range(blob.blob_key, 0, _HEADER_READ)
         try:
-            dataset = pydicom.dcmread(handle, stop_before_pixels=True)
-        except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
-            raise StorageError(
-                f"the stored bytes of SOP Instance UID {sop_instance_uid!r} are not readable DICOM"
-            ) from exc
+            dataset = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True)
+        except (EOFError, ValueError, OSError):
+            if len(head) < _HEADER_READ:
+                raise
+            dataset = pydicom.dcmread(io.BytesIO(app.store.get(blob.blob_key)), stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        raise StorageError(
+            f"the stored bytes of SOP Instance UID {sop_instance_uid!r} are not readable DICOM"
+        ) from exc
     header: dict[str, Any] = dataset.to_json_dict()
     return header
