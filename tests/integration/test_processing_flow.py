@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from dicomflow.index.studies import (
 )
 from dicomflow.ingest import Source, open_ingestor
 from dicomflow.jobs import ProcessingEngine, job_workdir
+from dicomflow.storage import BlobStore
 from factories import create_project, make_study, to_bytes
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
@@ -71,10 +73,11 @@ class Installation:
         with reading(self.ingestor.engine) as conn:
             return find_study(conn, uid)
 
-    def results(self, study: StudyInfo) -> dict[str, Path]:
+    def results(self, study: StudyInfo) -> dict[str, StoredResult]:
+        """The study's result files by name, as kept in the shared blob store."""
         with reading(self.ingestor.engine) as conn:
             found = results_of_study(conn, study.id)
-        return {r.name: self.settings.data_dir / r.path for r in found}
+        return {r.name: StoredResult(self.flow.store, r.path) for r in found}
 
     def close(self) -> None:
         self.processing.stop()
@@ -86,6 +89,17 @@ def install(tmp_path: Path) -> Iterator[Installation]:
     installation = Installation(tmp_path, max_attempts=2, options={})
     yield installation
     installation.close()
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A result file in the blob store."""
+
+    store: BlobStore
+    key: str
+
+    def read_text(self) -> str:
+        return self.store.get(self.key).decode()
 
 
 def _make(tmp_path: Path, **processing: Any) -> Installation:

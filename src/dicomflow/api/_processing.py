@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from dicomflow.api._access import Caller
 from dicomflow.api._application import App
 from dicomflow.api._deps import AdminUser, current_user
+from dicomflow.api._files import file_response
 from dicomflow.errors import NotFound
 from dicomflow.schemas import (
     Job,
@@ -68,11 +69,16 @@ def get_results_zip(study_instance_uid: str, app: App, caller: Caller, version: 
     return Response(archive.content, media_type=archive.media_type, headers=headers)
 
 
-@router.get("/results/{result_id}/file", summary="Download one result file")
-def get_result_file(result_id: int, app: App, caller: Caller) -> FileResponse:
-    """The file as the job wrote it."""
+@router.get(
+    "/results/{result_id}/file",
+    summary="Download one result file",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def get_result_file(result_id: int, app: App, caller: Caller) -> StreamingResponse:
+    """The file as the job wrote it, streamed from the shared store."""
     found = results.result_file(app, caller, result_id)
-    return FileResponse(found.path, media_type=found.media_type, filename=found.name)
+    return file_response(found.stream, found.size, found.media_type, found.name)
 
 
 @router.post("/studies/{study_instance_uid}/reprocess", status_code=202, summary="Run a study again")

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine
 
 from dicomflow.checks import Severity
 from dicomflow.config import Settings
-from dicomflow.errors import InvalidState
+from dicomflow.errors import InvalidState, StorageError
 from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.index.arrivals import Arrival, arrivals_since, cursor, move_cursor
@@ -51,9 +51,9 @@ from dicomflow.index.studies import (
 )
 from dicomflow.ingest import Ingestor, Source, open_ingestor
 from dicomflow.jobs._backoff import backoff
-from dicomflow.jobs._execute import ERROR_FILE, EXIT_UNPROCESSABLE, FINDINGS_FILE
+from dicomflow.jobs._execute import ERROR_FILE, EXIT_UNPROCESSABLE, FINDINGS_FILE, LOG_FILE
 from dicomflow.pipelines import Manifest, ReportType, ReportTypes, SeriesData, read_series, select, survey
-from dicomflow.storage import BlobStore
+from dicomflow.storage import BlobStore, log_key, result_key
 
 LOGGER = logging.getLogger(__name__)
 CURSOR = "flow"
@@ -252,6 +252,7 @@ class Flow:
         self, job_id: int, workdir: Path, exit_code: int | None, *, timed_out: bool = False
     ) -> None:
         """File a finished attempt: results and derived series on success, retry or failure otherwise."""
+        self._keep_log(job_id, workdir)
         if exit_code == 0:
             try:
                 self._succeeded(job_id, workdir)
@@ -280,7 +281,9 @@ class Flow:
         source = Source("pipeline", f"job {job_id} ({job.report_type})", project=(study.group, study.project))
         for relative in manifest.derived:
             self._ingest().ingest_file(workdir / relative, source)
-        data_dir = self.settings.data_dir.resolve()
+        # outputs go to the shared store before their rows: any node serves them (a crash in between
+        # leaves unreferenced blobs, which the retried attempt writes again)
+        filed = {relative: self._share(job_id, workdir, relative) for relative in _outputs(manifest)}
         with writing(self.engine) as conn:
             for item in manifest.files:
                 path = (workdir / item.path).resolve()
@@ -293,11 +296,32 @@ class Flow:
                     media_type=item.media_type,
                     size=path.stat().st_size,
                     sha256=_sha256(path),
-                    path=str(path.relative_to(data_dir)),
+                    path=filed[item.path],
                 )
             for node, relative in manifest.exports:
-                enqueue_export(conn, job_id, node, str((workdir / relative).resolve().relative_to(data_dir)))
+                enqueue_export(conn, job_id, node, filed[relative])
             finish_job(conn, job_id, JobState.SUCCEEDED)
+
+    def _share(self, job_id: int, workdir: Path, relative: str) -> str:
+        """Put one output of a job into the blob store; its key."""
+        path = (workdir / relative).resolve()
+        if not path.is_relative_to(workdir.resolve()):
+            raise ValueError(f"output {relative!r} is outside the job's folder")
+        key = result_key(job_id, path.relative_to(workdir.resolve()).as_posix())
+        with path.open("rb") as data:
+            self.store.put(key, data)
+        return key
+
+    def _keep_log(self, job_id: int, workdir: Path) -> None:
+        """Put an attempt's log into the blob store, so that any node shows it."""
+        log = workdir / LOG_FILE
+        if not log.is_file():
+            return
+        try:
+            with log.open("rb") as data:
+                self.store.put(log_key(job_id, workdir.name), data)
+        except StorageError:
+            LOGGER.exception("keeping the log of job %d failed", job_id)
 
     def _failed(self, job_id: int, error: str, *, retry: bool) -> None:
         processing = self.settings.processing
@@ -452,6 +476,13 @@ def _error_text(workdir: Path, exit_code: int | None, timed_out: bool) -> str:
     if (workdir / ERROR_FILE).is_file():
         return str(json.loads((workdir / ERROR_FILE).read_text())["error"])
     return f"the worker process ended with exit code {exit_code} before reporting"
+
+
+def _outputs(manifest: Manifest) -> list[str]:
+    """The job's outputs that go to the shared store: result files and exports, each once."""
+    return list(
+        dict.fromkeys([*(item.path for item in manifest.files), *(path for _, path in manifest.exports)])
+    )
 
 
 def _sha256(path: Path) -> str:

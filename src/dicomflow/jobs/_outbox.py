@@ -3,17 +3,21 @@ retried with doubling back-off until the node takes them (a node that is down on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from dicomflow import dimse
-from dicomflow.config import Settings
+from dicomflow.config import NodeSettings, Settings
+from dicomflow.errors import StorageError
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.index.outbox import OutboxEntry, due_exports, export_failed, export_sent
 from dicomflow.jobs._backoff import backoff
+from dicomflow.storage import is_shared_key, open_blob_store
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,13 +40,41 @@ class Outbox:
 
     def _deliver(self, node_name: str, items: list[OutboxEntry]) -> int:
         node = self.settings.processing.nodes.get(node_name)
-        data_dir = self.settings.data_dir.resolve()
         if node is None:
             self._failed(items, f"node {node_name!r} is not configured")
             return 0
+        with self._local_files(items) as local:
+            return self._send(node_name, node, items, local)
+
+    @contextlib.contextmanager
+    def _local_files(self, items: list[OutboxEntry]) -> Iterator[dict[int, Path]]:
+        """The files to send on this node's disk: fetched from the shared store into the scratch directory
+        (an export filed before exports went there names a file in the data directory)."""
+        data_dir = self.settings.data_dir.resolve()
+        shared = [item for item in items if is_shared_key(item.path)]
+        store = open_blob_store(self.settings, fsync=False) if shared else None
+        with contextlib.ExitStack() as stack:
+            local = {item.id: data_dir / item.path for item in items if not is_shared_key(item.path)}
+            if store is not None:
+                stack.callback(store.close)
+                try:
+                    paths = stack.enter_context(
+                        store.local_files([item.path for item in shared], self.settings.scratch_dir)
+                    )
+                except StorageError as exc:
+                    self._failed(shared, exc.message)
+                    paths = []
+                local.update({item.id: path for item, path in zip(shared, paths, strict=False)})
+            yield local
+
+    def _send(
+        self, node_name: str, node: NodeSettings, items: list[OutboxEntry], local: dict[int, Path]
+    ) -> int:
         outgoing = {}
         for item in items:
-            described = dimse.describe(data_dir / item.path)
+            if item.id not in local:
+                continue  # could not be fetched (failed above)
+            described = dimse.describe(local[item.id])
             if described is None:
                 self._failed([item], f"{item.path} is not a DICOM file")
             else:

@@ -2,6 +2,7 @@
 
 from dicomflow.storage._filesystem import FileSystemBlobStore
 from dicomflow.storage._interface import BlobStore
+from dicomflow.storage._keys import is_shared_key, log_key, result_key, upload_prefix
 from dicomflow.storage._locks import DataDirLock
 from dicomflow.storage._open import open_blob_store
 from dicomflow.storage._s3 import S3BlobStore
@@ -16,5 +17,9 @@ __all__ = [
     "S3BlobStore",
     "StagedBlob",
     "StagingArea",
+    "is_shared_key",
+    "log_key",
     "open_blob_store",
+    "result_key",
+    "upload_prefix",
 ]

@@ -15,7 +15,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from dicomflow.dicom import read_series_attributes
@@ -30,6 +29,7 @@ from dicomflow.index.results import ResultInfo, result_row, results_of_study
 from dicomflow.index.studies import StudyInfo, latest_study, list_studies
 from dicomflow.schemas import Upload as UploadInfo
 from dicomflow.usecases.access import READ, UPLOAD, Access, no_such_project
+from dicomflow.usecases.results import open_result, read_result
 
 if TYPE_CHECKING:
     from dicomflow.runtime import Application
@@ -138,9 +138,11 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class ReportFile:
-    """A report file to send: where it is, its media type and its name."""
+    """A report file to send: its bytes open for reading (the receiver closes them), size, media type and
+    name."""
 
-    path: Path
+    stream: IO[bytes]
+    size: int
     media_type: str
     name: str
 
@@ -251,13 +253,12 @@ def pipeline_results(
 ) -> tuple[HierarchyIds, list[PipelineResult]]:
     """The succeeded jobs of a study's versions, with the measurements of their ``results.json``."""
     ids, versions = _versions_of_study(app, caller, project_id, patient_id, study_id)
-    data_dir = app.settings.data_dir
     found = []
     for info, results in versions:
         for job in (j for j in info.jobs if j.state == "succeeded"):
             numbers: Any = next(
                 (
-                    json.loads((data_dir / r.path).read_text())["measurements"]
+                    json.loads(read_result(app, r.path))["measurements"]
                     for r in results
                     if r.job_id == job.id and r.kind == "results"
                 ),
@@ -397,7 +398,8 @@ def report_file(
         raise NotFound(f"no file {result_id} in report {report_id!r}")
     with reading(app.engine) as conn:
         result = result_row(conn, result_id)
-    return ReportFile(app.settings.data_dir / result.path, result.media_type, result.name)
+    stream, size = open_result(app, result.path)
+    return ReportFile(stream, size, result.media_type, result.name)
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

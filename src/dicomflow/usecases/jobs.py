@@ -14,6 +14,7 @@ from dicomflow.index.jobs import job_row
 from dicomflow.index.jobs import list_jobs as listed_jobs
 from dicomflow.index.studies import StudyInfo, list_studies, study_of_job
 from dicomflow.jobs import ProcessingEngine, job_workdir
+from dicomflow.storage import log_key
 from dicomflow.usecases import _schemas
 from dicomflow.usecases.access import Access
 
@@ -52,7 +53,11 @@ def job_log(app: Application, caller: Access | None, job_id: int) -> str | None:
             study = study_of_job(conn, job_id)
             if not caller.sees(study.group, study.project):
                 raise NotFound(f"no job with id {job_id}")
-    path = job_workdir(app.settings, job.id, max(job.attempts, 1)) / "job.log"
+    workdir = job_workdir(app.settings, job.id, max(job.attempts, 1))
+    key = log_key(job.id, workdir.name)  # an ended attempt's log, kept in the shared store by any node
+    if app.store.exists(key):
+        return app.store.get(key).decode(errors="replace")
+    path = workdir / "job.log"  # a running attempt on this node
     return path.read_text(errors="replace") if path.is_file() else None
 
 

@@ -7,13 +7,14 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from dicomflow import schemas
-from dicomflow.errors import NotFound
+from dicomflow.errors import NotFound, StorageError
 from dicomflow.index import reading
 from dicomflow.index.results import result_row, results_of_study
 from dicomflow.index.studies import study_of_job
+from dicomflow.storage import is_shared_key
 from dicomflow.usecases import _schemas
 from dicomflow.usecases.access import READ, Access
 from dicomflow.usecases.studies import walled_study
@@ -24,11 +25,40 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ResultDownload:
-    """One result file to send: where it is, its media type and the name to give it."""
+    """One result file to send: its bytes open for reading (the receiver closes them), size, media type and
+    the name to give it."""
 
-    path: Path
+    stream: IO[bytes]
+    size: int
     media_type: str
     name: str
+
+
+def open_result(app: Application, stored: str) -> tuple[IO[bytes], int]:
+    """A result file's bytes, open for reading, and its size: from the shared blob store (any node), or for
+    a result filed before results went there, from this node's data directory.
+
+    Raises
+    ------
+    StorageError
+        The file cannot be read.
+    """
+    if is_shared_key(stored):
+        return app.store.open(stored), app.store.size(stored)
+    path = app.settings.data_dir / stored
+    try:
+        return path.open("rb"), path.stat().st_size
+    except OSError as exc:
+        raise StorageError(f"cannot read result file {stored!r}: {exc}") from exc
+
+
+def read_result(app: Application, stored: str) -> bytes:
+    """A result file's bytes (see :func:`open_result`)."""
+    if is_shared_key(stored):
+        return app.store.get(stored)
+    stream, _size = open_result(app, stored)
+    with stream:
+        return stream.read()
 
 
 @dataclass(frozen=True)
@@ -69,7 +99,8 @@ def result_file(app: Application, caller: Access | None, result_id: int) -> Resu
             study = study_of_job(conn, result.job_id)
             if not caller.sees(study.group, study.project):
                 raise NotFound(f"no result with id {result_id}")
-    return ResultDownload(app.settings.data_dir / result.path, result.media_type, result.name)
+    stream, size = open_result(app, result.path)
+    return ResultDownload(stream, size, result.media_type, result.name)
 
 
 def results_archive(
@@ -86,7 +117,7 @@ def results_archive(
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for result in study.results:
-            archive.write(app.settings.data_dir / result.path, f"{result.report_type}/{result.name}")
+            archive.writestr(f"{result.report_type}/{result.name}", read_result(app, result.path))
     return ResultsArchive(f"{study_instance_uid}-v{study.version}-results.zip", buffer.getvalue())
 
 
@@ -110,6 +141,8 @@ def copy_results(
     for result in study_results(app, caller, study_instance_uid, version).results:
         target = folder / result.report_type / result.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(app.settings.data_dir / result.path, target)
+        stream, _size = open_result(app, result.path)
+        with stream, target.open("wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
         written.append(target)
     return written

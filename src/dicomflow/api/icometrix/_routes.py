@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from dicomflow.api._access import Access, access_of
 from dicomflow.api._application import App
 from dicomflow.api._deps import Identities, get_identities
+from dicomflow.api._files import file_response
 from dicomflow.api.icometrix import _model as m
 from dicomflow.api.icometrix import _schemas as s
 from dicomflow.usecases import icometrix as uc
@@ -319,7 +320,9 @@ def get_report(project_id: str, report_id: str, app: App, who: Caller) -> s.Cust
 @router.get(
     "/customer-reports-service/api/v2/projects/{project_id}/customer-reports/{report_id}/files/{result_id}"
 )
-def get_report_file(project_id: str, report_id: str, result_id: int, app: App, who: Caller) -> FileResponse:
+def get_report_file(
+    project_id: str, report_id: str, result_id: int, app: App, who: Caller
+) -> StreamingResponse:
     """A report file's bytes, uncompressed (the client saves what the wire carries)."""
     found = uc.report_file(app, who, project_id, report_id, result_id)
-    return FileResponse(found.path, media_type=found.media_type, filename=m.file_name(found.name))
+    return file_response(found.stream, found.size, found.media_type, m.file_name(found.name))
