@@ -1,8 +1,9 @@
 """A real S3 protocol server for the tests: moto's standalone server in a subprocess on 127.0.0.1.
 
-``s3_server`` (one per session and xdist worker) starts it on a port from ``free_port`` with throwaway
-credentials in the environment (inherited by servers the tests start); ``s3_bucket`` makes a fresh bucket
-per test; ``s3_settings`` are the settings overrides that put a dicomflow installation on that bucket.
+``s3_server`` (one per session and xdist worker) starts it on a port from ``free_port``; ``s3_bucket``
+makes a fresh bucket per test. Throwaway credentials (and no AWS configuration file) are set in the
+environment when the session starts, so that every process the tests start inherits them, the job
+executor's fork server included, whenever it started.
 """
 
 from __future__ import annotations
@@ -77,11 +78,14 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError(f"moto's S3 server did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Throwaway AWS credentials for every process of the session (never a developer's own)."""
+    os.environ.update(CREDENTIALS)
+
+
 @pytest.fixture(scope="session")
 def s3_server(free_port: Callable[[], int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """moto's standalone S3 server on 127.0.0.1, with test credentials set in this process's environment."""
-    saved = {name: os.environ.get(name) for name in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
+    """moto's standalone S3 server on 127.0.0.1."""
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "server.log"
     with open(log, "wb") as out:
@@ -101,11 +105,6 @@ def s3_server(free_port: Callable[[], int], tmp_path_factory: pytest.TempPathFac
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture

@@ -376,6 +376,14 @@ class Settings(BaseSettings):
         return self.storage.root or self.data_dir / "blobs"
 
     @property
+    def uploads_root(self) -> Path:
+        """The folders of open uploads: beside the filesystem blob store, so that every node sharing the
+        store's directory sees them (with the S3 store, in the data directory: one node's)."""
+        if self.storage.backend == "filesystem":
+            return self.blob_root / "uploads"
+        return self.data_dir / "uploads"
+
+    @property
     def staging_root(self) -> Path:
         """The node-local staging directory of the S3 blob store."""
         return self.storage.staging or self.data_dir / "staging"

@@ -258,7 +258,7 @@ def test_abandoned_uploads_expire_and_their_files_go(api: Api) -> None:
     time.sleep(0.01)
     assert uploads.expire() == 1
     assert api.client.get(f"/api/v1/uploads/{upload['id']}", headers=api.h()).json()["state"] == "expired"
-    assert not (api.data_dir / "uploads" / upload["id"]).exists()
+    assert not (api.data_dir / "blobs" / "uploads" / upload["id"]).exists()
     late = api.put(upload["id"], "c.dcm", b"x")
     assert (late.status_code, late.json()["error"]["code"]) == (409, "invalid-state")
 

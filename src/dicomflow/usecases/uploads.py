@@ -68,8 +68,9 @@ class Uploads:
         self.settings = settings
         self.engine = engine
         self.flow = flow
-        self.root = settings.data_dir.resolve() / "uploads"
+        self.root = settings.uploads_root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        _adopt(settings.data_dir.resolve() / "uploads", self.root)
         self._lock = threading.Lock()
         self._shared: Ingestor | None = None
         self._sources = _Sources(settings, engine)
@@ -569,6 +570,19 @@ class _Sources:
                 project=(row.group, row.project),  # the upload's own project, even if its label is ambiguous
             )
         return self._known[upload_id]
+
+
+def _adopt(legacy: Path, root: Path) -> None:
+    """Move the upload folders a version before shared upload folders kept in the data directory."""
+    if legacy == root or not legacy.is_dir():
+        return
+    for folder in legacy.iterdir():
+        try:
+            folder.rename(root / folder.name)
+        except OSError as exc:
+            LOGGER.warning("upload folder %s stays where it is: %s", folder, exc)
+    with suppress(OSError):
+        legacy.rmdir()
 
 
 def _append(path: Path, *lines: str) -> None:
