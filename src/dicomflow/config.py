@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,24 @@ class PerformanceSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    """Several ``dicomflow serve`` processes (nodes) on one index and one blob store."""
+
+    node_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description=(
+            "This node's name, unique among the nodes sharing an index (default: the host name); its "
+            "crash recovery touches only what this node left behind."
+        ),
+    )
+    lease_seconds: float = Field(
+        30.0, gt=0, description="Seconds a node holds a background duty's lease without renewing it."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of a dicomflow installation."""
 
@@ -304,6 +323,7 @@ class Settings(BaseSettings):
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings, description="Processing.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
     uploads: UploadSettings = Field(default_factory=UploadSettings, description="Upload sessions.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings, description="Fast paths.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Several nodes.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
 
     @classmethod
     def settings_customise_sources(

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from dicomflow.flow import JobState, Stage
 
 __all__ = [
+    "FileList",
     "Finding",
     "Job",
     "JobState",
     "ReceivedFile",
+    "ReceivedFiles",
     "ReportType",
     "ReportTypeAlias",
     "Reprocess",
@@ -33,6 +35,7 @@ __all__ = [
     "StudyReports",
     "Upload",
     "UploadFileError",
+    "UploadStart",
     "UploadState",
 ]
 
@@ -91,6 +94,26 @@ class ReceivedFile(_Model):
 
     name: str = Field(description="The name the server stored it under.")
     size: int
+
+
+class ReceivedFiles(_Model):
+    """Answer to ``PUT /uploads/{id}/files`` (and ``/files/{name}``)."""
+
+    received: list[ReceivedFile]
+
+
+class FileList(_Model):
+    """Files received and not yet imported (``GET /uploads/{id}/files``)."""
+
+    files: list[str] = Field(description="Stored names (a fresh UUID and the sanitised client name).")
+
+
+class UploadStart(_Model):
+    """Body of ``POST /uploads``."""
+
+    project: str = Field(description="Label of the project the data goes to.", min_length=1, max_length=128)
+    report_type: str | None = Field(None, description="Report type to run on each study found (or an alias).")
+    force_reprocessing: bool = Field(False, description="Process again even if the same data was processed.")
 
 
 class StageEntry(_Model):

@@ -9,36 +9,15 @@ from typing import Annotated
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
-from pydantic import BaseModel, Field
 
 from dicomflow.api._access import Caller
 from dicomflow.api._application import App, application_of
 from dicomflow.api._deps import current_user
 from dicomflow.errors import TooLarge
-from dicomflow.schemas import ReceivedFile, Study, Upload
+from dicomflow.schemas import FileList, ReceivedFiles, Study, Upload, UploadStart
 from dicomflow.usecases import uploads
 
 router = APIRouter(dependencies=[Depends(current_user)])
-
-
-class UploadStart(BaseModel):
-    """Body of ``POST /uploads``."""
-
-    project: str = Field(description="Label of the project the data goes to.", min_length=1, max_length=128)
-    report_type: str | None = Field(None, description="Report type to run on each study found (or an alias).")
-    force_reprocessing: bool = Field(False, description="Process again even if the same data was processed.")
-
-
-class ReceivedFiles(BaseModel):
-    """Answer to ``PUT /uploads/{id}/files``."""
-
-    received: list[ReceivedFile]
-
-
-class FileList(BaseModel):
-    """Files received and not yet imported."""
-
-    files: list[str]
 
 
 @router.post("/uploads", status_code=201, summary="Start an upload")

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
 
 from dicomflow.cli._options import DataDir, load_settings, require_index
 
-if TYPE_CHECKING:  # the index imports SQLAlchemy: commands import it when they run, so --help stays quick
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+    from rich.tree import Tree
+
+    # the index imports SQLAlchemy: commands import it when they run, so --help stays quick
     from dicomflow.runtime import Application
     from dicomflow.usecases.catalog import Counts, GroupNode, SessionNode, StudyStage
 
@@ -100,6 +101,8 @@ def projects_list(
 
     with opened_application(data_dir) as application:
         projects = list_projects(application, None, group)
+    from rich.table import Table
+
     table = Table("group", "project", "id", "created")
     for project in projects:
         table.add_row(project.group, project.label, str(project.id), f"{project.created_at:%Y-%m-%d %H:%M}")
@@ -188,6 +191,8 @@ def tokens_list(
 
     with opened_application(data_dir) as application:
         tokens = list_tokens(application, email=user)  # sessions idle past http.session_idle_timeout
+    from rich.table import Table
+
     table = Table("id", "token", "user", "kind", "created", "expires", "last used", "state")
     for token in tokens:
         ended = token.state == "revoked" or (token.kind is TokenKind.SESSION and token.state != "active")
@@ -269,12 +274,16 @@ def _stage(stage: StudyStage) -> str:
 
 def _console() -> Console:
     """Standard output; when it is not a terminal, lines are never wrapped, so ``grep`` sees whole lines."""
+    from rich.console import Console
+
     console = Console()
     return console if console.is_terminal else Console(width=_UNWRAPPED)
 
 
 def hierarchy_tree(group: GroupNode, *, why: bool = False, stages: dict[str, str] | None = None) -> Tree:
     """A Rich tree of one group, with counts on every node and, if ``why``, each session's placement."""
+    from rich.tree import Tree
+
     tree = Tree(_node(group.label, group.counts, "projects"))
     for project in group.projects:
         project_branch = tree.add(_node(project.label, project.counts, "subjects"))
@@ -303,6 +312,8 @@ def _session(session: SessionNode, *, why: bool, stage: str | None = None) -> Te
 def _node(label: str, counts: Counts, first_level: str) -> Text:
     """``label (2 sessions, 3 acquisitions, 120 instances, 61.4 MB)``, counting from ``first_level`` down."""
     parts = [_plural(getattr(counts, level), level) for level in _LEVELS[_LEVELS.index(first_level) :]]
+    from rich.text import Text
+
     text = Text(label, style="bold")
     text.append(f"  ({', '.join([*parts, human_size(counts.size)])})", style="cyan")
     return text

@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 from typer.core import TyperGroup
 
 from dicomflow import errors
@@ -79,10 +77,14 @@ def hint(exc: errors.DicomflowError, command: str | None) -> str:
 
 
 def _fail(message: str, hint: str = "") -> None:
+    from rich.text import Text
+
+    from dicomflow.cli._console import stderr
+
     text = Text.assemble(("error: ", "bold red"), message)
     if hint:
         text.append(f"; {hint}" if not message.endswith(".") else f" {hint}")
-    Console(stderr=True, soft_wrap=True, highlight=False).print(text)
+    stderr().print(text)
     raise typer.Exit(1)
 
 

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Column, Table
 
 from dicomflow.cli._options import DataDir, load_settings, require_index
 from dicomflow.flow import JobState, Stage
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from rich.table import Column, Table
 
     from dicomflow.runtime import Application
 
@@ -108,6 +107,8 @@ def status(
     if not studies:
         typer.echo("no studies")
         return
+    from rich.table import Column, Table
+
     place = Column("project / subject / session", overflow="fold")
     table = Table(_uid_column("study"), "v", place, "stage", "reason", "jobs", "findings")
     for s in studies:
@@ -126,11 +127,14 @@ def status(
 
 def _uid_column(header: str) -> Column:
     """A column that never shortens its UIDs: other commands take them whole."""
+    from rich.table import Column
+
     return Column(header, no_wrap=True, overflow="fold")
 
 
 def _print_table(table: Table) -> None:
     """On a terminal as wide as the whole UIDs need; elsewhere unwrapped, so ``grep`` sees whole lines."""
+    from rich.console import Console
     from rich.measure import Measurement
 
     console = Console()
@@ -161,6 +165,8 @@ def jobs(
     if as_json:
         typer.echo(_json(found))
         return
+    from rich.table import Table
+
     table = Table("id", _uid_column("study"), "report type", "state", "attempts", "error")
     for j in found:
         table.add_row(

@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from dicomflow.cli._console import stderr
 from dicomflow.cli._options import DataDir, load_settings
 
 if TYPE_CHECKING:
-    from dicomflow.runtime import Application
+    from rich.progress import Progress
 
-console = Console(stderr=True)
+    from dicomflow.runtime import Application
 
 
 @contextlib.contextmanager
@@ -50,17 +48,19 @@ def extract_zip(archive: Path, target: Path) -> list[Path]:
     except ArchiveRefused as exc:
         raise typer.BadParameter(f"{archive}: {exc}") from exc
     for name, reason in extracted.refused:
-        console.print(f"[yellow]skipped zip member {name!r}: {reason}")
+        stderr().print(f"[yellow]skipped zip member {name!r}: {reason}")
     return [path for _, path in extracted.files]
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=stderr(),
         transient=False,
     )
 
@@ -71,12 +71,14 @@ def _summary(
     failures: list[tuple[Path, str]],
     warnings: Sequence[tuple[Path, str]] = (),
 ) -> None:
+    from rich.table import Table
+
     table = Table(title=title)
     table.add_column("status")
     table.add_column("files", justify="right")
     for name, count in sorted(counts.items()):
         table.add_row(name, str(count))
-    console.print(table)
+    stderr().print(table)
     _listed(warnings, "warning", "yellow")
     _listed(failures, "", "red")
 
@@ -88,12 +90,12 @@ def _listed(outcomes: Sequence[tuple[Path, str]], prefix: str, style: str) -> No
         by_reason.setdefault(f"{prefix} {why}".strip(), []).append(path)
     for shown, (why, paths) in enumerate(by_reason.items()):
         if shown == 50:
-            console.print(f"... and {len(by_reason) - 50} more reasons")
+            stderr().print(f"... and {len(by_reason) - 50} more reasons")
             break
         if len(paths) == 1:
-            console.print(f"[{style}]{paths[0]}[/{style}]: {why}", highlight=False)
+            stderr().print(f"[{style}]{paths[0]}[/{style}]: {why}", highlight=False)
         else:
-            console.print(
+            stderr().print(
                 f"[{style}]{why}[/{style}]: {len(paths)} files (first: {paths[0]})", highlight=False
             )
 
@@ -210,22 +212,10 @@ def _check_report_types(application: Application, names: list[str]) -> None:
 
 def _process(application: Application, sessions: list[int], report_types: list[str]) -> list[str]:
     """Run the flow on the imported sessions until they end; print each study's stage and reason."""
-    from dicomflow.jobs import ProcessingEngine
+    from dicomflow.usecases.jobs import process_here
 
-    settings = application.settings
-    processing = ProcessingEngine(
-        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}),
-        application.engine,
-        flow=application.flow,
-    )
-    try:
-        with Console(stderr=True).status(
-            f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"
-        ):
-            study_ids = processing.flow.request(sessions, report_types, actor="cli import")
-            studies = processing.run_until_settled(study_ids)
-    finally:
-        processing.stop()
+    with stderr().status(f"processing {len(sessions)} study(ies) with {', '.join(report_types)}"):
+        studies = process_here(application, sessions, report_types, actor="cli import")
     for study in studies:
         typer.echo(f"{study.study_instance_uid}: {study.stage}: {study.reason}")
     return [study.stage for study in studies]

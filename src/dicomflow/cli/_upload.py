@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+from dicomflow.cli._console import stderr
 
 if TYPE_CHECKING:  # the SDK imports httpx: the command imports it when it runs, so --help stays quick
     from dicomflow.client import Client, Study, Upload
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # dicomflow.client.DEFAULT_URL
-console = Console(stderr=True, highlight=False, soft_wrap=True)
 _MAX_LISTED = 50
 
 
@@ -66,12 +66,12 @@ def upload(
     with Client(url, token) as client:
         try:
             started = client.upload_dir(project, directory, report_type, parallel=parallel, progress=True)
-            console.print(f"upload {started.id}: {started.files_received} file(s) sent, importing")
+            stderr().print(f"upload {started.id}: {started.files_received} file(s) sent, importing")
             imported = client.wait_for_import(started.id, timeout=_left(deadline), poll=0.5)
             ok = _report_import(imported)
             studies = client.studies_for_upload(imported.id)
             for study in studies:
-                console.print(f"study {study.study_instance_uid} v{study.version}: {study.stage.value}")
+                stderr().print(f"study {study.study_instance_uid} v{study.version}: {study.stage.value}")
             if wait or download is not None:
                 for study in studies:
                     ok = _follow(client, study, deadline, download) and ok
@@ -79,7 +79,7 @@ def upload(
             raise typer.BadParameter(str(exc), param_hint="DIRECTORY") from exc
         except ImportFailed as exc:
             _print_file_errors(exc.errors, exc.summary_errors)
-            console.print(f"[red]import failed[/red]: {exc.message}")
+            stderr().print(f"[red]import failed[/red]: {exc.message}")
             raise typer.Exit(1) from exc
     raise typer.Exit(0 if ok else 1)
 
@@ -92,7 +92,7 @@ def _report_import(upload: Upload) -> bool:
     """Print what the import did; False if it refused any file."""
     _print_file_errors([e.model_dump() for e in upload.errors], upload.summary_errors)
     studies = len(upload.study_instance_uids)
-    console.print(
+    stderr().print(
         f"imported {upload.instances_imported} instance(s) of {upload.files_received} file(s) "
         f"into {studies} stud{'y' if studies == 1 else 'ies'}"
         + (f"; [red]{len(upload.errors)} file(s) refused[/red]" if upload.errors else "")
@@ -102,11 +102,11 @@ def _report_import(upload: Upload) -> bool:
 
 def _print_file_errors(errors: Sequence[Mapping[str, Any]], summary: Sequence[str]) -> None:
     for line in summary:
-        console.print(f"[red]{line}[/red]")
+        stderr().print(f"[red]{line}[/red]")
     for error in errors[:_MAX_LISTED]:
-        console.print(f"[red]{error.get('file')}[/red]: {error.get('code')}: {error.get('message')}")
+        stderr().print(f"[red]{error.get('file')}[/red]: {error.get('code')}: {error.get('message')}")
     if len(errors) > _MAX_LISTED:
-        console.print(f"... and {len(errors) - _MAX_LISTED} more")
+        stderr().print(f"... and {len(errors) - _MAX_LISTED} more")
 
 
 def _follow(client: Client, study: Study, deadline: float, download: Path | None) -> bool:
@@ -121,24 +121,24 @@ def _follow(client: Client, study: Study, deadline: float, download: Path | None
             return  # listed already, or told below
         shown.append(seen.stage)
         if seen.stage == Stage.QUALITY_CONTROL:
-            console.print(
+            stderr().print(
                 f"study {uid}: waiting for review in QualityControl "
                 f"(`dicomflow qc approve {uid}` or POST /api/v1/studies/{uid}/qc/approve)"
             )
         else:
-            console.print(f"study {uid}: {seen.stage.value}")
+            stderr().print(f"study {uid}: {seen.stage.value}")
 
     try:
         finished = client.wait_for_results(uid, timeout=_left(deadline), poll=1.0, on_stage=on_stage)
     except StudyFailed as exc:
-        console.print(f"[red]study {uid} Failed[/red]: {exc.reason}")
+        stderr().print(f"[red]study {uid} Failed[/red]: {exc.reason}")
         for finding in exc.findings:
-            console.print(f"  {finding.get('severity')} {finding.get('code')}: {finding.get('message')}")
+            stderr().print(f"  {finding.get('severity')} {finding.get('code')}: {finding.get('message')}")
         return False
-    console.print(f"[green]study {uid} Finished[/green] (v{finished.version})")
+    stderr().print(f"[green]study {uid} Finished[/green] (v{finished.version})")
     if download is not None:
         written = client.download_report_files(uid, download / safe_name(uid))
         for path in written:
-            console.print(f"  {path}")
-        console.print(f"{len(written)} result file(s) written to {download / safe_name(uid)}")
+            stderr().print(f"  {path}")
+        stderr().print(f"{len(written)} result file(s) written to {download / safe_name(uid)}")
     return True

@@ -22,7 +22,9 @@ from dicomflow.client._files import files_to_upload, label, safe_name
 from dicomflow.client._types import OnSent
 from dicomflow.errors import DicomflowError, ImportFailed, ServerUnreachable, StudyFailed, WaitTimeout
 from dicomflow.schemas import (
+    FileList,
     ReceivedFile,
+    ReceivedFiles,
     ResultFile,
     Stage,
     Study,
@@ -106,7 +108,7 @@ class Client:
             No such report type.
         """
         body = {"project": project, "report_type": report_type, "force_reprocessing": force_reprocessing}
-        return self._model(Upload, self._request("POST", "/uploads", json=body))
+        return self._model(Upload, self._request("POST", "/uploads", json=body))  # the server validates it
 
     def upload_files(
         self,
@@ -185,8 +187,7 @@ class Client:
 
     def received_files(self, upload_id: str) -> list[str]:
         """Stored names of the files received and not yet imported."""
-        files = self._request("GET", f"/uploads/{upload_id}/files").json().get("files", [])
-        return [str(name) for name in files]
+        return self._model(FileList, self._request("GET", f"/uploads/{upload_id}/files")).files
 
     def upload_dir(
         self,
@@ -447,10 +448,10 @@ class Client:
                 if attempt == _SEND_ATTEMPTS:
                     raise
                 time.sleep(0.5 * attempt)
-        received = response.json().get("received", [])
+        received = self._validate(ReceivedFiles, response.json()).received
         if len(received) != 1:
             raise DicomflowError(f"{path}: the server stored {len(received)} files for one", {"file": name})
-        return self._validate(ReceivedFile, received[0])
+        return received[0]
 
     @staticmethod
     def _run_parallel(task: Callable[[int], None], count: int, parallel: int) -> None:

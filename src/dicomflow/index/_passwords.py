@@ -12,20 +12,27 @@ import functools
 import hashlib
 import hmac
 import secrets
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 _SCRYPT = "scrypt"
 
-# argon2id at OWASP's recommended cost (Password Storage Cheat Sheet: 19 MiB, 2 iterations, 1 lane), about
-# 50 ms a hash here; RFC 9106's 64 MiB x 4 lanes costs 4x that per login for every HTTP process.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """argon2id at OWASP's recommended cost (Password Storage Cheat Sheet: 19 MiB, 2 iterations, 1 lane),
+    about 50 ms a hash here; RFC 9106's 64 MiB x 4 lanes costs 4x that per login for every HTTP process.
+    Made on first use: only processes that check passwords import argon2 (about 4 MiB)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def hash_password(password: str) -> str:
     """Hash a password with argon2id and a fresh random salt into one string (``$argon2id$v=19$…``)."""
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def check_password(password_hash: str, password: str) -> bool:
@@ -40,8 +47,10 @@ def needs_rehash(password_hash: str) -> bool:
     """Whether a hash should be replaced: not argon2id, or made with other parameters than today's."""
     if not password_hash.startswith("$argon2id$"):
         return True
+    from argon2.exceptions import InvalidHashError
+
     try:
-        return _hasher.check_needs_rehash(password_hash)
+        return _hasher().check_needs_rehash(password_hash)
     except (InvalidHashError, ValueError):
         return True
 
@@ -49,8 +58,10 @@ def needs_rehash(password_hash: str) -> bool:
 def _verify(password_hash: str, password: str) -> bool:
     if password_hash.startswith(_SCRYPT + "$"):
         return _verify_scrypt(password_hash, password)
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import select
 import signal
 import socket
@@ -42,11 +41,6 @@ UVICORN_PRIVATE = (
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol(config=, server_state=, app_state=)",
 )
 """What :class:`_BalancedServer` uses of uvicorn beyond ``Config`` and ``Server.run`` (for the canary)."""
-
-
-def http_worker_count(settings: Settings) -> int:
-    """HTTP processes to run (setting 0 = one per core, at least 2)."""
-    return settings.http.workers if settings.http.workers > 0 else max(2, os.cpu_count() or 1)
 
 
 def run_http_worker(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:

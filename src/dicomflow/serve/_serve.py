@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import os
 import socket
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,6 @@ def serve(settings: Settings) -> None:
 
 def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.socket) -> int:
     from dicomflow.runtime import open_application
-    from dicomflow.serve._http import http_worker_count, run_http_worker
     from dicomflow.serve._janitors import Janitors
     from dicomflow.serve._receivers import receiver_count, run_receiver
     from dicomflow.serve._supervisor import WorkerPool
@@ -74,7 +74,7 @@ def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.so
     )
     http = WorkerPool(
         "http",
-        functools.partial(run_http_worker, settings, registry),
+        functools.partial(_run_http_worker, settings, registry),
         http_socket,
         http_worker_count(settings),
     )
@@ -101,6 +101,18 @@ def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.so
         janitors.stop()
         application.close()
         receivers.stop()
+
+
+def http_worker_count(settings: Settings) -> int:
+    """HTTP processes to run (setting 0 = one per core, at least 2)."""
+    return settings.http.workers if settings.http.workers > 0 else max(2, os.cpu_count() or 1)
+
+
+def _run_http_worker(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
+    """Body of an HTTP process: uvicorn and FastAPI are imported after the fork, by HTTP processes only."""
+    from dicomflow.serve._http import run_http_worker
+
+    run_http_worker(settings, registry, listening)
 
 
 def _prepare(settings: Settings) -> ReportTypes:

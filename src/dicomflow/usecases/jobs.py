@@ -1,7 +1,9 @@
-"""Jobs: list them (newest first) and read the log of a job's newest attempt."""
+"""Jobs: list them (newest first), read the log of a job's newest attempt, and process studies here and now
+(``dicomflow import --report-type``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dicomflow import schemas
@@ -10,8 +12,8 @@ from dicomflow.flow import JobState
 from dicomflow.index import reading
 from dicomflow.index.jobs import job_row
 from dicomflow.index.jobs import list_jobs as listed_jobs
-from dicomflow.index.studies import list_studies, study_of_job
-from dicomflow.jobs import job_workdir
+from dicomflow.index.studies import StudyInfo, list_studies, study_of_job
+from dicomflow.jobs import ProcessingEngine, job_workdir
 from dicomflow.usecases import _schemas
 from dicomflow.usecases.access import Access
 
@@ -52,3 +54,24 @@ def job_log(app: Application, caller: Access | None, job_id: int) -> str | None:
                 raise NotFound(f"no job with id {job_id}")
     path = job_workdir(app.settings, job.id, max(job.attempts, 1)) / "job.log"
     return path.read_text(errors="replace") if path.is_file() else None
+
+
+def process_here(
+    app: Application, sessions: Sequence[int], report_types: Sequence[str], *, actor: str
+) -> list[StudyInfo]:
+    """Request ``report_types`` on the studies of ``sessions`` and run the flow in this process (at least one
+    job worker) until each study is Finished, Failed or waits in QualityControl; return them as they ended.
+
+    For the local operator (``dicomflow import --report-type``), who sees every project.
+    """
+    settings = app.settings
+    processing = ProcessingEngine(
+        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}),
+        app.engine,
+        flow=app.flow,
+    )
+    try:
+        study_ids = processing.flow.request(list(sessions), list(report_types), actor=actor)
+        return processing.run_until_settled(study_ids)
+    finally:
+        processing.stop()
