@@ -102,12 +102,13 @@ def test_results_and_logs_filed_by_one_node_are_served_by_the_other(
     assert log.status_code == 200 and "done" in log.text
 
 
-def test_an_upload_receives_on_both_nodes_and_is_completed_on_the_other(tmp_path: Path) -> None:
-    """Open-upload folders live beside the shared filesystem store: node b takes files for an upload that
-    node a started, and completing it on b imports the files a received too."""
-    storage = {"storage": {"fsync": False, "root": str(tmp_path / "shared" / "blobs")}}
-    app_a = create_app(node_settings(tmp_path, "a", storage))
-    app_b = create_app(node_settings(tmp_path, "b", storage))
+def test_an_upload_receives_on_both_nodes_and_is_completed_on_the_other(
+    nodes: tuple[Settings, Settings],
+) -> None:
+    """Node b takes files for an upload that node a started, and completing it on b imports the files a
+    received too; a file sent afterwards is refused (on the filesystem store the open-upload folders live
+    beside it; on S3 each send puts its journal into the bucket)."""
+    app_a, app_b = create_app(nodes[0]), create_app(nodes[1])
     create_project(app_a.state.engine, "A")
     create_user(app_a.state.application, "admin@example.org", "pw", Role.ADMIN)
     headers = {"Authorization": f"Bearer {create_token(app_a.state.application, 'admin@example.org')}"}
@@ -130,5 +131,8 @@ def test_an_upload_receives_on_both_nodes_and_is_completed_on_the_other(tmp_path
             return None if upload["state"] in ("uploading", "importing") else dict(upload)
 
         done = wait_until(imported, message=f"upload {upload_id} still importing")
+        files = {"file": ("late.dcm", to_bytes(make_study(series=1, instances=1)[0]), "application/dicom")}
+        late = on_a.put(f"/api/v1/uploads/{upload_id}/files", files=files, headers=headers)
+        assert late.status_code == 409
     assert (done["state"], done["instances_imported"], done["errors"]) == ("imported", 4, [])
     assert done["study_instance_uids"] == [study[0].StudyInstanceUID]

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Engine
 
 from dicomflow.config import Settings
-from dicomflow.errors import DicomflowError, InvalidState, NotFound, TooLarge
+from dicomflow.errors import DicomflowError, InvalidState, NotFound, StorageError, TooLarge
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.index import uploads as rows
 from dicomflow.index.studies import (
@@ -46,6 +46,7 @@ from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
 from dicomflow.schemas import ReceivedFile, Study, Upload, UploadFileError, UploadState
 from dicomflow.uploads import ArchiveRefused, ZipLimits, extract, is_zip, stored_name
 from dicomflow.usecases import _schemas
+from dicomflow.usecases._upload_journal import SendRefused, SharedJournal
 from dicomflow.usecases.access import READ, UPLOAD, Access, project_of
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class Uploads:
         self.root = settings.uploads_root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         _adopt(settings.data_dir.resolve() / "uploads", self.root)
+        self.shared: SharedJournal | None = None  # nodes that share no directory share the journal
+        if settings.storage.backend != "filesystem":
+            self.shared = SharedJournal(flow.store, settings.cluster.node_id)
         self._lock = threading.Lock()
         self._shared: Ingestor | None = None
         self._sources = _Sources(settings, engine)
@@ -98,7 +102,7 @@ class Uploads:
                 created_at=now,
                 expires_at=now + self._lifetime(),
             )
-        (self.root / upload_id).mkdir()
+        (self.root / upload_id).mkdir(exist_ok=True)
         LOGGER.info(
             "upload %s started by %s into %s (%s)", upload_id, user, project, report_type or "no report"
         )
@@ -144,6 +148,9 @@ class Uploads:
         folder = self.root / str(_uuid(upload_id))
         if (folder / COMPLETED).exists():
             raise self._closed(upload_id)  # before the body is written, not after
+        if self.shared is not None:  # an upload another node started has no folder here yet
+            self._require(upload_id, UploadState.UPLOADING)
+            folder.mkdir(exist_ok=True)
         try:
             fd, path = tempfile.mkstemp(dir=folder, prefix=".part-")
         except FileNotFoundError:
@@ -221,6 +228,10 @@ class Uploads:
         lock and two ``stat`` calls.
         """
         folder = self.root / str(_uuid(upload_id))
+        if self.shared is not None:
+            with self._sending_shared(upload_id, folder) as own:
+                yield own
+            return
         try:
             fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:
@@ -236,6 +247,24 @@ class Uploads:
             yield folder
         finally:
             os.close(fd)
+
+    @contextmanager
+    def _sending_shared(self, upload_id: str, folder: Path) -> Iterator[Path]:
+        """:meth:`_sending` for nodes sharing the journal through the blob store (``_upload_journal``)."""
+        assert self.shared is not None
+
+        def is_open() -> bool:
+            with reading(self.engine) as conn:
+                current = rows.state_of(conn, upload_id)
+            if current is None:
+                raise NotFound(f"no upload {upload_id!r}")
+            return current == UploadState.UPLOADING
+
+        try:
+            with self.shared.sending(upload_id, folder, is_open) as own:
+                yield own
+        except SendRefused:
+            raise self._closed(upload_id) from None
 
     def _closed(self, upload_id: str) -> InvalidState:
         return InvalidState(
@@ -337,6 +366,8 @@ class Uploads:
                     changed = rows.move_state(conn, upload_id, UploadState.UPLOADING, UploadState.EXPIRED)
                 if changed:
                     _remove(self.root / upload_id)
+                    if self.shared is not None:
+                        self.shared.remove(upload_id)
                     expired += 1
                     LOGGER.info("upload %s expired; its files were removed", upload_id)
         return expired
@@ -381,6 +412,8 @@ class Uploads:
         """Names of the files received by an upload still open (empty once it is completed)."""
         if self.get(upload_id).state != UploadState.UPLOADING:
             return []
+        if self.shared is not None:
+            return sorted(name for record in self.shared.records(upload_id) for name in record["received"])
         return sorted(_read_lines(self.root / upload_id / RECEIVED))
 
     def studies(self, upload_id: str) -> list[StudyInfo]:
@@ -422,6 +455,10 @@ class Uploads:
         )
 
     def _count(self, upload_id: str, log: str, containing: str = "") -> int:
+        if self.shared is not None:
+            field = "received" if log == RECEIVED else "journal"
+            records = self.shared.records(upload_id)
+            return sum(1 for record in records for line in record[field] if containing in line)
         return sum(1 for line in _read_lines(self.root / upload_id / log) if containing in line)
 
     def _require(self, upload_id: str, state: UploadState) -> None:
@@ -439,6 +476,8 @@ class Uploads:
         return datetime.fromtimestamp(last, UTC) + self._lifetime() if last else row.expires_at
 
     def _last_activity(self, upload_id: str) -> float:
+        if self.shared is not None:
+            return self.shared.last_activity(upload_id)
         folder = self.root / upload_id
         marks = [p.stat().st_mtime for p in (folder, folder / RECEIVED) if p.exists()]
         return max(marks, default=0.0)
@@ -460,10 +499,31 @@ class Uploads:
         """Completion: once the sends under way are recorded (an exclusive lock of the folder: see
         :meth:`_sending`), read the journal of what every file became, hand the studies over, close."""
         folder = self.root / upload_id
+        if self.shared is not None:
+            self._run_shared_import(upload_id, folder)
+            return
         with _exclusive(folder) as held:
             self._import_journal(upload_id, folder)
             if held:
                 _remove(folder)  # before the lock goes: a send that gets it then finds no folder
+
+    def _run_shared_import(self, upload_id: str, folder: Path) -> None:
+        """Completion on a shared journal: wait for the sends in flight, gather every send's record into a
+        local folder, import it as one journal, forget the shared one."""
+        assert self.shared is not None
+        self.shared.wait_for_sends(upload_id)
+        gathered = folder / f"{DONE}gathered"
+        shutil.rmtree(gathered, ignore_errors=True)
+        gathered.mkdir(parents=True)
+        records = self.shared.records(upload_id)
+        _append(gathered / RECEIVED, *(name for record in records for name in record["received"]))
+        _append(gathered / JOURNAL, *(line for record in records for line in record["journal"]))
+        self._import_journal(upload_id, gathered)
+        _remove(folder)
+        try:
+            self.shared.remove(upload_id)
+        except StorageError:  # the upload is imported: its journal objects are left over, nothing else
+            LOGGER.warning("upload %s: its journal could not be removed from the store", upload_id)
 
     def _import_journal(self, upload_id: str, folder: Path) -> None:
         upload = self.get(upload_id)
