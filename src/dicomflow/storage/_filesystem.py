@@ -169,6 +169,11 @@ class FileSystemBlobStore(StagedStore):
         """The blobs' own files (read-only: no copy needed on a filesystem)."""
         yield [self._path(key) for key in keys]
 
+    def check(self) -> None:
+        """Raise :class:`StorageError` unless the store's directory can be written (``/ready``)."""
+        if not os.access(self.objects, os.W_OK | os.X_OK):
+            raise StorageError(f"the blob store {self.objects} cannot be written")
+
     def _path(self, key: str) -> Path:
         """The file of ``key``; keys are relative, made of UID characters, dots, dashes and slashes."""
         return self.objects / check_key(key)

@@ -87,6 +87,9 @@ class BlobStore(Protocol):
     def list_keys(self, prefix: str = "") -> list[str]:
         """The keys starting with ``prefix``, sorted."""
 
+    def check(self) -> None:
+        """Raise :class:`~dicomflow.errors.StorageError` unless the store answers (readiness)."""
+
     def fetch(self, key: str, target: Path) -> None:
         """Copy a blob to the local file ``target``."""
 

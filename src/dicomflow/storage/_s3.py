@@ -224,8 +224,8 @@ class S3BlobStore(StagedStore):
 
     def check(self) -> None:
         """Raise :class:`StorageError` unless the bucket answers."""
-        try:
-            self._client().head_bucket(Bucket=self.bucket)
+        try:  # a client of its own: one attempt, short timeouts (a probe must answer quickly)
+            _make_client(self._options, attempts=1, timeout=3).head_bucket(Bucket=self.bucket)
         except Exception as exc:
             raise _error(f"the bucket {self.bucket!r} cannot be reached", exc) from exc
 
@@ -245,16 +245,16 @@ class S3BlobStore(StagedStore):
             return self._client_value
 
 
-def _make_client(options: dict[str, Any]) -> Any:
+def _make_client(options: dict[str, Any], *, attempts: int = 5, timeout: float = 10) -> Any:
     try:
         import boto3
         from botocore.config import Config
     except ImportError as exc:  # pragma: no cover - boto3 is a dependency
         raise StorageError("the S3 blob store needs boto3 (pip install 'dicomflow[s3]')") from exc
     config = Config(
-        retries={"max_attempts": 5, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
+        retries={"max_attempts": attempts, "mode": "standard"},
+        connect_timeout=timeout,
+        read_timeout=60 if attempts > 1 else timeout,
         max_pool_connections=32,
     )
     return boto3.session.Session().client("s3", config=config, **options)

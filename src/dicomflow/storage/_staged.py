@@ -210,6 +210,10 @@ class StagedStore(ABC):
         """The keys starting with ``prefix``, sorted."""
 
     @abstractmethod
+    def check(self) -> None:
+        """Raise :class:`StorageError` unless the store answers (for a readiness probe)."""
+
+    @abstractmethod
     def fetch(self, key: str, target: Path) -> None:
         """Copy a blob to the local file ``target`` (replaced)."""
 

@@ -515,3 +515,12 @@ def test_hold_and_retire_delete_a_replaced_blob_after_the_index_sync(store: Stor
     store.flush()
 
     assert synced and not store.exists(KEY) and not hold.path.exists()
+
+
+def test_check_says_whether_the_store_answers(make_store: MakeStore, tmp_path: Path) -> None:
+    make_store().check()
+    if isinstance(make_store(), S3BlobStore):
+        unreachable = S3BlobStore("no-such-bucket", tmp_path / "elsewhere", endpoint_url="http://127.0.0.1:9")
+        with pytest.raises(StorageError, match="cannot be reached"):
+            unreachable.check()
+        unreachable.close()
