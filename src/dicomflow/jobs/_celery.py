@@ -17,7 +17,7 @@ The ``jobs`` table stays the queue and the truth; Celery only carries the claim:
 - A worker killed mid-job (SIGKILL, a host lost) stops beating; the server's recovery (``requeue_lost``, every
   ``processing.heartbeat`` seconds) queues the job again once its heartbeat is ``processing.stale_after``
   old, and announces it again: another worker runs the next attempt, within ``max_attempts``. The orphaned
-  attempt process notices its parent is gone and exits.
+  attempt process notices its worker is gone and exits.
 - SIGTERM stops a worker cleanly (Celery's warm shutdown): running attempts are stopped and their rows put
   back in the queue at once, so another worker takes them without waiting for staleness.
 - Messages are acknowledged late (``acks_late``, ``reject_on_worker_lost``, prefetch 1), so a worker holds
@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -44,7 +45,7 @@ from dicomflow.flow import JobState
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.index.jobs import JobRecord, claim_job, due_jobs, heartbeat, job_row, release_job, requeue_lost
 from dicomflow.jobs._execute import EXIT_ERROR, run_in_worker
-from dicomflow.jobs._executor import JobSink, _context, job_workdir
+from dicomflow.jobs._executor import JobSink, _context, _pid_alive, job_workdir
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -160,6 +161,8 @@ class CeleryWorker:
         self._settings_json = settings.model_dump_json()
         self._stopping = threading.Event()
         self._filing = threading.Lock()  # one outcome filed at a time (the flow's ingest is shared)
+        self._running: set[int] = set()  # claimed here, beaten by one thread (even while an attempt starts)
+        self._running_lock = threading.Lock()
         self._context = _context()
         self._context.set_forkserver_preload(
             ["dicomflow.jobs._execute", "dicomflow.jobs._celery", "dicomflow.pipelines.builtin"]
@@ -167,6 +170,8 @@ class CeleryWorker:
 
     def run(self) -> int:
         """Serve until SIGTERM (or SIGINT); returns the exit status."""
+        from multiprocessing import forkserver
+
         from celery import signals
 
         app = celery_app(self.settings)
@@ -184,6 +189,8 @@ class CeleryWorker:
             without_mingle=True,
             without_heartbeat=True,
         )
+        forkserver.ensure_running()  # started now, not on the first job
+        threading.Thread(target=self._beat_while_serving, name="heartbeat", daemon=True).start()
         worker.start()
         return int(worker.exitcode or 0)
 
@@ -199,14 +206,20 @@ class CeleryWorker:
         if job is None:
             LOGGER.info("job %d is not due (claimed elsewhere or ended): message dropped", job_id)
             return "dropped"
-        return self._attempt(job)
+        with self._running_lock:
+            self._running.add(job.id)
+        try:
+            return self._attempt(job)
+        finally:
+            with self._running_lock:
+                self._running.discard(job.id)
 
     def _attempt(self, job: JobRecord) -> str:
         workdir = job_workdir(self.settings, job.id, job.attempts)
         workdir.mkdir(parents=True, exist_ok=True)
         process = self._context.Process(
             target=_run_orphan_safe,
-            args=(self._settings_json, job.id, str(workdir)),
+            args=(self._settings_json, job.id, str(workdir), os.getpid()),
             name=f"dicomflow-job-{job.id}",
         )
         process.start()
@@ -216,7 +229,7 @@ class CeleryWorker:
         deadline = time.monotonic() + job.timeout
         timed_out = False
         while True:
-            process.join(min(self.settings.processing.heartbeat, 0.5))
+            process.join(0.2)
             if not process.is_alive():
                 break
             if self._stopping.is_set():
@@ -232,7 +245,6 @@ class CeleryWorker:
                 process.join(5)
                 timed_out = True
                 break
-            self._beat(job.id)
         exit_code = process.exitcode
         process.close()
         if not self._still_ours(job):
@@ -244,12 +256,17 @@ class CeleryWorker:
             self.sink.job_ended(job.id, workdir, exit_code, timed_out=timed_out)
         return f"ended with exit code {exit_code}"
 
-    def _beat(self, job_id: int) -> None:
-        try:
-            with writing(self.engine) as conn:
-                heartbeat(conn, [job_id], utcnow())
-        except Exception:  # the index may be away a moment; the next beat tries again
-            LOGGER.exception("heartbeat of job %d failed", job_id)
+    def _beat_while_serving(self) -> None:
+        while not self._stopping.wait(self.settings.processing.heartbeat):
+            with self._running_lock:
+                running = list(self._running)
+            if not running:
+                continue
+            try:
+                with writing(self.engine) as conn:
+                    heartbeat(conn, running, utcnow())
+            except Exception:  # the index may be away a moment; the next beat tries again
+                LOGGER.exception("heartbeat of jobs %s failed", running)
 
     def _still_ours(self, job: JobRecord) -> bool:
         with reading(self.engine) as conn:
@@ -266,12 +283,22 @@ def _safe(app: Celery) -> str:
     return str(app.connection_for_write().as_uri())
 
 
-def _run_orphan_safe(settings_json: str, job_id: int, workdir: str) -> None:
-    """An attempt process: :func:`run_in_worker`, ended when its parent (the forkserver of a worker that
-    was killed) goes away, so no orphan runs on."""
-    parent = os.getppid()
-    _watch(lambda: os.getppid() != parent)
+def _run_orphan_safe(settings_json: str, job_id: int, workdir: str, worker_pid: int) -> None:
+    """An attempt process: :func:`run_in_worker`, ended when the worker that started it is gone (killed), so
+    no orphan runs on. (Its parent is the forkserver, which outlives the worker while any child lives.)"""
+    _watch(lambda: _gone(worker_pid))
     run_in_worker(settings_json, job_id, workdir)
+
+
+def _gone(pid: int) -> bool:
+    """The process ended (a zombie waiting for its parent counts as ended)."""
+    if not _pid_alive(pid):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no procfs here: alive as far as we can tell
+    return stat.rsplit(") ", 1)[-1].startswith("Z")
 
 
 def _watch(orphaned: Callable[[], bool]) -> None:
