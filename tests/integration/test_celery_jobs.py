@@ -10,11 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from pydicom.dataset import Dataset
 
 from dicomflow.config import Settings
@@ -25,6 +27,7 @@ from dicomflow.index.results import results_of_study
 from dicomflow.index.studies import StudyVersion, session_of_acquisition, study_row
 from dicomflow.ingest import Source, open_ingestor
 from dicomflow.jobs import CeleryExecutor, CeleryWorker, ProcessingEngine
+from dicomflow.jobs._celery import QUEUE
 from factories import create_project, make_study, server_env, to_bytes
 from waiting import wait_until
 
@@ -231,3 +234,25 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone too
         return stat.read().split(") ")[1][0] != "Z"
+
+
+def test_a_due_job_whose_message_was_lost_is_announced_again_once_the_queue_is_empty(
+    install: Installation, redis_url: str
+) -> None:
+    settings = install.settings.with_overrides(**{"jobs.announce_again": 0.2})
+    executor = CeleryExecutor(settings, install.engine)
+    broker = redis.Redis.from_url(redis_url)
+    try:
+        install.request(make_study(series=1, instances=2), "toy_count")
+        assert executor.step() == 1
+        assert executor.step() == 0  # announced for this attempt already
+        time.sleep(0.3)
+        assert executor.step() == 0  # its message still waits in the queue
+        assert broker.llen(QUEUE) == 1
+
+        broker.flushdb()  # the broker lost it (restarted without persistence)
+        assert executor.step() == 1
+        assert broker.llen(QUEUE) == 1
+    finally:
+        executor.stop()
+        broker.close()
