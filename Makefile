@@ -73,6 +73,7 @@ test: system-deps check pytest
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/celery_jobs.py
 
 clean:
 	rm -rf $(VENV) $(ICOMETRIX_VENV) dicomflow-data .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,7 @@ import pytest
 import redis
 from pydicom.dataset import Dataset
 
-from dicomflow.config import Settings
+from dicomflow.config import JobExecutor, Settings
 from dicomflow.flow import JobState
 from dicomflow.index import migrate, reading, utcnow, writing
 from dicomflow.index.jobs import JobRecord, claim_job, job_row, jobs_of_study
@@ -256,3 +256,17 @@ def test_a_due_job_whose_message_was_lost_is_announced_again_once_the_queue_is_e
     finally:
         executor.stop()
         broker.close()
+
+
+def test_the_executor_is_chosen_by_dicomflow_jobs_executor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DICOMFLOW_JOBS__EXECUTOR", raising=False)
+    assert Settings(data_dir=tmp_path).jobs.executor is JobExecutor.EMBEDDED
+    monkeypatch.setenv("DICOMFLOW_JOBS__EXECUTOR", "celery")
+    monkeypatch.setenv("DICOMFLOW_JOBS__BROKER_URL", "redis://127.0.0.1:6390/3")
+    settings = Settings(data_dir=tmp_path)
+    assert (settings.jobs.executor, settings.jobs.broker_url) == (
+        JobExecutor.CELERY,
+        "redis://127.0.0.1:6390/3",
+    )
