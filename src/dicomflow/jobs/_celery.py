@@ -201,6 +201,10 @@ class CeleryWorker:
     def run_job(self, job_id: int) -> str:
         """The task: claim job ``job_id`` and run an attempt of it; a message for a job someone else has
         (or that ended) is dropped. Returns what happened, for the worker's log."""
+        if self._stopping.is_set():  # received while shutting down: back to the broker for another worker
+            from celery.exceptions import Reject
+
+            raise Reject("the worker is stopping", requeue=True)
         with writing(self.engine) as conn:
             job = claim_job(conn, self.worker_id, utcnow(), job_id=job_id)
         if job is None:
@@ -280,7 +284,8 @@ class CeleryWorker:
 
 def _safe(app: Celery) -> str:
     """The broker URL without its password."""
-    return str(app.connection_for_write().as_uri())
+    with app.connection_for_write() as connection:
+        return str(connection.as_uri())
 
 
 def _run_orphan_safe(settings_json: str, job_id: int, workdir: str, worker_pid: int) -> None:
