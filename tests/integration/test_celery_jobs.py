@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,12 @@ from dicomflow.flow import JobState
 from dicomflow.index import migrate, reading, utcnow, writing
 from dicomflow.index.jobs import JobRecord, claim_job, job_row, jobs_of_study
 from dicomflow.index.results import results_of_study
-from dicomflow.index.studies import StudyVersion, session_of_acquisition, study_row
+from dicomflow.index.rules import add_rule
+from dicomflow.index.studies import StudyInfo, StudyVersion, find_study, session_of_acquisition, study_row
 from dicomflow.ingest import Source, open_ingestor
 from dicomflow.jobs import CeleryExecutor, CeleryWorker, ProcessingEngine
 from dicomflow.jobs._celery import QUEUE
-from factories import create_project, make_study, server_env, to_bytes
+from factories import DicomflowServer, create_project, make_study, server_env, to_bytes, write_files
 from waiting import wait_until
 
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
@@ -93,7 +94,7 @@ class Installation:
         self.ingestor = open_ingestor(self.settings)
         self.engine = self.ingestor.engine
         migrate(self.engine)
-        create_project(self.engine, "proj")
+        self.project = create_project(self.engine, "proj")
         self.processing = ProcessingEngine(self.settings, self.engine)
         self.workers: list[Worker] = []
 
@@ -270,3 +271,56 @@ def test_the_executor_is_chosen_by_dicomflow_jobs_executor(
         JobExecutor.CELERY,
         "redis://127.0.0.1:6390/3",
     )
+
+
+def test_dicomflow_serve_with_the_celery_executor_runs_no_job_itself(
+    tmp_path: Path, redis_url: str, free_port: Callable[[], int]
+) -> None:
+    install = Installation(tmp_path / "data", redis_url)
+    server = DicomflowServer(install.data_dir, free_port(), free_port())  # its settings: the data dir's TOML
+    try:
+        with writing(install.engine) as conn:
+            add_rule(conn, install.project.id, "toy_count", {})
+        (worker,) = install.start_workers(1)
+        server.start()
+        datasets = make_study(series=1, instances=3)
+        files = write_files(datasets, tmp_path / "send")
+        port = str(server.dimse_port)
+        subprocess.run(
+            ["storescu", "-aec", "kp-proj", "127.0.0.1", port, *map(str, files)], check=True, timeout=60
+        )
+
+        def finished() -> StudyInfo | None:
+            with reading(install.engine) as conn:
+                study = find_study(conn, datasets[0].StudyInstanceUID)
+            return study if study.stage == "Finished" else None
+
+        study = wait_until(finished, timeout=60, interval=0.2, message=install._logs)
+        assert [(job.state, job.worker) for job in install.jobs(study.id)] == [
+            (JobState.SUCCEEDED, worker.worker_id)
+        ]
+        assert server.process is not None
+        assert [cmd for cmd in _descendants(server.process.pid) if "forkserver" in cmd] == []
+    finally:
+        server.stop()
+        install.close()
+
+
+def _descendants(pid: int) -> list[str]:
+    """The command lines of every process below ``pid``."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        todo += children.get(child, [])
+        try:
+            found.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
