@@ -60,7 +60,8 @@ def process_here(
     app: Application, sessions: Sequence[int], report_types: Sequence[str], *, actor: str
 ) -> list[StudyInfo]:
     """Request ``report_types`` on the studies of ``sessions`` and run the flow in this process (at least one
-    job worker) until each study is Finished, Failed or waits in QualityControl; return them as they ended.
+    job worker, the embedded executor whatever ``jobs.executor`` says) until each study is Finished, Failed or
+    waits in QualityControl; return them as they ended.
 
     For the local operator (``dicomflow import --report-type``), who sees every project.
     """
