@@ -21,7 +21,10 @@ from pydicom import config
 import factories
 from factories import DicomflowServer
 
-pytest_plugins = ["s3"]  # s3_server, s3_bucket: moto's S3 server on loopback
+pytest_plugins = [
+    "redis_server",  # the redis_server and redis_url fixtures
+    "s3",  # s3_server, s3_bucket: moto's S3 server on loopback
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
