@@ -240,6 +240,14 @@ class ProcessingSettings(BaseModel):
     )
     export_retry_delay: float = Field(2.0, description="Seconds before an export is retried; doubles.")
     export_retry_delay_max: float = Field(300.0, description="Longest wait between two export attempts.")
+    export_claim_seconds: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "Seconds a sender holds the exports it is sending; if it dies meanwhile, they are sent again "
+            "after this (longer than sending one round of exports takes)."
+        ),
+    )
 
 
 class UploadSettings(BaseModel):

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine, migrate
 from dicomflow.ingest import Ingestor, open_ingestor
-from dicomflow.jobs import Flow
+from dicomflow.jobs import UPLOAD_EXPIRY, Flow, Lease, LeasedDuty
 from dicomflow.pipelines import ReportTypes, load_report_types
 from dicomflow.storage import FileSystemBlobStore
 from dicomflow.usecases.uploads import Uploads
@@ -43,17 +43,23 @@ class Application:
     def sweep_uploads(self, stop: threading.Event) -> None:
         """Resume interrupted upload imports once, then expire abandoned uploads now and then, until ``stop``.
 
-        Once per installation: ``dicomflow serve`` runs it in its supervisor, an app built by
-        ``create_app(settings)`` in its own lifespan.
+        Once per node: ``dicomflow serve`` runs it in its supervisor, an app built by
+        ``create_app(settings)`` in its own lifespan. Of several nodes on one index, only the one holding
+        the ``upload-expiry`` lease expires uploads; the lease is renewed between sweeps and released at
+        ``stop``.
         """
         resumed = self.uploads.resume()
         if resumed:
             LOGGER.warning("resuming the import of %d upload(s)", resumed)
-        while not stop.wait(self.settings.uploads.sweep_interval):
-            try:
-                self.uploads.expire()
-            except Exception:
-                LOGGER.exception("expiring abandoned uploads failed")
+        expiry = LeasedDuty(
+            Lease.of(self.settings, self.engine, UPLOAD_EXPIRY),
+            self.uploads.expire,
+            every=self.settings.uploads.sweep_interval,
+        )
+        wake = min(self.settings.uploads.sweep_interval, self.settings.cluster.lease_seconds / 3)
+        while not stop.wait(wake):
+            expiry.run()
+        expiry.release()
 
     def close(self) -> None:
         """Release the upload service, the flow's ingest, the receive ingest, the blob store and the index
