@@ -66,6 +66,11 @@ def test_a_node_starting_while_another_receives_loses_nothing_acknowledged(
         started_at = batches[0]
         while batches[0] < started_at + 3 and sender.is_alive():
             time.sleep(0.1)
+        assert "node node-b: DICOM receiver" in second.log()
+        # the background duties stay with the node that took them first
+        assert set(first.rows("SELECT holder FROM leases WHERE name IN ('tracker', 'outbox')")) == {
+            ("node-a",)
+        }
     finally:
         stop.set()
         if sender.is_alive():

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from dicomflow.index import migrate, reading, utcnow, writing
 from dicomflow.index.leases import acquire_lease, current_leases, release_lease
 from dicomflow.index.studies import list_studies
 from dicomflow.ingest import Source, open_ingestor
-from dicomflow.jobs import TRACKER, ProcessingEngine
+from dicomflow.jobs import TRACKER, UPLOAD_EXPIRY, ProcessingEngine
 from factories import create_project, make_study, to_bytes
 
 DIMSE = Source("dimse", "storescu@127.0.0.1", calling_ae="SCU", called_ae="kp-proj")
@@ -164,3 +165,46 @@ def _all_finished(cluster: Cluster) -> bool:
     with reading(cluster.ingestor.engine) as conn:
         studies = list_studies(conn, latest_only=False)
     return len(studies) == 12 and all(s.stage == "Finished" for s in studies)
+
+
+def test_only_the_node_holding_the_upload_expiry_lease_expires_uploads(tmp_path: Path) -> None:
+    from dicomflow.runtime import open_application
+    from dicomflow.usecases import uploads
+
+    def node(node_id: str) -> Settings:
+        return Settings().with_overrides(  # type: ignore[call-arg]  # data_dir comes from with_overrides
+            data_dir=tmp_path,
+            **{
+                "storage.fsync": False,
+                "uploads.expire_after": 0.0,
+                "uploads.sweep_interval": 0.05,
+                "cluster.node_id": node_id,
+                "cluster.lease_seconds": 30.0,
+            },
+        )
+
+    a, b = open_application(node("a")), open_application(node("b"))
+    try:
+        create_project(a.engine, "proj")
+        upload = uploads.start(a, None, "proj", None)
+        with writing(a.engine) as conn:  # a holds it (and would expire uploads itself)
+            acquire_lease(conn, UPLOAD_EXPIRY, "a", utcnow(), 30)
+        _sweep(b, seconds=0.5)
+        assert uploads.get(a, None, upload.id).state == "uploading"  # b left it to a
+
+        with writing(a.engine) as conn:  # a stops cleanly
+            release_lease(conn, UPLOAD_EXPIRY, "a")
+        _sweep(b, seconds=0.5)
+        assert uploads.get(a, None, upload.id).state == "expired"
+    finally:
+        b.close()
+        a.close()
+
+
+def _sweep(app: Any, seconds: float) -> None:
+    stop = threading.Event()
+    sweeper = threading.Thread(target=app.sweep_uploads, args=(stop,))
+    sweeper.start()
+    time.sleep(seconds)
+    stop.set()
+    sweeper.join(10)

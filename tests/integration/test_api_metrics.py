@@ -1,0 +1,45 @@
+"""``/metrics`` in process (the real server's is in tests/e2e/test_observability.py): the Prometheus page
+with the index's gauges, public on a loopback-only API, behind a token otherwise or when configured so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from apihelpers import TestClient, api_settings, assert_error_shape
+from dicomflow.api import create_app
+from dicomflow.config import HttpSettings
+from dicomflow.usecases.accounts import Role, create_token, create_user
+
+
+@pytest.mark.parametrize(
+    ("host", "public", "needs_token"),
+    [
+        ("127.0.0.1", None, False),
+        ("::1", None, False),
+        ("localhost", None, False),
+        ("0.0.0.0", None, True),
+        ("10.1.2.3", None, True),
+        ("127.0.0.1", False, True),
+        ("0.0.0.0", True, False),
+    ],
+)
+def test_metrics_are_public_on_loopback_only_unless_configured(
+    host: str, public: bool | None, needs_token: bool
+) -> None:
+    assert HttpSettings(host=host, public_metrics=public).metrics_need_token is needs_token
+
+
+def test_metrics_behind_a_token_answer_401_without_one_and_the_page_with_one(tmp_path: Path) -> None:
+    settings = api_settings(tmp_path).with_overrides(**{"http.public_metrics": False})
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert assert_error_shape(client.get("/metrics"))["code"] == "unauthorized"
+        create_user(app.state.application, "ops@example.org", "correct horse battery", Role.VIEWER)
+        token = create_token(app.state.application, "ops@example.org")
+        page = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain")
+    for family in ("dicomflow_jobs_waiting", "dicomflow_export_backlog", "dicomflow_lease_holder"):
+        assert f"# TYPE {family} gauge" in page.text
