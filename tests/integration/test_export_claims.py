@@ -30,9 +30,12 @@ class Peer:
         self._lock = threading.Lock()
         self.ae = AE(ae_title="ARCHIVE")
         self.ae.supported_contexts = AllStoragePresentationContexts
-        self.server = self.ae.start_server(
+        server = self.ae.start_server(
             ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._stored)]
         )
+        assert server is not None  # not blocking: the server is returned
+        self.server = server
+        self.port = port
 
     def _stored(self, event: Any) -> int:
         with self._lock:
@@ -80,7 +83,7 @@ def enqueue(tmp_path: Path, count: int) -> list[str]:
 
 def test_two_senders_racing_over_the_same_due_exports_send_each_once(tmp_path: Path, peer: Peer) -> None:
     uids = enqueue(tmp_path, 30)
-    port = peer.server.server_address[1]
+    port = peer.port
     senders = [Outbox(sender_settings(tmp_path, node, port), _engine(tmp_path)) for node in ("a", "b")]
     start = threading.Barrier(len(senders))
     delivered: list[int] = []
@@ -107,7 +110,7 @@ def test_the_exports_of_a_sender_that_died_mid_send_are_sent_again_once_its_clai
     tmp_path: Path, peer: Peer
 ) -> None:
     uids = enqueue(tmp_path, 3)
-    outbox = Outbox(sender_settings(tmp_path, "b", peer.server.server_address[1]), _engine(tmp_path))
+    outbox = Outbox(sender_settings(tmp_path, "b", peer.port), _engine(tmp_path))
     with writing(outbox.engine) as conn:  # node a claimed them, then was killed
         assert len(claim_exports(conn, "a:1:dead", utcnow(), utcnow() + timedelta(seconds=1))) == 3
 

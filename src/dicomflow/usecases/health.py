@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dicomflow.config import Settings
 from dicomflow.errors import NotReady
 from dicomflow.index import reading
 from dicomflow.index.health import ping
@@ -36,8 +37,16 @@ def _store(app: Application) -> None:
         raise OSError(f"blob store {root} is not a writable directory")
 
 
-PROBES: dict[str, Probe] = {"index": _index, "store": _store}
-"""The parts ``/ready`` asks, by name."""
+def _always(_settings: Settings) -> bool:
+    return True
+
+
+PROBES: tuple[tuple[str, Callable[[Settings], bool], Probe], ...] = (
+    ("index", _always, _index),
+    ("store", _always, _store),
+    # a broker, once jobs can run on one: ("broker", lambda s: s.jobs.executor == "celery", _broker),
+)
+"""The parts ``/ready`` asks: name, whether the settings use it, and the probe."""
 
 
 def readiness(app: Application) -> dict[str, str]:
@@ -49,7 +58,9 @@ def readiness(app: Application) -> dict[str, str]:
         If any part failed; ``details`` maps each part to ``ok`` or what failed.
     """
     answers = {}
-    for name, probe in PROBES.items():
+    for name, used, probe in PROBES:
+        if not used(app.settings):
+            continue
         try:
             probe(app)
             answers[name] = "ok"
