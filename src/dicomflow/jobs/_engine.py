@@ -33,7 +33,9 @@ class ProcessingEngine:
     """Flow, executor and outbox over one installation.
 
     Given a ``flow`` (the process's own, with its blob store and report types), the engine runs on it and
-    leaves closing it to its owner; otherwise it builds and closes its own.
+    leaves closing it to its owner; otherwise it builds and closes its own. Its leases are held as the node
+    (``cluster.node_id``), or as ``holder``: a process that is not the node's server (``dicomflow import``)
+    must not share the server's name, or both would believe they hold the lease.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class ProcessingEngine:
         *,
         track: bool = True,
         flow: Flow | None = None,
+        holder: str | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -63,11 +66,12 @@ class ProcessingEngine:
         self.flow = flow
         self.executor: Executor = EmbeddedExecutor(settings, engine, self.flow)
         self.outbox = Outbox(settings, engine)
+        self.holder = holder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         recovery_interval = max(settings.processing.heartbeat, settings.processing.stale_after / 3)
         self.recovery = LeasedDuty(
-            Lease.of(settings, engine, JOB_RECOVERY), self.executor.recover, every=recovery_interval
+            Lease.of(settings, engine, JOB_RECOVERY, holder), self.executor.recover, every=recovery_interval
         )
         self.duties: list[LeasedDuty] = [self.recovery]
         if track:  # node mode starts studies itself, when an association is released
@@ -77,7 +81,7 @@ class ProcessingEngine:
     def add_duty(self, name: str, *duties: Callable[[], object], every: float = 0.0) -> LeasedDuty:
         """Run ``duties`` each round (at most every ``every`` seconds) on the node holding lease ``name``:
         a background singleton such as a connector poller."""
-        leased = LeasedDuty(Lease.of(self.settings, self.engine, name), *duties, every=every)
+        leased = LeasedDuty(Lease.of(self.settings, self.engine, name, self.holder), *duties, every=every)
         self.duties.append(leased)
         return leased
 

@@ -59,9 +59,9 @@ class Lease:
         self._next_ask = 0.0
 
     @classmethod
-    def of(cls, settings: Settings, engine: Engine, name: str) -> Lease:
-        """Lease ``name`` of this node, as ``settings.cluster`` says."""
-        return cls(engine, name, settings.cluster.node_id, settings.cluster.lease_seconds)
+    def of(cls, settings: Settings, engine: Engine, name: str, holder: str | None = None) -> Lease:
+        """Lease ``name`` of this node (``settings.cluster``), or of ``holder`` (a process of its own)."""
+        return cls(engine, name, holder or settings.cluster.node_id, settings.cluster.lease_seconds)
 
     def held(self) -> bool:
         """Whether this node holds the lease now (taking or renewing it when due); never raises."""

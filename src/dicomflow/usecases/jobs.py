@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,7 @@ def process_here(
         settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}),
         app.engine,
         flow=app.flow,
+        holder=f"{settings.cluster.node_id[:40]}:import-{os.getpid()}",  # not the node's server
     )
     try:
         study_ids = processing.flow.request(list(sessions), list(report_types), actor=actor)
