@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl dicom3tools
+DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl dicom3tools redis-server
 
 .PHONY: run test check lint format typecheck imports spelling pytest system-deps clean bench
 
@@ -26,10 +26,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/dicomflow serve
 
-# Debian packages the tests drive (DCMTK tools, Orthanc as a peer). The packaged Orthanc service is kept
-# from starting: tests start their own, on loopback, inside a private network namespace.
+# Debian packages the tests drive (DCMTK tools, Orthanc as a peer, redis-server as the Celery broker). The
+# packaged services are kept from starting: tests start their own, on loopback (Orthanc inside a private
+# network namespace).
 system-deps:
-	@missing=""; for b in storescu echoscu dcmsend findscu dcmcjpeg dcmcjpls dcmcrle dcmconv Orthanc unshare ip sqlite3 curl dciodvfy; do \
+	@missing=""; for b in storescu echoscu dcmsend findscu dcmcjpeg dcmcjpls dcmcrle dcmconv Orthanc unshare ip sqlite3 curl dciodvfy redis-server; do \
 	  command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  made_policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi; \
@@ -72,6 +73,7 @@ test: system-deps check pytest
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/celery_jobs.py
 
 clean:
 	rm -rf $(VENV) $(ICOMETRIX_VENV) dicomflow-data .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,8 @@ from pydicom import config
 import factories
 from factories import DicomflowServer
 
+pytest_plugins = ["redis_server"]  # the redis_server and redis_url fixtures
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep the tests of a module that share a module-scoped fixture (``server`` and the like: a running

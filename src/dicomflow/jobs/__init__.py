@@ -1,5 +1,7 @@
-"""Durable jobs: the flow over the index, the embedded executor (worker processes), the export outbox."""
+"""Durable jobs: the flow over the index, the executors (embedded worker processes, or Celery workers on
+other hosts), the export outbox."""
 
+from dicomflow.jobs._celery import CeleryExecutor, CeleryWorker
 from dicomflow.jobs._engine import ProcessingEngine
 from dicomflow.jobs._execute import execute_job
 from dicomflow.jobs._executor import EmbeddedExecutor, Executor, job_workdir
@@ -12,6 +14,8 @@ __all__ = [
     "OUTBOX",
     "TRACKER",
     "UPLOAD_EXPIRY",
+    "CeleryExecutor",
+    "CeleryWorker",
     "EmbeddedExecutor",
     "Executor",
     "Flow",

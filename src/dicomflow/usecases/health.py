@@ -1,8 +1,8 @@
 """Health: is this process alive (``GET /health``), and can it serve (``GET /ready``)?
 
 Readiness asks each part the server needs, in :data:`PROBES`: the index (a fresh connection reads the
-schema's revision) and the blob store. A part is one entry there; a broker, when jobs run on one, is one
-more line.
+schema's revision), the blob store, and the broker when jobs go through one (``jobs.executor = celery``).
+A part is one entry there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dicomflow.config import Settings
+from dicomflow.config import JobExecutor, Settings
 from dicomflow.errors import NotReady
 from dicomflow.index import reading
 from dicomflow.index.health import ping
@@ -37,6 +37,16 @@ def _store(app: Application) -> None:
         raise OSError(f"blob store {root} is not a writable directory")
 
 
+def _broker(app: Application) -> None:
+    import redis  # only where jobs go through the broker
+
+    client = redis.Redis.from_url(app.settings.jobs.broker_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
 def _always(_settings: Settings) -> bool:
     return True
 
@@ -44,7 +54,7 @@ def _always(_settings: Settings) -> bool:
 PROBES: tuple[tuple[str, Callable[[Settings], bool], Probe], ...] = (
     ("index", _always, _index),
     ("store", _always, _store),
-    # a broker, once jobs can run on one: ("broker", lambda s: s.jobs.executor == "celery", _broker),
+    ("broker", lambda settings: settings.jobs.executor is JobExecutor.CELERY, _broker),
 )
 """The parts ``/ready`` asks: name, whether the settings use it, and the probe."""
 
