@@ -23,6 +23,7 @@ NEWEST_REVISION = max(
     p.name.split("_", 1)[0] for p in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
 )
 """The head revision: each migration is ``versions/<revision>_<slug>.py``, revisions numbered in order."""
+MIGRATION_LOCK_KEY = 0x6469636F6D666C6F  # "dicomflo": the PostgreSQL advisory lock held while migrating
 READ_ONLY = "dicomflow_read_only"  # execution option: this connection only reads
 DIRECT_SQLITE = "dicomflow_direct_sqlite"  # execution option: ingest rows through sqlite3 (``_rows.py``)
 
@@ -139,6 +140,13 @@ def migrate(engine: Engine, *, blob_path: Callable[[str], Path] | None = None) -
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Any number of servers may start at once on one database: each waits here for the one
+            # migrating (a transaction-scoped advisory lock, released at its commit or when its connection
+            # dies), then finds the schema at head. On SQLite, BEGIN IMMEDIATE serialises them already.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            if _revisions(connection) == [NEWEST_REVISION]:
+                return
         config.attributes["connection"] = connection
         config.attributes["blob_path"] = blob_path
         command.upgrade(config, "head")
@@ -175,6 +183,10 @@ def as_utc(value: datetime) -> datetime:
 def schema_revisions(engine: Engine) -> list[str]:
     """The Alembic revisions the index is at (none for an empty database; one unless branches were merged)."""
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return []
-        return sorted(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        return _revisions(conn)
+
+
+def _revisions(conn: Connection) -> list[str]:
+    if not inspect(conn).has_table("alembic_version"):
+        return []
+    return sorted(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())

@@ -1,0 +1,187 @@
+"""A private PostgreSQL cluster for the tests, and the parametrised index fixture.
+
+``pg_cluster`` (one per xdist worker, for the session) runs Debian's PostgreSQL binaries
+(``/usr/lib/postgresql/<version>/bin``) as the ``postgres`` user (PostgreSQL refuses to run as root, and
+the tests run as root): ``initdb`` into a temporary directory owned by ``postgres``, listening on
+127.0.0.1 only (no Unix socket), on a port from ``free_port``, with fsync off (tests only: a crash of the
+cluster loses nothing a test keeps). It is stopped and removed at the end of the session. Missing binaries
+are a failure naming the Debian package, never a skip.
+
+``index_url`` is parametrised over the two engines, ``sqlite`` and ``postgresql``: on ``postgresql`` it
+creates a fresh database and sets ``DICOMFLOW_INDEX__URL`` for the test (so every ``Settings()`` the test
+builds uses it); on ``sqlite`` it leaves the default (the data directory's SQLite file). A module runs
+its tests on both with ``pytestmark = pytest.mark.usefixtures("index_url")``; ``module_index_url`` is the
+same for a module's shared server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_USER = "postgres"
+ENGINES = ["sqlite", "postgresql"]
+
+
+def postgres_bin_dir() -> Path:
+    """The newest installed ``/usr/lib/postgresql/<version>/bin`` (Debian's layout)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parent.parent.name)
+    )
+    if not found:
+        pytest.fail(
+            "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin: install Debian's `postgresql` "
+            "(make system-deps)",
+            pytrace=False,
+        )
+    return Path(found[-1]).parent
+
+
+class PgCluster:
+    """One PostgreSQL cluster on 127.0.0.1:``port``, its files in ``root`` (owned by ``postgres``)."""
+
+    def __init__(self, bin_dir: Path, root: Path, port: int) -> None:
+        self.bin_dir = bin_dir
+        self.root = root
+        self.port = port
+        self.data_dir = root / "data"
+        self._names = itertools.count(1)
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        done = subprocess.run(
+            ["runuser", "-u", POSTGRES_USER, "--", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.root,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        """``initdb`` (trust authentication: loopback only, tests only), then ``pg_ctl start``, waiting."""
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            POSTGRES_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={self.port}",
+                "-c unix_socket_directories=''",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c max_connections=300",
+                "-c shared_buffers=32MB",
+            ]
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        """Stop the cluster (immediate: nothing in it is kept) and remove its files."""
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        """The SQLAlchemy URL of a database of the cluster."""
+        return f"postgresql+psycopg://{POSTGRES_USER}@127.0.0.1:{self.port}/{database}"
+
+    def execute(self, sql: str) -> None:
+        """Run one statement outside a transaction (``CREATE DATABASE`` needs that) as the superuser."""
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=POSTGRES_USER, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(sql.encode())
+
+    def create_database(self) -> str:
+        """A new empty database; its SQLAlchemy URL."""
+        name = f"t{os.getpid()}_{next(self._names)}"
+        self.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`create_database`, closing the connections still open to it."""
+        name = url.rsplit("/", 1)[1]
+        with contextlib.suppress(Exception):
+            self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(free_port: Callable[[], int]) -> Iterator[PgCluster]:
+    """This worker's PostgreSQL cluster, started on first use and stopped at the end of the session."""
+    bin_dir = postgres_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="dicomflow-pg-"))
+    shutil.chown(root, POSTGRES_USER, POSTGRES_USER)
+    cluster = PgCluster(bin_dir, root, free_port())
+    try:
+        started = time.monotonic()
+        cluster.start()
+        assert time.monotonic() - started < 60
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped after it)."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url)
+
+
+def _engine_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield ""
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DICOMFLOW_INDEX__URL", url)
+        yield url
+    cluster.drop_database(url)
+
+
+@pytest.fixture(params=ENGINES)
+def index_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The index of one test on each engine: ``""`` (SQLite in the data directory) or a fresh PostgreSQL
+    database, whose URL is also ``DICOMFLOW_INDEX__URL`` during the test."""
+    yield from _engine_url(request)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_index_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """As ``index_url``, one database for a whole module (its shared server)."""
+    yield from _engine_url(request)
