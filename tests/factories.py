@@ -445,12 +445,14 @@ class DataDir:
     """Read access to a data directory: the index (read-only queries) and the blob store's files.
 
     ``index_url`` is the index's SQLAlchemy URL when it is not the data directory's SQLite file (a
-    PostgreSQL database, see ``tests/pg.py``); queries are written with ``?`` placeholders for both.
+    PostgreSQL database, see ``tests/pg.py``; by default ``DICOMFLOW_INDEX__URL``, as ``Settings()``);
+    queries are written with ``?`` placeholders for both.
     """
 
     def __init__(self, data_dir: Path, index_url: str = "") -> None:
         self.data_dir = data_dir
-        self.index_url = index_url or f"sqlite:///{self.index_path}"
+        found = index_url or os.environ.get("DICOMFLOW_INDEX__URL", "")  # as Settings() finds it
+        self.index_url = found or f"sqlite:///{self.index_path}"
 
     @property
     def index_path(self) -> Path:
@@ -535,7 +537,9 @@ class DicomflowServer(DataDir):
     def __init__(
         self, data_dir: Path, dimse_port: int, http_port: int, env: dict[str, str] | None = None
     ) -> None:
-        super().__init__(data_dir, (env or {}).get("DICOMFLOW_INDEX__URL", ""))
+        super().__init__(
+            data_dir, (env or {}).get("DICOMFLOW_INDEX__URL", f"sqlite:///{data_dir}/index.sqlite3")
+        )
         self.dimse_port = dimse_port
         self.http_port = http_port
         self.env = server_env(**(env or {}))

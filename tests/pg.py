@@ -17,6 +17,7 @@ same for a module's shared server.
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import itertools
 import os
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -159,6 +161,7 @@ def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test (dropped after it)."""
     url = pg_cluster.create_database()
     yield url
+    _collect_connections()
     pg_cluster.drop_database(url)
 
 
@@ -171,7 +174,17 @@ def _engine_url(request: pytest.FixtureRequest) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DICOMFLOW_INDEX__URL", url)
         yield url
+    _collect_connections()
     cluster.drop_database(url)
+
+
+def _collect_connections() -> None:
+    """Close the connections of engines a test left to the garbage collector (an engine the test did not
+    dispose of). psycopg warns when it closes one, which pytest would report against whichever later test
+    the collector happens to run in; SQLite closes them silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture(params=ENGINES)
