@@ -20,7 +20,7 @@ from pydicom import config
 
 import factories
 from factories import DicomflowServer
-from pg import index_url, module_index_url, pg_cluster, pg_url  # noqa: F401  # fixtures (tests/pg.py)
+from pg import index_url, pg_cluster, pg_url  # noqa: F401  # fixtures (tests/pg.py)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,9 +9,10 @@ are a failure naming the Debian package, never a skip.
 
 ``index_url`` is parametrised over the two engines, ``sqlite`` and ``postgresql``: on ``postgresql`` it
 creates a fresh database and sets ``DICOMFLOW_INDEX__URL`` for the test (so every ``Settings()`` the test
-builds uses it); on ``sqlite`` it leaves the default (the data directory's SQLite file). A module runs
-its tests on both with ``pytestmark = pytest.mark.usefixtures("index_url")``; ``module_index_url`` is the
-same for a module's shared server.
+builds uses it); on ``sqlite`` it leaves the default (the data directory's SQLite file). The database is a
+copy of one migrated once per cluster (Alembic's upgrade costs a second or more on PostgreSQL); ``pg_url``
+gives an empty one, to test migrations. A module runs its tests on both with
+``pytestmark = pytest.mark.usefixtures("index_url")``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from pathlib import Path
 
 import pytest
 
+from dicomflow.index import create_index_engine, migrate
+
 POSTGRES_USER = "postgres"
+TEMPLATE = "dicomflow_head"  # migrated once per cluster; the databases of ``index_url`` are copies of it
 ENGINES = ["sqlite", "postgresql"]
 
 
@@ -58,6 +62,7 @@ class PgCluster:
         self.port = port
         self.data_dir = root / "data"
         self._names = itertools.count(1)
+        self._template = False
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         done = subprocess.run(
@@ -127,10 +132,21 @@ class PgCluster:
         ) as conn:
             conn.execute(sql.encode())
 
-    def create_database(self) -> str:
-        """A new empty database; its SQLAlchemy URL."""
+    def create_database(self, *, migrated: bool = False) -> str:
+        """A new database, empty or (``migrated``) a copy of one migrated to the head revision; its URL."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        self.execute(f"CREATE DATABASE {name}")
+        if not migrated:
+            self.execute(f"CREATE DATABASE {name}")
+            return self.url(name)
+        if not self._template:
+            self.execute(f"CREATE DATABASE {TEMPLATE}")
+            engine = create_index_engine(self.url(TEMPLATE))
+            try:
+                migrate(engine)
+            finally:
+                engine.dispose()
+            self._template = True
+        self.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
@@ -170,7 +186,7 @@ def _engine_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield ""
         return
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    url = cluster.create_database()
+    url = cluster.create_database(migrated=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DICOMFLOW_INDEX__URL", url)
         yield url
@@ -191,10 +207,4 @@ def _collect_connections() -> None:
 def index_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The index of one test on each engine: ``""`` (SQLite in the data directory) or a fresh PostgreSQL
     database, whose URL is also ``DICOMFLOW_INDEX__URL`` during the test."""
-    yield from _engine_url(request)
-
-
-@pytest.fixture(scope="module", params=ENGINES)
-def module_index_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """As ``index_url``, one database for a whole module (its shared server)."""
     yield from _engine_url(request)

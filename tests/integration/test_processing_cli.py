@@ -10,8 +10,6 @@ import pytest
 
 from factories import dicomflow, make_study, server_env, write_files
 
-pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
-
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 
 
