@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,18 @@ from pydicom.uid import generate_uid
 from sqlalchemy import Engine, insert, select, text
 
 from dicomflow.config import Settings
-from dicomflow.index import Acquisition, Instance, arrivals, create_index_engine, migrate, writing
+from dicomflow.index import (
+    Acquisition,
+    Instance,
+    Session,
+    StoredInstance,
+    arrivals,
+    create_index_engine,
+    insert_instance,
+    instances_with_uid,
+    migrate,
+    writing,
+)
 from dicomflow.index._db import NEWEST_REVISION, schema_revisions
 from dicomflow.ingest import Source, open_ingestor
 from factories import DicomflowServer, make_instance, make_study, to_bytes, write_files
@@ -133,3 +145,36 @@ def test_a_server_on_postgresql_stores_what_two_senders_send_and_tracks_each_stu
         timeout=30,
         message="the tracker did not open both studies",
     )
+
+
+def test_writers_of_one_sop_instance_uid_wait_for_each_other(tmp_path: Path, pg_url: str) -> None:
+    """On SQLite one writer at a time (the write lock) makes "look up the UID, then insert" atomic; on
+    PostgreSQL the receiving processes write at once, so a second writer of the same UID must wait for the
+    first to commit and then see its row (else both insert: two copies, or a conflict let through)."""
+    engine, (row, _) = _two_sessions(tmp_path, pg_url)
+    uid = generate_uid()
+    try:
+        with engine.connect() as conn:
+            project_id = conn.scalar(
+                select(Session.project_id)
+                .join(Acquisition, Acquisition.session_id == Session.id)
+                .where(Acquisition.id == row["acquisition_id"])
+            )
+        assert project_id is not None
+        with engine.connect() as first:
+            first.begin()
+            assert instances_with_uid(first, uid, project_id) == []
+            insert_instance(first, {**_copy(row), "sop_instance_uid": uid})
+            with ThreadPoolExecutor(1) as pool:
+                second = pool.submit(_look_up, engine, uid, project_id)
+                time.sleep(0.5)
+                assert not second.done()  # failed before: it saw no row, and would have inserted its own
+                first.commit()
+                assert [found.sha256 for found in second.result(timeout=10)] == [row["sha256"]]
+    finally:
+        engine.dispose()
+
+
+def _look_up(engine: Engine, uid: str, project_id: int) -> list[StoredInstance]:
+    with engine.begin() as conn:
+        return instances_with_uid(conn, uid, project_id)
