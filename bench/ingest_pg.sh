@@ -40,7 +40,7 @@ start_postgres() {
   pg "$PGBIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; return 1; }
   pg "$PGBIN/postgres" -D "$dir/data" -c listen_addresses=127.0.0.1 -c port="$port" \
-    -c unix_socket_directories="$dir" >"$dir/postgres.log" 2>&1 &
+    -c unix_socket_directories="$dir" ${PG_OPTS:-} >"$dir/postgres.log" 2>&1 &
   PG_PID=$!
   for i in $(seq 1 100); do
     pg "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break

@@ -32,10 +32,16 @@ def create_index_engine(url: str, *, sqlite_synchronous: str = "FULL", direct_sq
     """Create the SQLAlchemy engine of the index.
 
     SQLite runs in WAL mode with a busy timeout, so that several receiving processes and the API can write
-    concurrently; PostgreSQL URLs are used as given. ``direct_sqlite`` (the ingest's engine, with
+    concurrently; PostgreSQL URLs are used as given, and ``sqlite_synchronous = NORMAL`` (the ingest's) makes
+    commits asynchronous there (``synchronous_commit = off``), made durable per batch by
+    :meth:`WriteLock.sync_log`, as with SQLite's NORMAL. ``direct_sqlite`` (the ingest's engine, with
     ``performance.fast_paths`` on) sends the ingest's per-instance statements to the ``sqlite3`` driver
     directly (``_rows.py``); otherwise they go through SQLAlchemy Core.
     """
+    if url.startswith("postgresql") and sqlite_synchronous.upper() == "NORMAL":
+        # the ingest's commits return before their WAL is on disk; WriteLock.sync_log makes a batch durable
+        options = {"options": "-c synchronous_commit=off"}
+        return create_engine(url, pool_pre_ping=True, connect_args=options)
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
@@ -76,10 +82,17 @@ class WriteLock:
     databases the lock does nothing.
     """
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", engine: Engine | None = None) -> None:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._wal: str | None = None
+        self._postgres: _PostgresLog | None = None
+        if (
+            engine is not None
+            and engine.dialect.name == "postgresql"
+            and sqlite_synchronous.upper() == "NORMAL"
+        ):
+            self._postgres = _PostgresLog(engine)
         if url.startswith("sqlite:///") and ":memory:" not in url:
             path = url.removeprefix("sqlite:///")
             self._fd = os.open(path + ".writelock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -106,6 +119,8 @@ class WriteLock:
         In WAL mode with ``synchronous=NORMAL`` SQLite commits without fsync; the blob store calls this
         once per batch of released blobs, before it drops their staged copies (see ``storage``).
         """
+        if self._postgres is not None:
+            self._postgres.sync()
         if self._wal is None:
             return
         try:
@@ -122,6 +137,48 @@ class WriteLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class _PostgresLog:
+    """Makes the asynchronous commits of one engine (``synchronous_commit = off``) durable.
+
+    A transaction that has a transaction id and commits with ``synchronous_commit = on`` returns once the
+    WAL is flushed through its commit record, so through every commit before it, of every session. That is
+    one WAL flush per batch of released blobs, as the WAL fsync is on SQLite.
+
+    A PostgreSQL server that restarted (a crash) may have lost commits it had acknowledged asynchronously,
+    while this process kept running: their staged copies must stay, for recovery at the next start. So the
+    start time of the server behind every connection the engine opened is kept, and a sync on a server
+    whose start time is not the only one seen raises ``OSError``: the blob store then keeps the staged names
+    (``dicomflow serve`` ingests any lost row again when it next starts).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.started: set[datetime] = set()
+        event.listen(engine, "connect", self._connected)
+
+    def _connected(self, dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("SELECT pg_postmaster_start_time()")
+        self.started.add(cursor.fetchone()[0])
+        cursor.close()
+        dbapi_conn.rollback()
+
+    def sync(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+                conn.exec_driver_sql("SELECT pg_current_xact_id()")  # a transaction id: a commit record
+                started = conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar_one()
+                conn.commit()
+        except OperationalError as exc:
+            raise OSError(f"cannot make the index's commits durable: {exc.orig}") from exc
+        if self.started != {started}:
+            raise OSError(
+                "the PostgreSQL server restarted while this process ran: commits it acknowledged may be "
+                "lost, so staged copies are kept until dicomflow restarts and recovers them"
+            )
 
 
 def migrate(engine: Engine, *, blob_path: Callable[[str], Path] | None = None) -> None:
