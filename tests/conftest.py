@@ -22,6 +22,8 @@ import factories
 from factories import DicomflowServer
 from pg import index_url, pg_cluster, pg_url  # noqa: F401  # fixtures (tests/pg.py)
 
+pytest_plugins = ["redis_server"]  # the redis_server and redis_url fixtures
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep the tests of a module that share a module-scoped fixture (``server`` and the like: a running

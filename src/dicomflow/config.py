@@ -244,6 +244,34 @@ class ProcessingSettings(BaseModel):
     export_retry_delay_max: float = Field(300.0, description="Longest wait between two export attempts.")
 
 
+class JobExecutor(StrEnum):
+    """Where jobs run."""
+
+    EMBEDDED = "embedded"
+    CELERY = "celery"
+
+
+class JobsSettings(BaseModel):
+    """Where jobs run: in worker processes of ``dicomflow serve`` (embedded), or in ``dicomflow worker``
+    processes on any host, told of due jobs through a Celery broker (the jobs table stays the queue)."""
+
+    executor: JobExecutor = Field(
+        JobExecutor.EMBEDDED,
+        description=(
+            "'embedded': the server runs jobs itself; 'celery': the server runs none and announces due jobs "
+            "on the broker to `dicomflow worker` processes."
+        ),
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker of the 'celery' executor (a Redis URL)."
+    )
+    announce_again: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds after which a due job no worker claimed is announced again (a lost message).",
+    )
+
+
 class UploadSettings(BaseModel):
     """HTTP upload sessions."""
 
@@ -326,6 +354,7 @@ class Settings(BaseSettings):
     uploads: UploadSettings = Field(default_factory=UploadSettings, description="Upload sessions.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings, description="Fast paths.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Several nodes.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
+    jobs: JobsSettings = Field(default_factory=JobsSettings, description="Where jobs run.")  # type: ignore[arg-type]  # pydantic's stub wants a factory, not a BaseSettings class
 
     @classmethod
     def settings_customise_sources(

@@ -5,6 +5,9 @@
 - an unknown PDU type gets an A-ABORT;
 - a C-STORE on a presentation context accepted for another SOP Class is refused (0x0122) and not stored;
 - any called AE but an unknown ``kp-`` one is accepted; ``dimse.allowed_peers`` refuses other callers.
+
+Every test runs twice: with ``performance.fast_paths`` on (PDUs read by ``dimse/_pdata.py``) and off
+(pynetdicom's own reading, on a socket that bounds the PDUs it receives: ``dimse/_framing.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ CALLED_AE_NOT_RECOGNISED = Rejection(result=0x01, source=0x01, reason=0x07)
 MIB = 1 << 20
 # What the server may grow by while being attacked: far below the 1 GiB to 4 GiB the attacks declare.
 MEMORY_BOUND = 64 * MIB
+STOCK = {"DICOMFLOW_PERFORMANCE__FAST_PATHS": "0"}
+EACH_WAY = ["fast-paths", "stock"]
 
 
 # -- raw DICOM upper layer ------------------------------------------------------------------------------
@@ -114,6 +119,14 @@ def assert_aborted(sock: socket.socket) -> None:
     assert closed_by_peer(sock, within=30), "the connection stayed open after the A-ABORT"
 
 
+def assert_logged(server: DicomflowServer, text: str, within: float = 10) -> None:
+    """The server's log says ``text`` (within ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    while text not in server.log():
+        assert time.monotonic() < deadline, f"{text!r} not in the server's log:\n{server.log()[-3000:]}"
+        time.sleep(0.1)
+
+
 # -- the server's processes -------------------------------------------------------------------------------
 
 
@@ -150,12 +163,14 @@ def memory_stays_bounded(server: DicomflowServer) -> Iterator[None]:
     assert max(grown.values()) < MEMORY_BOUND, f"peak memory grew (bytes, by pid): {grown}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=EACH_WAY)
 def hardened(
-    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
 ) -> Iterator[DicomflowServer]:
-    """A server with short timeouts (the attacks' connections end quickly), else the defaults."""
+    """A server with short timeouts (the attacks' connections end quickly), else the defaults; with fast
+    paths on, then off."""
     env = {"DICOMFLOW_DIMSE__ACSE_TIMEOUT": "3", "DICOMFLOW_DIMSE__NETWORK_TIMEOUT": "3"}
+    env |= STOCK if request.param == "stock" else {}
     running = DicomflowServer(tmp_path_factory.mktemp("server") / "data", free_port(), free_port(), env)
     try:
         running.start()
@@ -173,11 +188,12 @@ ALLOWED_PEERS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=EACH_WAY)
 def strict(
-    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
 ) -> Iterator[DicomflowServer]:
-    """A server with small bounds and an allow-list, and timeouts far longer than any test."""
+    """A server with small bounds and an allow-list, and timeouts far longer than any test; with fast paths
+    on, then off."""
     env = {
         "DICOMFLOW_DIMSE__NETWORK_TIMEOUT": "600",
         "DICOMFLOW_DIMSE__ACSE_TIMEOUT": "600",
@@ -185,7 +201,7 @@ def strict(
         "DICOMFLOW_DIMSE__MAX_PENDING_CONNECTIONS": "16",
         "DICOMFLOW_DIMSE__MAX_PDU_SIZE": "65536",
         "DICOMFLOW_DIMSE__ALLOWED_PEERS": json.dumps(ALLOWED_PEERS),
-    }
+    } | (STOCK if request.param == "stock" else {})
     running = DicomflowServer(tmp_path_factory.mktemp("server") / "data", free_port(), free_port(), env)
     try:
         running.start()
@@ -204,6 +220,7 @@ def test_huge_pdu_header_before_association_is_aborted_without_allocating(
         with connect(hardened) as sock:
             sock.sendall(bytes.fromhex("0100FFFFFFFF"))
             assert_aborted(sock)
+        assert_logged(hardened, "PDU 0x01 of 4294967295 bytes, more than the 1048576")
         echoscu(hardened.dimse_port)
 
 
@@ -214,23 +231,48 @@ def test_huge_p_data_fragment_after_association_is_aborted_without_allocating(
         pdv_length = 1 << 30  # a 1 GiB presentation data value, of which a few bytes come
         sock.sendall(struct.pack(">BBLLBB", 0x04, 0, pdv_length + 4, pdv_length, 1, 0x03) + bytes(1024))
         assert_aborted(sock)
+    assert_logged(hardened, f"P-DATA-TF PDU of {pdv_length + 4} bytes, more than the {MIB} accepted")
     echoscu(hardened.dimse_port)
 
 
 def test_pdu_just_over_the_bound_is_aborted_and_one_at_the_bound_is_not(
     strict: DicomflowServer, tmp_path: Path
 ) -> None:
-    """With ``max_pdu_size`` 64 KiB: a larger P-DATA-TF is aborted, storescu at that size works."""
+    """With ``max_pdu_size`` 64 KiB: a larger P-DATA-TF is aborted (the timeouts being far longer than the
+    test, promptly), storescu at that size works."""
     bound = 65536
     with associated(strict) as sock:
         # only the headers and a little: the declared length alone must be enough to abort
         sock.sendall(struct.pack(">BBLLBB", 0x04, 0, bound + 1, bound - 3, 1, 0x03) + bytes(1024))
         assert_aborted(sock)
+    assert_logged(strict, f"P-DATA-TF PDU of {bound + 1} bytes, more than the {bound} accepted")
     pixels = bytes(256 * 256 * 2)  # 128 KiB: each instance crosses several PDUs
     study = make_study(series=1, instances=2, Rows=256, Columns=256, PixelData=pixels)
-    storescu(strict.dimse_port, write_files(study, tmp_path))
+    # PDUs of the bound itself: storescu sends the smaller of its maximum (128 KiB) and the receiver's
+    storescu(strict.dimse_port, write_files(study, tmp_path), "--max-send-pdu", "131072")
     for ds in study:
         assert strict.http.get(f"/instances/{ds.SOPInstanceUID}").status_code == 200
+
+
+@pytest.mark.parametrize("max_send_pdu", [16384, 131072], ids=["16KiB", "128KiB"])
+def test_large_instances_are_stored_whatever_the_pdu_size(
+    hardened: DicomflowServer, tmp_path: Path, max_send_pdu: int
+) -> None:
+    """2 MiB instances from storescu in PDUs of 16 KiB and of its largest, 128 KiB."""
+    pixels = bytes(1024 * 1024 * 2)
+    study = make_study(series=1, instances=2, Rows=1024, Columns=1024, PixelData=pixels)
+    storescu(hardened.dimse_port, write_files(study, tmp_path), "--max-send-pdu", str(max_send_pdu))
+    for ds in study:
+        assert hardened.http.get(f"/instances/{ds.SOPInstanceUID}").status_code == 200
+
+
+def test_instance_in_pdus_of_the_announced_maximum_is_stored(hardened: DicomflowServer) -> None:
+    """pynetdicom sends PDUs as large as the receiver announces (1 MiB): at the bound, not over it."""
+    ds = make_instance("CT", Rows=1024, Columns=1024, PixelData=bytes(1024 * 1024 * 2))
+    with association(hardened.dimse_port, [(CTImageStorage, ExplicitVRLittleEndian)]) as assoc:
+        assert assoc.acceptor.maximum_length == MIB
+        assert int(assoc.send_c_store(ds).Status) == 0x0000
+    assert hardened.http.get(f"/instances/{ds.SOPInstanceUID}").status_code == 200
 
 
 def test_default_max_pdu_size_is_announced(hardened: DicomflowServer) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from dicomflow.config import Settings
-from dicomflow.runtime import Application, load_report_types_of, open_application
+from dicomflow.runtime import Application, open_application
 from dicomflow.serve._http import run_http_worker
 
 
@@ -42,9 +42,7 @@ def test_an_http_worker_stopped_by_sigterm_closes_its_application_and_exits_0(
     listening = socket.create_server(("127.0.0.1", 0))
     listening.setblocking(False)
     port = listening.getsockname()[1]
-    worker = multiprocessing.get_context("fork").Process(
-        target=run_http_worker, args=(settings, load_report_types_of(settings), listening)
-    )
+    worker = multiprocessing.get_context("fork").Process(target=run_http_worker, args=(settings, listening))
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as the supervisor forks it
     try:
         worker.start()

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from dicomflow import errors
-from dicomflow.cli import _admin, _demo, _node, _processing, _serve, _transfer, _upload
+from dicomflow.cli import _admin, _demo, _node, _processing, _serve, _transfer, _upload, _worker
 
 _STATUS = "run `dicomflow status` to see the studies and their StudyInstanceUIDs"
 _USERS = "create the user with `dicomflow users create EMAIL`"
@@ -108,6 +108,7 @@ _processing.register(app)
 app.command("demo-data")(_demo.demo_data)
 app.command("node")(_node.node)
 app.command("upload")(_upload.upload)
+app.command("worker")(_worker.worker)
 
 
 def main() -> None:

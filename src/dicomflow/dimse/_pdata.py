@@ -19,7 +19,8 @@ the way pynetdicom goes:
   ``DIMSEServiceProvider.receive_primitive``, as DT-2 does.
 
 Every read is bounded: a PDU that declares more than the largest we accept (``dimse.max_pdu_size`` for a
-P-DATA-TF, at most that or 1 MiB for any other), an unknown PDU type or a malformed P-DATA-TF is answered
+P-DATA-TF, at most that or 1 MiB for any other: ``_framing.PduBound``, the rule pynetdicom's own reading
+is held to with fast paths off), an unknown PDU type or a malformed P-DATA-TF is answered
 with an A-ABORT (Evt19, as pynetdicom does for what it cannot decode), and its bytes are then never read
 as PDUs again: what follows is dropped until the peer closes or the ARTIM timer ends the connection.
 Buffers grow as bytes arrive, never from a declared length, so memory follows what was really received.
@@ -46,6 +47,8 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
+from dicomflow.dimse._framing import PduBound
+
 LOGGER = logging.getLogger(__name__)
 _P_DATA_TF = 0x04
 _HEADER = struct.Struct(">BBL")  # PDU type, reserved, length
@@ -55,9 +58,7 @@ _C_STORE_RQ, _C_STORE_RSP, _NO_DATA_SET = 0x0001, 0x8001, 0x0101
 PREFIX_ROOM = 1024  # free bytes kept before each data set, so that file meta can be put in front of it
 _INITIAL_BUFFER = PREFIX_ROOM + (1 << 20)  # grows to the largest message of the association...
 _KEPT_BUFFER = 64 << 20  # ...up to this; a larger one is dropped after its message
-_CONTROL_PDU_LIMIT = 1 << 20  # PDUs other than P-DATA-TF may be this large even with a smaller max_pdu_size
 _CHUNK = 64 << 10  # the most read at once into a growing buffer
-_KNOWN_PDU_TYPES = frozenset(range(0x01, 0x08))
 _COMMAND_KEYWORDS = {
     0x0000: "group_length",
     0x0002: "sop_class_uid",
@@ -117,8 +118,7 @@ class FastStore:
         self.assoc = assoc
         self.dul = assoc.dul
         self.store = store
-        self._data_limit = max_pdu_size or None
-        self._control_limit = max(max_pdu_size, _CONTROL_PDU_LIMIT)
+        self._bound = PduBound(max_pdu_size)
         self._aborting = False  # an invalid PDU was answered with A-ABORT: the stream is not read as PDUs
         self._original = self.dul._read_pdu_data
         self._buffer = bytearray()  # allocated by the first C-STORE: a connection alone costs no buffer
@@ -142,12 +142,9 @@ class FastStore:
                 return
             _read_exactly(sock, memoryview(self._header)[1:])
             pdu_type, _, length = _HEADER.unpack(self._header)
-            if pdu_type not in _KNOWN_PDU_TYPES:
-                self._abort(f"unknown PDU type 0x{pdu_type:02X}")
-            elif pdu_type == _P_DATA_TF and self._data_limit is not None and length > self._data_limit:
-                self._abort(f"P-DATA-TF PDU of {length} bytes, more than the {self._data_limit} accepted")
-            elif pdu_type != _P_DATA_TF and length > self._control_limit:
-                self._abort(f"PDU 0x{pdu_type:02X} of {length} bytes, more than the {self._control_limit}")
+            refusal = self._bound.refusal(pdu_type, length)
+            if refusal is not None:
+                self._abort(refusal)
             elif pdu_type != _P_DATA_TF or self.dul.state_machine.current_state != "Sta6":
                 self._hand_over(bytes(self._header) + _read_growing(sock, length))
             else:

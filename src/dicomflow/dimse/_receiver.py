@@ -38,6 +38,7 @@ from dicomflow.dicom import encode_file_meta
 from dicomflow.dimse import _reactor
 from dicomflow.dimse import _status as status
 from dicomflow.dimse._admission import Admission, set_timeouts
+from dicomflow.dimse._framing import BoundedSocket, PduBound
 from dicomflow.dimse._pdata import FastStore, StoreRequest
 from dicomflow.dimse._peers import AllowedPeers
 from dicomflow.dimse._setup import reactor_clock
@@ -85,7 +86,8 @@ class Receiver:
         This process's share of ``settings.max_pending_connections`` (default: all of it).
 
     With ``settings.performance.fast_paths`` on, C-STORE requests are received in the DUL thread
-    (``_pdata.py``) and the reactors wait for events (``_reactor.py``); off, pynetdicom's own code does both.
+    (``_pdata.py``) and the reactors wait for events (``_reactor.py``); off, pynetdicom's own code does both,
+    reading each connection through a ``_framing.BoundedSocket`` (the PDU bound ``_pdata.py`` applies).
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class Receiver:
             "shared_socket": listening,
             "admission": self.admission,
             "network_timeout": self.settings.network_timeout,
+            "pdu_bound": None if self.fast_paths else PduBound(self.settings.max_pdu_size),
         }
         server_class = type("SharedSocketServer", (_SharedSocketServer,), attributes)
         address = listening.getsockname()[:2]
@@ -299,12 +302,14 @@ class _SharedSocketServer(ThreadedAssociationServer):
 
     The socket is non-blocking: when a sibling wins the race for a connection, ``accept`` raises
     ``BlockingIOError``, which socketserver ignores. A process already serving associations waits a little
-    before accepting, so that idle siblings take new connections first (balance across cores).
+    before accepting, so that idle siblings take new connections first (balance across cores). With a
+    ``pdu_bound`` (fast paths off), each connection is handed to pynetdicom as a ``BoundedSocket``.
     """
 
     shared_socket: socket.socket
     admission: Admission
     network_timeout: float
+    pdu_bound: PduBound | None
     daemon_threads = True
 
     def server_bind(self) -> None:
@@ -324,6 +329,8 @@ class _SharedSocketServer(ThreadedAssociationServer):
         conn, address = self.shared_socket.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         set_timeouts(conn, self.network_timeout)
+        if self.pdu_bound is not None:
+            conn = BoundedSocket.wrap(conn, self.pdu_bound, str(address[0]))
         return conn, address
 
     def service_actions(self) -> None:

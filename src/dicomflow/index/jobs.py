@@ -135,19 +135,18 @@ def create_job(
     )
 
 
-def claim_job(conn: Connection, worker: str, now: datetime) -> JobRecord | None:
-    """Take the oldest due queued or retrying job for ``worker``; None when nothing is due."""
-    due = conn.execute(
-        select(Job.id)
-        .where(Job.state.in_(_ACTIVE), Job.next_attempt_at <= now)
-        .order_by(Job.next_attempt_at, Job.id)
-        .limit(1)
-    ).first()
+def claim_job(conn: Connection, worker: str, now: datetime, job_id: int | None = None) -> JobRecord | None:
+    """Take the oldest due queued or retrying job (or job ``job_id``, if it is due) for ``worker``; None when
+    nothing is due (or that job is running, ended or not due yet: someone else claimed it)."""
+    query = select(Job.id).where(Job.state.in_(_ACTIVE), Job.next_attempt_at <= now)
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    due = conn.execute(query.order_by(Job.next_attempt_at, Job.id).limit(1)).first()
     if due is None:
         return None
     claimed = conn.execute(
         update(Job)
-        .where(Job.id == due.id, Job.state.in_(_ACTIVE))
+        .where(Job.id == due.id, Job.state.in_(_ACTIVE), Job.next_attempt_at <= now)
         .values(
             state=JobState.RUNNING.value,
             attempts=Job.attempts + 1,
@@ -159,6 +158,34 @@ def claim_job(conn: Connection, worker: str, now: datetime) -> JobRecord | None:
     if not claimed:
         return None
     return _record(conn.execute(select(Job).where(Job.id == due.id)).one())
+
+
+def due_jobs(conn: Connection, now: datetime, limit: int = 1000) -> list[tuple[int, int]]:
+    """The queued or retrying jobs due at ``now``, oldest first: (id, attempts so far)."""
+    rows = conn.execute(
+        select(Job.id, Job.attempts)
+        .where(Job.state.in_(_ACTIVE), Job.next_attempt_at <= now)
+        .order_by(Job.next_attempt_at, Job.id)
+        .limit(limit)
+    ).all()
+    return [(row.id, row.attempts) for row in rows]
+
+
+def release_job(conn: Connection, job_id: int, worker: str, attempt: int, error: str) -> bool:
+    """Put a job ``worker`` runs (its attempt ``attempt``) back in the queue, due now; False when the job is
+    no longer that worker's attempt."""
+    return bool(
+        conn.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.state == JobState.RUNNING.value,
+                Job.worker == worker[:128],
+                Job.attempts == attempt,
+            )
+            .values(state=JobState.QUEUED.value, next_attempt_at=utcnow(), heartbeat_at=None, error=error)
+        ).rowcount
+    )
 
 
 def heartbeat(conn: Connection, job_ids: Sequence[int], now: datetime) -> None:

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from dicomflow.config import Settings
+from dicomflow.config import JobExecutor, Settings
 from dicomflow.flow import TERMINAL, Stage
 from dicomflow.index import reading
 from dicomflow.index.studies import StudyInfo, list_studies
+from dicomflow.jobs._celery import CeleryExecutor
 from dicomflow.jobs._executor import EmbeddedExecutor, Executor
 from dicomflow.jobs._flow import Flow
 from dicomflow.jobs._outbox import Outbox
@@ -56,7 +57,11 @@ class ProcessingEngine:
         self.registry = flow.registry
         self.store = flow.store
         self.flow = flow
-        self.executor: Executor = EmbeddedExecutor(settings, engine, self.flow)
+        self.executor: Executor = (
+            CeleryExecutor(settings, engine)
+            if settings.jobs.executor is JobExecutor.CELERY
+            else EmbeddedExecutor(settings, engine, self.flow)
+        )
         self.outbox = Outbox(settings, engine)
         self._track = track  # node mode starts studies itself, when an association is released
         self._stop = threading.Event()

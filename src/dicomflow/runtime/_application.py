@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from dicomflow.config import Settings
 from dicomflow.index import create_index_engine, migrate
 from dicomflow.ingest import Ingestor, open_ingestor
-from dicomflow.jobs import Flow
-from dicomflow.pipelines import ReportTypes, load_report_types
 from dicomflow.storage import FileSystemBlobStore
-from dicomflow.usecases.uploads import Uploads
+
+if TYPE_CHECKING:  # imported on first use: a receiving process needs neither report types nor the flow
+    from dicomflow.jobs import Flow
+    from dicomflow.pipelines import ReportTypes
+    from dicomflow.usecases.uploads import Uploads
 
 LOGGER = logging.getLogger(__name__)
 
@@ -25,15 +28,34 @@ class Application:
     """The settings and the services built from them, shared by the adapters of one process.
 
     Adapters (HTTP, DIMSE, CLI) keep one and hand it to the use cases; nothing else builds an engine, a
-    blob store or a flow. :meth:`close` releases them (the engine is disposed of last).
+    blob store or a flow. The report types, the flow, the upload service and the receive path's ingest are
+    made on first use (a receiving process of ``dicomflow serve`` uses only the ingest, and so never imports
+    the pipelines: about 3 MiB). :meth:`close` releases them (the engine is disposed of last).
     """
 
     settings: Settings
     engine: Engine
     store: FileSystemBlobStore
-    registry: ReportTypes
-    flow: Flow
-    uploads: Uploads
+    preloaded_registry: ReportTypes | None = field(default=None, repr=False)
+
+    @cached_property
+    def registry(self) -> ReportTypes:
+        """The report types ``settings.processing`` names (or those given to :func:`open_application`)."""
+        return self.preloaded_registry or load_report_types_of(self.settings)
+
+    @cached_property
+    def flow(self) -> Flow:
+        """The processing flow over this application's engine, store and report types."""
+        from dicomflow.jobs import Flow
+
+        return Flow(self.settings, self.engine, self.store, self.registry)
+
+    @cached_property
+    def uploads(self) -> Uploads:
+        """The upload service (its import hands studies to the flow)."""
+        from dicomflow.usecases.uploads import Uploads
+
+        return Uploads(self.settings, self.engine, self.flow)
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -58,9 +80,11 @@ class Application:
     def close(self) -> None:
         """Release the upload service, the flow's ingest, the receive ingest, the blob store and the index
         engine (last)."""
-        self.uploads.close()
-        self.flow.close()
-        if "ingestor" in self.__dict__:  # opened
+        if "uploads" in self.__dict__:  # each only if made
+            self.uploads.close()
+        if "flow" in self.__dict__:
+            self.flow.close()
+        if "ingestor" in self.__dict__:
             self.ingestor.close()
         self.store.close()
         self.engine.dispose()
@@ -79,21 +103,18 @@ def open_application(
         Bring the index to the newest schema first (entry points do; ``dicomflow serve``'s worker processes
         do not, their supervisor did before forking them; tests of migrations do not).
     registry
-        The report types, loaded already (``dicomflow serve`` loads them once, before forking); by default
-        loaded from ``settings.processing``.
+        The report types, loaded already; by default loaded from ``settings.processing`` on first use.
     """
     engine = create_index_engine(settings.index_url)  # FULL: every commit durable (ingest syncs its own)
     store = FileSystemBlobStore(settings.blob_root, fsync=settings.storage.fsync)
     if migrate_index:
         migrate(engine, blob_path=store.path_of)  # 0006 reads the series headers of existing rows
-    if registry is None:
-        registry = load_report_types_of(settings)
-    flow = Flow(settings, engine, store, registry)
-    uploads = Uploads(settings, engine, flow)
-    return Application(settings, engine, store, registry, flow, uploads)
+    return Application(settings, engine, store, registry)
 
 
 def load_report_types_of(settings: Settings) -> ReportTypes:
     """The report types that ``settings.processing`` names (plugins, aliases, options)."""
+    from dicomflow.pipelines import load_report_types
+
     processing = settings.processing
     return load_report_types(processing.plugins, processing.aliases, processing.options)

@@ -25,7 +25,6 @@ import uvicorn
 
 from dicomflow import api
 from dicomflow.config import Settings
-from dicomflow.pipelines import ReportTypes
 from dicomflow.runtime import open_application
 from dicomflow.serve._supervisor import die_with_parent
 
@@ -43,13 +42,13 @@ UVICORN_PRIVATE = (
 """What :class:`_BalancedServer` uses of uvicorn beyond ``Config`` and ``Server.run`` (for the canary)."""
 
 
-def run_http_worker(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
+def run_http_worker(settings: Settings, listening: socket.socket) -> None:
     """Body of one HTTP process: its application and app, served by uvicorn on the shared socket until
     SIGTERM (uvicorn's own handler: it finishes the requests under way), then the application closed."""
     die_with_parent()
     # before uvicorn runs, and once it has stopped (it raises the SIGTERM it caught again)
     signal.signal(signal.SIGTERM, _exit)
-    application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
+    application = open_application(settings, migrate_index=False)  # migrated already
     try:
         config = uvicorn.Config(
             api.create_app(application), log_level="warning", lifespan="on", loop="uvloop", http="httptools"

@@ -13,7 +13,6 @@ import time
 
 from dicomflow import dimse
 from dicomflow.config import Settings
-from dicomflow.pipelines import ReportTypes
 from dicomflow.runtime import open_application
 from dicomflow.serve._signals import StopSignals
 from dicomflow.serve._supervisor import DRAIN_SECONDS, die_with_parent
@@ -26,13 +25,15 @@ def receiver_count(settings: Settings) -> int:
     return max(2, 2 * (os.cpu_count() or 1))
 
 
-def run_receiver(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
+def run_receiver(settings: Settings, listening: socket.socket) -> None:
     """Body of one receiving process: its application and receiver, serving until SIGTERM, then drained."""
     die_with_parent()
     stop = StopSignals(signal.SIGTERM)  # from now on: one during start-up stops the process once it runs
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     dimse.configure(settings)  # pynetdicom is imported here, after the fork: HTTP workers never load it
-    application = open_application(settings, migrate_index=False, registry=registry)  # migrated already
+    application = open_application(
+        settings, migrate_index=False
+    )  # migrated already; never loads report types
     workers = receiver_count(settings)
     receiver = dimse.Receiver(
         application,

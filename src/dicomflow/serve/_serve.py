@@ -7,7 +7,8 @@ import logging
 import multiprocessing
 import os
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 
 from dicomflow.config import Settings
 from dicomflow.errors import ConfigError
@@ -15,9 +16,6 @@ from dicomflow.runtime import import_pydicom_without_pixel_libraries
 from dicomflow.serve._signals import wait_for_signal
 from dicomflow.serve._sockets import listen, listen_http
 from dicomflow.storage import DataDirLock
-
-if TYPE_CHECKING:
-    from dicomflow.pipelines import ReportTypes
 
 LOGGER = logging.getLogger("dicomflow")
 
@@ -63,24 +61,25 @@ def serve(settings: Settings) -> None:
 
 
 def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.socket) -> int:
-    from dicomflow.runtime import open_application
-    from dicomflow.serve._janitors import Janitors
     from dicomflow.serve._receivers import receiver_count, run_receiver
     from dicomflow.serve._supervisor import WorkerPool
 
-    registry = _prepare(settings)
+    _prepare(settings)
     receivers = WorkerPool(
-        "dimse", functools.partial(run_receiver, settings, registry), dimse_socket, receiver_count(settings)
+        "dimse", functools.partial(run_receiver, settings), dimse_socket, receiver_count(settings)
     )
     http = WorkerPool(
         "http",
-        functools.partial(_run_http_worker, settings, registry),
+        functools.partial(_run_http_worker, settings),
         http_socket,
         http_worker_count(settings),
     )
     receivers.start()  # fork before any thread of ours starts
     http.start()
-    application = open_application(settings, migrate_index=False, registry=registry)
+    from dicomflow.runtime import open_application  # the supervisor's own duties, after the fork
+    from dicomflow.serve._janitors import Janitors
+
+    application = open_application(settings, migrate_index=False)
     janitors = Janitors(application)
     janitors.start()
     LOGGER.info(
@@ -108,20 +107,20 @@ def http_worker_count(settings: Settings) -> int:
     return settings.http.workers if settings.http.workers > 0 else max(2, os.cpu_count() or 1)
 
 
-def _run_http_worker(settings: Settings, registry: ReportTypes, listening: socket.socket) -> None:
+def _run_http_worker(settings: Settings, listening: socket.socket) -> None:
     """Body of an HTTP process: uvicorn and FastAPI are imported after the fork, by HTTP processes only."""
     from dicomflow.serve._http import run_http_worker
 
-    run_http_worker(settings, registry, listening)
+    run_http_worker(settings, listening)
 
 
-def _prepare(settings: Settings) -> ReportTypes:
-    """Migrate the index and recover unfinished writes (once, before any worker exists); load the report
-    types the workers share. No thread of ours and no open connection may outlive it: workers are forked."""
+def _prepare(settings: Settings) -> None:
+    """Migrate the index, check the report types and recover unfinished writes (once, before any worker
+    exists). No thread of ours and no open connection may outlive it: workers are forked."""
     from dicomflow.ingest import open_ingestor, recover_store
-    from dicomflow.runtime import load_report_types_of
 
-    _migrate_in_child(settings)
+    _in_child(_migrate, settings, "migrating the index")
+    _in_child(_check_report_types, settings, "loading the report types")
     ingestor = open_ingestor(settings)
     try:
         report = recover_store(ingestor)
@@ -133,19 +132,48 @@ def _prepare(settings: Settings) -> ReportTypes:
             report.kept,
             report.removed,
         )
-    return load_report_types_of(settings)
 
 
-def _migrate_in_child(settings: Settings) -> None:
-    """Migrate the index in a short-lived forked process: Alembic (about 12 MiB) is then never imported by
-    the supervisor, so no worker forked from it carries it."""
-    child = multiprocessing.get_context("fork").Process(
-        target=_migrate, args=(settings,), name="dicomflow-migrate"
+def _in_child(work: Callable[[Settings], None], settings: Settings, doing: str) -> None:
+    """Run ``work`` in a short-lived forked process, so that what it imports (Alembic: about 12 MiB; the
+    report types' pipelines: 3 MiB) is never carried by the supervisor, nor by any worker forked from it.
+
+    Raises
+    ------
+    ConfigError
+        ``work`` refused the configuration (its message); RuntimeError for any other failure.
+    """
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_report_to, args=(sending, work, settings), name=f"dicomflow-{work.__name__}"
     )
     child.start()
+    sending.close()
+    refused = receiving.recv() if receiving.poll(None) else None
     child.join()
+    receiving.close()
+    if isinstance(refused, str):
+        raise ConfigError(refused)
     if child.exitcode != 0:
-        raise RuntimeError(f"migrating the index failed (exit status {child.exitcode}, traceback above)")
+        raise RuntimeError(f"{doing} failed (exit status {child.exitcode}, traceback above)")
+
+
+def _report_to(sending: Connection, work: Callable[[Settings], None], settings: Settings) -> None:
+    try:
+        work(settings)
+    except ConfigError as exc:
+        sending.send(exc.message)
+    else:
+        sending.send(None)
+    finally:
+        sending.close()
+
+
+def _check_report_types(settings: Settings) -> None:
+    from dicomflow.runtime import load_report_types_of
+
+    load_report_types_of(settings)
 
 
 def _migrate(settings: Settings) -> None:

@@ -1,5 +1,5 @@
-"""Jobs: list them (newest first), read the log of a job's newest attempt, and process studies here and now
-(``dicomflow import --report-type``)."""
+"""Jobs: list them (newest first), read the log of a job's newest attempt, process studies here and now
+(``dicomflow import --report-type``), and serve as a worker of the Celery executor (``dicomflow worker``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dicomflow.index import reading
 from dicomflow.index.jobs import job_row
 from dicomflow.index.jobs import list_jobs as listed_jobs
 from dicomflow.index.studies import StudyInfo, list_studies, study_of_job
-from dicomflow.jobs import ProcessingEngine, job_workdir
+from dicomflow.jobs import CeleryWorker, ProcessingEngine, job_workdir
 from dicomflow.usecases import _schemas
 from dicomflow.usecases.access import Access
 
@@ -60,13 +60,16 @@ def process_here(
     app: Application, sessions: Sequence[int], report_types: Sequence[str], *, actor: str
 ) -> list[StudyInfo]:
     """Request ``report_types`` on the studies of ``sessions`` and run the flow in this process (at least one
-    job worker) until each study is Finished, Failed or waits in QualityControl; return them as they ended.
+    job worker, the embedded executor whatever ``jobs.executor`` says) until each study is Finished, Failed or
+    waits in QualityControl; return them as they ended.
 
     For the local operator (``dicomflow import --report-type``), who sees every project.
     """
     settings = app.settings
     processing = ProcessingEngine(
-        settings.with_overrides(**{"processing.workers": max(1, settings.processing.workers)}),
+        settings.with_overrides(
+            **{"processing.workers": max(1, settings.processing.workers), "jobs.executor": "embedded"}
+        ),
         app.engine,
         flow=app.flow,
     )
@@ -75,3 +78,10 @@ def process_here(
         return processing.run_until_settled(study_ids)
     finally:
         processing.stop()
+
+
+def run_worker(app: Application) -> int:
+    """Run jobs announced on ``settings.jobs.broker_url`` (``processing.workers`` at once) until SIGTERM;
+    returns the exit status. Each job is claimed, run, beaten and filed in the index, as the server's
+    embedded executor does (see :mod:`dicomflow.jobs._celery`)."""
+    return CeleryWorker(app.settings, app.engine, app.flow).run()
