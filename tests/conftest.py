@@ -20,9 +20,9 @@ from pydicom import config
 
 import factories
 from factories import DicomflowServer
-from pg import index_url, pg_cluster, pg_url  # noqa: F401  # fixtures (tests/pg.py)
 
-pytest_plugins = ["redis_server"]  # the redis_server and redis_url fixtures
+# the redis_server and redis_url fixtures; pg_cluster, pg_url and index_url (SQLite and PostgreSQL)
+pytest_plugins = ["redis_server", "pg"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
