@@ -146,6 +146,23 @@ class HttpSettings(BaseModel):
     public_docs: bool = Field(
         True, description="Serve /docs, /redoc and /openapi.json without a token (false: they need one)."
     )
+    public_metrics: bool | None = Field(
+        None,
+        description=(
+            "Serve /metrics without a token (true) or only with one (false); empty = without a token when "
+            "the API listens on a loopback address only (only this host can scrape), else with one."
+        ),
+    )
+
+    @property
+    def metrics_need_token(self) -> bool:
+        """Whether ``/metrics`` needs a token (see ``public_metrics``)."""
+        if self.public_metrics is not None:
+            return not self.public_metrics
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host != "localhost"
 
 
 class IndexSettings(BaseModel):
@@ -242,6 +259,14 @@ class ProcessingSettings(BaseModel):
     )
     export_retry_delay: float = Field(2.0, description="Seconds before an export is retried; doubles.")
     export_retry_delay_max: float = Field(300.0, description="Longest wait between two export attempts.")
+    export_claim_seconds: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "Seconds a sender holds the exports it is sending; if it dies meanwhile, they are sent again "
+            "after this (longer than sending one round of exports takes)."
+        ),
+    )
 
 
 class JobExecutor(StrEnum):

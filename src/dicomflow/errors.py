@@ -28,6 +28,7 @@
      +-- UnprocessableInput        unprocessable-input   422  data a job cannot process; retrying cannot help
      +-- WaitTimeout               wait-timeout          504  an SDK wait ran out of time
      +-- TooManyAttempts           too-many-attempts     429  logins throttled after failures (Retry-After)
+     +-- NotReady                  not-ready             503  /ready: index, store or broker unreachable
 
 The API turns each into ``{"error": {"code", "message", "details"}}`` with its HTTP status; the DICOM
 receiver maps each to a C-STORE failure status (``dimse/_status.py``). The SDK (``dicomflow.client``) rebuilds
@@ -224,6 +225,13 @@ class TooManyAttempts(DicomflowError):
     code, http_status = "too-many-attempts", 429
 
 
+class NotReady(DicomflowError):
+    """``GET /ready``: a part the server needs (index, store, broker) cannot be reached; ``details`` has each
+    part's answer (``ok`` or what failed)."""
+
+    code, http_status = "not-ready", 503
+
+
 ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
     cls.code: cls
     for cls in (
@@ -252,5 +260,6 @@ ERRORS_BY_CODE: dict[str, type[DicomflowError]] = {
         UnprocessableInput,
         WaitTimeout,
         TooManyAttempts,
+        NotReady,
     )
 }

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from dicomflow import __version__
-from dicomflow.api import _catalog, _instances, _processing, _uploads, icometrix
+from dicomflow.api import _catalog, _health, _instances, _processing, _uploads, icometrix
 from dicomflow.api._deps import Identities
 from dicomflow.api._docs import install_docs
 from dicomflow.api._fastlane import install_upload_fast_lane
@@ -38,8 +38,10 @@ def create_app(application: Application | Settings) -> FastAPI:
     Returns
     -------
     FastAPI
-        ``GET /health`` is open; every route under ``/api/v1`` needs ``Authorization: Bearer <token>``,
-        checked with the body's size before the body is read (:mod:`~dicomflow.api._guard`).
+        ``GET /health`` (alive) and ``GET /ready`` (index and store reachable, else 503) are open, and
+        ``GET /metrics`` unless ``http.public_metrics`` says otherwise; every route under ``/api/v1`` needs
+        ``Authorization: Bearer <token>``, checked with the body's size before the body is read
+        (:mod:`~dicomflow.api._guard`).
         OpenAPI documentation is served at ``/docs`` and ``/redoc`` with local assets (public unless
         ``http.public_docs`` is off). ``app.state`` keeps ``application`` and, for the routes, its
         ``settings``, ``engine``, ``store``, ``flow`` and ``uploads``.
@@ -81,6 +83,15 @@ def _build(application: Application, *, owned: bool) -> FastAPI:
     app.add_middleware(RequestGuard, fastapi_app=app)  # outermost: token and body size before any read
     install_docs(app)
     app.add_api_route("/health", health, methods=["GET"], summary="Liveness", tags=["health"])
+    app.add_api_route("/ready", _health.ready, methods=["GET"], summary="Readiness", tags=["health"])
+    app.add_api_route(
+        "/metrics",
+        _health.metrics_page,
+        methods=["GET"],
+        summary="Prometheus metrics",
+        tags=["health"],
+        response_class=Response,
+    )
     app.include_router(_uploads.router, prefix=API_PREFIX, tags=["uploads"])  # first: matched per file sent
     app.include_router(_catalog.router, prefix=API_PREFIX, tags=["catalogue"])
     app.include_router(_instances.router, prefix=API_PREFIX, tags=["instances"])

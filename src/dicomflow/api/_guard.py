@@ -83,6 +83,8 @@ class RequestGuard:
             return not (method == "POST" and path in _LOGIN)
         if any(path == prefix or path.startswith(prefix + "/") for prefix in _PROTECTED):
             return True
+        if path == "/metrics":
+            return bool(self.state.settings.http.metrics_need_token)
         return not self.state.settings.http.public_docs and path.startswith(_DOCS)
 
     def _user(self, scope: Scope, headers: Headers) -> UserInfo:

@@ -311,6 +311,8 @@ class OutboxItem(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(_CREATED, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(String(128))  # the sender now sending it
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # then free again
 
 
 class ProjectRule(Base):
@@ -332,6 +334,16 @@ class Cursor(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger, default=0)  # 64-bit: PostgreSQL xids (0007)
+
+
+class Lease(Base):
+    """A background duty that one node of several runs at a time, until ``expires_at`` unless renewed."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))  # the holding node's ``cluster.node_id``
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # --- uploads and project membership ---

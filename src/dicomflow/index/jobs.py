@@ -314,3 +314,14 @@ def stale_running(conn: Connection, before: datetime) -> list[int]:
     return list(
         conn.scalars(select(Job.id).where(Job.state == JobState.RUNNING.value, Job.heartbeat_at < before))
     )
+
+
+def queue_depth(conn: Connection) -> dict[tuple[str, str], int]:
+    """Jobs not ended, by ``(report type, state)`` (queued, retrying, running)."""
+    waiting = (JobState.QUEUED.value, JobState.RETRYING.value, JobState.RUNNING.value)
+    rows = conn.execute(
+        select(Job.report_type, Job.state, func.count())
+        .where(Job.state.in_(waiting))
+        .group_by(Job.report_type, Job.state)
+    ).all()
+    return {(row[0], row[1]): int(row[2]) for row in rows}

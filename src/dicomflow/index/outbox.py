@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, or_, select, update
 
 from dicomflow.index._db import as_utc
 from dicomflow.index._models import OutboxItem, utcnow
@@ -69,34 +69,91 @@ def enqueue_export(conn: Connection, job_id: int | None, node: str, path: str) -
     )
 
 
-def due_exports(conn: Connection, now: datetime, limit: int = 100) -> list[OutboxEntry]:
-    """Pending exports whose next attempt is due."""
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        OutboxItem.state == ExportState.PENDING.value,
+        OutboxItem.next_attempt_at <= now,
+        or_(OutboxItem.claimed_until.is_(None), OutboxItem.claimed_until < now),
+    )
+
+
+def has_claimable_exports(conn: Connection, now: datetime) -> bool:
+    """Whether any export is due and unclaimed (a read, before claiming in a write transaction)."""
+    return conn.execute(select(OutboxItem.id).where(_claimable(now)).limit(1)).first() is not None
+
+
+def claim_exports(
+    conn: Connection, claimer: str, now: datetime, until: datetime, limit: int = 100
+) -> list[OutboxEntry]:
+    """Claim the due exports nobody is sending (or whose sender's claim ended) for ``claimer``, until
+    ``until``; returns them. One conditional ``UPDATE``: of two senders claiming at once, each export goes
+    to one (PostgreSQL checks the condition again on a row another transaction changed meanwhile).
+
+    Parameters
+    ----------
+    claimer
+        Unique to this round of this sender (e.g. node, process and a random part).
+    now
+        The current time.
+    until
+        When the claim ends if the sender neither marks the exports sent nor failed (it crashed).
+    limit
+        Most exports claimed at once.
+    """
+    due = select(OutboxItem.id).where(_claimable(now)).order_by(OutboxItem.id).limit(limit)
+    conn.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(due.scalar_subquery()), _claimable(now))
+        .values(claimed_by=claimer, claimed_until=until)
+        .execution_options(synchronize_session=False)
+    )
     rows = conn.execute(
         select(OutboxItem)
-        .where(OutboxItem.state == ExportState.PENDING.value, OutboxItem.next_attempt_at <= now)
+        .where(OutboxItem.claimed_by == claimer, OutboxItem.state == ExportState.PENDING.value)
         .order_by(OutboxItem.id)
-        .limit(limit)
     ).all()
     return [_entry(row) for row in rows]
 
 
 def export_sent(conn: Connection, item_ids: Sequence[int]) -> None:
-    """Mark exports delivered."""
+    """Mark exports delivered (and no longer claimed)."""
     if item_ids:
         conn.execute(
             update(OutboxItem)
             .where(OutboxItem.id.in_(item_ids))
-            .values(state=ExportState.SENT.value, sent_at=utcnow(), attempts=OutboxItem.attempts + 1)
+            .values(
+                state=ExportState.SENT.value,
+                sent_at=utcnow(),
+                attempts=OutboxItem.attempts + 1,
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
 
 
 def export_failed(conn: Connection, item_id: int, error: str, retry_at: datetime) -> None:
-    """Count a failed delivery and schedule the next."""
+    """Count a failed delivery, schedule the next and free the claim."""
     conn.execute(
         update(OutboxItem)
         .where(OutboxItem.id == item_id)
-        .values(attempts=OutboxItem.attempts + 1, last_error=error, next_attempt_at=retry_at)
+        .values(
+            attempts=OutboxItem.attempts + 1,
+            last_error=error,
+            next_attempt_at=retry_at,
+            claimed_by=None,
+            claimed_until=None,
+        )
     )
+
+
+def export_backlog(conn: Connection) -> dict[str, int]:
+    """Exports not yet delivered, by node."""
+    rows = conn.execute(
+        select(OutboxItem.node, func.count())
+        .where(OutboxItem.state == ExportState.PENDING.value)
+        .group_by(OutboxItem.node)
+    ).all()
+    return {row[0]: int(row[1]) for row in rows}
 
 
 def list_outbox(conn: Connection) -> list[OutboxEntry]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from dicomflow import metrics
 from dicomflow.config import DuplicatePolicy, Settings
 from dicomflow.dicom import InstanceHeader, dataset_offset, read_header, read_series_attributes
 from dicomflow.errors import (
@@ -203,9 +204,11 @@ class Ingestor:
             # parse while the disk works; the source goes with the staged file, for recovery
             staged, header = self.store.stage_while([data], parse, self._origin(source))
         except DicomflowError as exc:
-            self.record_rejection(source, label, exc)
+            self.record_rejection(source, label, exc, size=len(data))
             raise
-        return self._accept(header, staged, source, data)
+        result = self._accept(header, staged, source, data)
+        metrics.instance_received(source.kind, result.outcome.value, len(data))
+        return result
 
     def _origin(self, source: Source) -> str:
         """``source`` as one line of JSON (see :func:`source_from_origin`), made once per source."""
@@ -242,9 +245,15 @@ class Ingestor:
         self._write_lock.close()
         self.engine.dispose()
 
-    def record_rejection(self, source: Source, object_uid: str, error: DicomflowError) -> None:
-        """Log a refused instance or association in the event log (never raises)."""
+    def record_rejection(
+        self, source: Source, object_uid: str, error: DicomflowError, *, size: int = 0
+    ) -> None:
+        """Log a refused instance (of ``size`` bytes) or association in the event log and the metrics
+        (never raises)."""
         LOGGER.warning("rejected %s from %s: %s", object_uid or "instance", source.actor, error.message)
+        metrics.instance_rejected(source.kind, error.code)
+        if size:
+            metrics.instance_received(source.kind, "rejected", size)
         try:
             with self._write_lock, self.engine.begin() as conn:
                 record_event(
@@ -261,7 +270,7 @@ class Ingestor:
             result = self._commit(header, staged, source, data)
         except DicomflowError as exc:
             self.store.release(staged)
-            self.record_rejection(source, header.sop_instance_uid, exc)
+            self.record_rejection(source, header.sop_instance_uid, exc, size=len(data))
             raise
         except BaseException:
             self.store.release(staged)

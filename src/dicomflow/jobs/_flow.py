@@ -20,9 +20,10 @@ from typing import Any
 from pydicom import dcmread
 from sqlalchemy import Connection, Engine
 
+from dicomflow import metrics
 from dicomflow.checks import Severity
 from dicomflow.config import Settings
-from dicomflow.errors import InvalidState
+from dicomflow.errors import DicomflowError, InvalidState
 from dicomflow.flow import TERMINAL, JobOutcome, JobState, Stage, after_jobs
 from dicomflow.index import reading, utcnow, writing
 from dicomflow.index.arrivals import Arrival, arrivals_since, cursor, move_cursor
@@ -214,6 +215,9 @@ class Flow:
                 set_stage(conn, study_id, Stage.FAILED, SYSTEM, f"the checks could not run: {exc}")
             return
         with writing(self.engine) as conn:
+            if study_row(conn, study_id).stage is not Stage.IMPORTING:
+                LOGGER.info("study %d was promoted meanwhile (by another node)", study_id)
+                return  # a lease handover let two nodes promote it; the first one did
             clear_findings(conn, study_id)
             if not names:
                 add_findings(conn, study_id, "", survey(series))
@@ -247,6 +251,7 @@ class Flow:
         self, job_id: int, workdir: Path, exit_code: int | None, *, timed_out: bool = False
     ) -> None:
         """File a finished attempt: results and derived series on success, retry or failure otherwise."""
+        self._observe(job_id, "succeeded" if exit_code == 0 else "failed")
         if exit_code == 0:
             try:
                 self._succeeded(job_id, workdir)
@@ -261,6 +266,16 @@ class Flow:
         else:
             self._failed(job_id, _error_text(workdir, exit_code, timed_out), retry=True)
         self.settle_study_of(job_id)
+
+    def _observe(self, job_id: int, outcome: str) -> None:
+        """Count the attempt's duration in the metrics (by report type)."""
+        try:
+            with reading(self.engine) as conn:
+                job = job_row(conn, job_id)
+        except DicomflowError:
+            return  # filing the attempt says what is wrong
+        if job.started_at is not None:
+            metrics.job_ended(job.report_type, outcome, (utcnow() - job.started_at).total_seconds())
 
     def _succeeded(self, job_id: int, workdir: Path) -> None:
         manifest = Manifest.load(workdir)

@@ -1,10 +1,17 @@
 """The export outbox: results bound for other DICOM nodes are sent by C-STORE from a persisted queue,
-retried with doubling back-off until the node takes them (a node that is down only delays delivery)."""
+retried with doubling back-off until the node takes them (a node that is down only delays delivery).
+
+Each round claims its exports in the index before sending them, so two senders (two nodes during a lease
+handover) never send the same export; a sender that dies mid-send leaves claims that end after
+``processing.export_claim_seconds``, and those exports are sent again."""
 
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -12,7 +19,13 @@ from sqlalchemy import Engine
 from dicomflow import dimse
 from dicomflow.config import Settings
 from dicomflow.index import reading, utcnow, writing
-from dicomflow.index.outbox import OutboxEntry, due_exports, export_failed, export_sent
+from dicomflow.index.outbox import (
+    OutboxEntry,
+    claim_exports,
+    export_failed,
+    export_sent,
+    has_claimable_exports,
+)
 from dicomflow.jobs._backoff import backoff
 
 LOGGER = logging.getLogger(__name__)
@@ -26,13 +39,26 @@ class Outbox:
         self.engine = engine
 
     def dispatch(self) -> int:
-        """Send what is due; returns how many items were delivered."""
-        with reading(self.engine) as conn:
-            due = due_exports(conn, utcnow())
+        """Claim and send what is due; returns how many items were delivered."""
+        claimer = f"{self.settings.cluster.node_id}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        now = utcnow()
+        until = now + timedelta(seconds=self.settings.processing.export_claim_seconds)
+        with reading(self.engine) as conn:  # most rounds find nothing: no write transaction then
+            if not has_claimable_exports(conn, now):
+                return 0
+        with writing(self.engine) as conn:
+            due = claim_exports(conn, claimer, now, until)
         by_node: dict[str, list[OutboxEntry]] = defaultdict(list)
         for item in due:
             by_node[item.node].append(item)
-        return sum(self._deliver(node, items) for node, items in by_node.items())
+        delivered = 0
+        for node, items in by_node.items():
+            try:
+                delivered += self._deliver(node, items)
+            except Exception as exc:  # free the claims now rather than when they end
+                LOGGER.exception("exporting to %s failed", node)
+                self._failed(items, f"sending failed: {type(exc).__name__}: {exc}")
+        return delivered
 
     def _deliver(self, node_name: str, items: list[OutboxEntry]) -> int:
         node = self.settings.processing.nodes.get(node_name)

@@ -65,17 +65,25 @@ class Application:
     def sweep_uploads(self, stop: threading.Event) -> None:
         """Resume interrupted upload imports once, then expire abandoned uploads now and then, until ``stop``.
 
-        Once per installation: ``dicomflow serve`` runs it in its supervisor, an app built by
-        ``create_app(settings)`` in its own lifespan.
+        Once per node: ``dicomflow serve`` runs it in its supervisor, an app built by
+        ``create_app(settings)`` in its own lifespan. Of several nodes on one index, only the one holding
+        the ``upload-expiry`` lease expires uploads; the lease is renewed between sweeps and released at
+        ``stop``.
         """
+        from dicomflow.jobs import UPLOAD_EXPIRY, Lease, LeasedDuty
+
         resumed = self.uploads.resume()
         if resumed:
             LOGGER.warning("resuming the import of %d upload(s)", resumed)
-        while not stop.wait(self.settings.uploads.sweep_interval):
-            try:
-                self.uploads.expire()
-            except Exception:
-                LOGGER.exception("expiring abandoned uploads failed")
+        expiry = LeasedDuty(
+            Lease.of(self.settings, self.engine, UPLOAD_EXPIRY),
+            self.uploads.expire,
+            every=self.settings.uploads.sweep_interval,
+        )
+        wake = min(self.settings.uploads.sweep_interval, self.settings.cluster.lease_seconds / 3)
+        while not stop.wait(wake):
+            expiry.run()
+        expiry.release()
 
     def close(self) -> None:
         """Release the upload service, the flow's ingest, the receive ingest, the blob store and the index

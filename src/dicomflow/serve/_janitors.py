@@ -1,6 +1,7 @@
-"""The duties run once per installation, in ``dicomflow serve``'s supervisor: the processing engine (tracks
+"""The duties run once per node, in ``dicomflow serve``'s supervisor: the processing engine (tracks
 arrivals, runs jobs, delivers exports) and the upload janitor (resumes interrupted imports, expires
-abandoned uploads)."""
+abandoned uploads). Of several nodes on one index, each background singleton among them runs on the node
+holding its lease (:mod:`dicomflow.jobs`)."""
 
 from __future__ import annotations
 

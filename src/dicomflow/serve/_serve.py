@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+from dicomflow import metrics
 from dicomflow.config import Settings
 from dicomflow.errors import ConfigError
 from dicomflow.runtime import import_pydicom_without_pixel_libraries
@@ -53,6 +54,8 @@ def serve(settings: Settings) -> None:
             lock.release()
         raise
     lock.record_pid()
+    # counters of every process forked below, summed by /metrics (before anything imports prometheus-client)
+    metrics.share_between_processes(settings.data_dir / "metrics")
     try:
         signum = _run(settings, *sockets)
     finally:
@@ -83,7 +86,9 @@ def _run(settings: Settings, dimse_socket: socket.socket, http_socket: socket.so
     janitors = Janitors(application)
     janitors.start()
     LOGGER.info(
-        "DICOM receiver %s on %s:%d (%d processes), HTTP API on http://%s:%d (%d processes), data in %s",
+        "node %s: DICOM receiver %s on %s:%d (%d processes), HTTP API on http://%s:%d (%d processes), "
+        "data in %s",
+        settings.cluster.node_id,
         settings.dimse.ae_title,
         settings.dimse.host,
         settings.dimse.port,

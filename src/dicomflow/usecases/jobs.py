@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,7 @@ def process_here(
         ),
         app.engine,
         flow=app.flow,
+        holder=f"{settings.cluster.node_id[:40]}:import-{os.getpid()}",  # not the node's server
     )
     try:
         study_ids = processing.flow.request(list(sessions), list(report_types), actor=actor)
