@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl dicom3tools redis-server
+DEBIAN_PACKAGES := dcmtk orthanc iproute2 util-linux sqlite3 curl dicom3tools redis-server postgresql orthanc-postgresql
 
 .PHONY: run test check lint format typecheck imports spelling pytest system-deps clean bench
 
@@ -26,17 +26,19 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/dicomflow serve
 
-# Debian packages the tests drive (DCMTK tools, Orthanc as a peer, redis-server as the Celery broker). The
-# packaged services are kept from starting: tests start their own, on loopback (Orthanc inside a private
-# network namespace).
+# Debian packages the tests drive (DCMTK tools, Orthanc as a peer, redis-server as the Celery broker,
+# PostgreSQL: tests/pg.py runs a private cluster from /usr/lib/postgresql/<version>/bin; orthanc-postgresql
+# for bench/ingest_pg.sh). The packaged services are kept from starting: tests start their own, on loopback
+# (Orthanc inside a private network namespace).
 system-deps:
-	@missing=""; for b in storescu echoscu dcmsend findscu dcmcjpeg dcmcjpls dcmcrle dcmconv Orthanc unshare ip sqlite3 curl dciodvfy redis-server; do \
+	@missing=""; for b in storescu echoscu dcmsend findscu dcmcjpeg dcmcjpls dcmcrle dcmconv Orthanc unshare ip sqlite3 curl dciodvfy redis-server runuser \
+	  $$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null || echo pg_ctl); do \
 	  command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  made_policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_PACKAGES); \
 	  rc=$$?; [ $$made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; \
-	  (service orthanc stop || true) >/dev/null 2>&1; exit $$rc; \
+	  (service orthanc stop; service redis-server stop; service postgresql stop) >/dev/null 2>&1; exit $$rc; \
 	fi
 
 lint: $(STAMP)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,8 +84,10 @@ class Seeded:
 
 
 def api_settings(data_dir: Path) -> Settings:
-    """Settings of a throw-away installation in ``data_dir`` (no fsync, SQLite index in the directory)."""
-    values = {"data_dir": data_dir, "index": {"url": ""}, "storage": {"root": None, "fsync": False}}
+    """Settings of a throw-away installation in ``data_dir`` (no fsync, SQLite index in the directory, or
+    the PostgreSQL database of the ``index_url`` fixture, which sets ``DICOMFLOW_INDEX__URL``)."""
+    url = os.environ.get("DICOMFLOW_INDEX__URL", "")
+    values = {"data_dir": data_dir, "index": {"url": url}, "storage": {"root": None, "fsync": False}}
     return Settings.model_validate(values)
 
 

@@ -21,10 +21,9 @@ from pydicom import config
 import factories
 from factories import DicomflowServer
 
-pytest_plugins = [
-    "redis_server",  # the redis_server and redis_url fixtures
-    "s3",  # s3_server, s3_bucket: moto's S3 server on loopback
-]
+# the redis_server and redis_url fixtures; pg_cluster, pg_url and index_url (SQLite and PostgreSQL);
+# s3_server and s3_bucket (moto's S3 server on loopback)
+pytest_plugins = ["redis_server", "pg", "s3"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

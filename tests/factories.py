@@ -442,10 +442,17 @@ def dicomflow(
 
 
 class DataDir:
-    """Read access to a data directory: the SQLite index (read-only queries) and the blob store's files."""
+    """Read access to a data directory: the index (read-only queries) and the blob store's files.
 
-    def __init__(self, data_dir: Path) -> None:
+    ``index_url`` is the index's SQLAlchemy URL when it is not the data directory's SQLite file (a
+    PostgreSQL database, see ``tests/pg.py``; by default ``DICOMFLOW_INDEX__URL``, as ``Settings()``);
+    queries are written with ``?`` placeholders for both.
+    """
+
+    def __init__(self, data_dir: Path, index_url: str = "") -> None:
         self.data_dir = data_dir
+        found = index_url or os.environ.get("DICOMFLOW_INDEX__URL", "")  # as Settings() finds it
+        self.index_url = found or f"sqlite:///{self.index_path}"
 
     @property
     def index_path(self) -> Path:
@@ -453,6 +460,8 @@ class DataDir:
 
     def rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query on the index (SQLite in WAL mode, so safe while the server runs)."""
+        if self.index_url.startswith("postgresql"):
+            return _postgres_rows(self.index_url, sql, params)
         if not self.index_path.exists():
             raise FileNotFoundError(self.index_path)
         conn = sqlite3.connect(self.index_path, timeout=30)
@@ -497,6 +506,19 @@ class DataDir:
         return sorted(p for p in self.objects_dir.rglob("*") if p.is_file())
 
 
+def _postgres_rows(url: str, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    if isinstance(params, dict):  # sqlite3's :name placeholders
+        for name in params:
+            sql = sql.replace(f":{name}", f"%({name})s")
+    else:
+        sql = sql.replace("?", "%s")
+    with psycopg.connect(conninfo) as conn:
+        return list(conn.execute(sql.encode(), params).fetchall())
+
+
 class DicomflowServer(DataDir):
     """``dicomflow serve`` in its own process group, on loopback ports, with an admin token.
 
@@ -515,7 +537,9 @@ class DicomflowServer(DataDir):
     def __init__(
         self, data_dir: Path, dimse_port: int, http_port: int, env: dict[str, str] | None = None
     ) -> None:
-        super().__init__(data_dir)
+        super().__init__(
+            data_dir, (env or {}).get("DICOMFLOW_INDEX__URL", f"sqlite:///{data_dir}/index.sqlite3")
+        )
         self.dimse_port = dimse_port
         self.http_port = http_port
         self.env = server_env(**(env or {}))
@@ -556,7 +580,7 @@ class DicomflowServer(DataDir):
         (``dicomflow users create`` and ``tokens create`` have tests of their own)."""
         from dicomflow.index import accounts, create_index_engine, tokens, utcnow, writing
 
-        engine = create_index_engine(f"sqlite:///{self.index_path}")
+        engine = create_index_engine(self.index_url)
         email, password_hash = accounts.normalized_email(ADMIN_EMAIL), accounts.hash_password(ADMIN_PASSWORD)
         try:
             with writing(engine) as conn:  # the repositories, as a use case would call them

@@ -176,7 +176,9 @@ class IndexSettings(BaseModel):
         description=(
             "SQLite synchronous pragma (WAL mode) of the ingest. NORMAL: index rows are made durable in "
             "batches by an fsync of the WAL before the staged copies of their blobs are dropped (recovery "
-            "ingests a staged blob again if its row was lost); FULL: SQLite also fsyncs every commit."
+            "ingests a staged blob again if its row was lost); FULL: SQLite also fsyncs every commit. On "
+            "PostgreSQL, NORMAL commits the ingest with synchronous_commit off and flushes the WAL once "
+            "per batch in the same way; FULL keeps every commit synchronous."
         ),
     )
 

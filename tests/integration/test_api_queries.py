@@ -19,6 +19,8 @@ from dicomflow.index.catalog import Counts, GroupNode
 from dicomflow.storage import FileSystemBlobStore
 from factories import create_project
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 T = TypeVar("T")
 
 

@@ -22,6 +22,8 @@ from dicomflow.ingest import Source, open_ingestor
 from dicomflow.jobs import TRACKER, UPLOAD_EXPIRY, ProcessingEngine
 from factories import create_project, make_study, to_bytes
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 DIMSE = Source("dimse", "storescu@127.0.0.1", calling_ae="SCU", called_ae="kp-proj")
 LEASE_SECONDS = 1.0
 

@@ -16,6 +16,8 @@ from dicomflow.index import Event, Instance, migrate
 from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
 from factories import dataset_bytes, make_conflicting_pair, to_bytes
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 SOURCE = Source("import", "test")
 
 

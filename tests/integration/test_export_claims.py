@@ -21,6 +21,8 @@ from dicomflow.index.outbox import ExportState, claim_exports, enqueue_export, l
 from dicomflow.jobs import Outbox
 from factories import make_instance
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 
 class Peer:
     """A C-STORE SCP counting what it receives, by SOP Instance UID."""

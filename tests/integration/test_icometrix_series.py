@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 
 from apihelpers import TestClient, api_settings
 from dicomflow import index
@@ -25,6 +25,8 @@ from dicomflow.index import Acquisition, create_index_engine, migrate
 from dicomflow.ingest import Source, open_ingestor
 from dicomflow.storage import FileSystemBlobStore
 from dicomflow.usecases.accounts import Role, create_token, create_user
+
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
 
 MR_ATTRIBUTES: dict[str, Any] = {
     "EchoTime": "2.46",
@@ -173,6 +175,6 @@ def _columns(settings: Settings) -> set[str]:
     engine = create_index_engine(settings.index_url)
     try:
         with engine.connect() as conn:
-            return {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(acquisitions)")}
+            return {column["name"] for column in inspect(conn).get_columns("acquisitions")}
     finally:
         engine.dispose()

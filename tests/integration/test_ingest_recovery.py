@@ -25,6 +25,8 @@ from dicomflow.storage import FileSystemBlobStore, StagingArea
 from factories import DataDir, create_project, make_conflicting_pair, make_instance, to_bytes
 from waiting import wait_until
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 CRASHED = 86
 SOURCE = Source("import", "crash-test")
 
@@ -195,8 +197,10 @@ def with_project(settings: Settings, label: str = "lungs") -> Settings:
 
 def placement_of(data_dir: Path, sop_instance_uid: str) -> tuple[str, str | None]:
     """The project of an instance and the datasets (comma separated) its series belongs to."""
-    [(project, datasets)] = DataDir(data_dir).rows(
-        "SELECT p.label, (SELECT group_concat(d.name) FROM dataset_series m JOIN datasets d"
+    data = DataDir(data_dir)
+    names = "string_agg(d.name, ',')" if data.index_url.startswith("postgresql") else "group_concat(d.name)"
+    [(project, datasets)] = data.rows(
+        f"SELECT p.label, (SELECT {names} FROM dataset_series m JOIN datasets d"
         "  ON d.id = m.dataset_id WHERE m.acquisition_id = a.id)"
         " FROM instances i JOIN acquisitions a ON a.id = i.acquisition_id"
         " JOIN sessions s ON s.id = a.session_id JOIN projects p ON p.id = s.project_id"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from dicomflow.config import Settings
 from dicomflow.index import Acquisition, Instance, migrate
 from dicomflow.ingest import Source, open_ingestor
 from factories import make_instance, to_bytes
+
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
 
 SOURCE = Source("import", "test")
 

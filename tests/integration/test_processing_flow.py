@@ -31,6 +31,8 @@ from dicomflow.jobs import ProcessingEngine, job_workdir
 from dicomflow.storage import BlobStore
 from factories import create_project, make_study, to_bytes
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 IMPORT = Source("import", "test", called_ae="kp-proj")
 

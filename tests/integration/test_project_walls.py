@@ -26,6 +26,8 @@ from dicomflow.usecases.icometrix import Kind, make_id
 from factories import create_project, make_study, to_bytes
 from waiting import wait_until
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 SECRET_PATIENT = "P2SECRETPATIENT"
 SECRET_SESSION = "P2 secret session"

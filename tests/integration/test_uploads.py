@@ -21,6 +21,8 @@ from dicomflow.usecases.accounts import Role, create_token, create_user, grant
 from factories import create_project, make_study, nested_sequences, to_bytes
 from waiting import wait_until
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 PLUGIN = str(Path(__file__).parents[1] / "plugins" / "toy_report_types.py")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 

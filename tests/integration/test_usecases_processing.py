@@ -23,6 +23,8 @@ from dicomflow.usecases import jobs, reprocess, review, rules, studies
 from dicomflow.usecases.access import Access
 from factories import create_project, make_study, to_bytes
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 
 @dataclass
 class Flowing:

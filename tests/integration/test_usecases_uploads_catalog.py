@@ -21,6 +21,8 @@ from dicomflow.runtime import Application, open_application
 from dicomflow.usecases import catalog, uploads
 from dicomflow.usecases.access import Access
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 SRC = Path(__file__).parents[2] / "src" / "dicomflow"
 
 

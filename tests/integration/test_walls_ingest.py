@@ -15,6 +15,8 @@ from dicomflow.index import Acquisition, Instance, Project, Session, migrate
 from dicomflow.ingest import Ingestor, Outcome, Source, open_ingestor
 from factories import create_project, make_conflicting_pair, to_bytes
 
+pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
+
 P1, P2 = Source("dimse", "test", called_ae="kp-p1"), Source("dimse", "test", called_ae="kp-p2")
 
 

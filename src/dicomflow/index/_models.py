@@ -333,7 +333,7 @@ class Cursor(Base):
     __tablename__ = "cursors"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer, default=0)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)  # 64-bit: PostgreSQL xids (0007)
 
 
 class Lease(Base):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, insert, select, text
 
 from dicomflow.index._db import DIRECT_SQLITE
 from dicomflow.index._models import Acquisition, Event, Instance, Session
@@ -54,6 +54,10 @@ _SELECT_PREVIOUS = (
     .join(Session, Session.id == Acquisition.session_id)
     .where(Instance.sop_instance_uid == bindparam("uid"), Session.project_id == bindparam("project_id"))
 )
+# PostgreSQL: the receiving processes write at once (on SQLite the write lock and BEGIN IMMEDIATE serialise
+# them), so "look up the UID, then insert" would let two writers of one UID both insert. Each takes a lock
+# on the UID for the rest of its transaction first; the second then sees the first's committed row.
+_LOCK_UID = text("SELECT pg_advisory_xact_lock(hashtextextended(:uid, 0))")
 _INSERT_INSTANCE = insert(Instance)
 _INSERT_EVENT = insert(Event)
 
@@ -69,10 +73,13 @@ class StoredInstance(NamedTuple):
 
 def instances_with_uid(conn: Connection, uid: str, project_id: int) -> list[StoredInstance]:
     """The rows stored under ``uid`` in one project (in the caller's transaction); the same instance may
-    be kept in several projects, each copy its own."""
+    be kept in several projects, each copy its own. On PostgreSQL the UID stays locked until the caller's
+    transaction ends, so that its writers follow each other."""
     cursor = _sqlite_cursor(conn)
     if cursor is None:
         params = {"uid": uid, "project_id": project_id}
+        if conn.dialect.name == "postgresql":
+            conn.execute(_LOCK_UID, params)
         return [StoredInstance(*row) for row in conn.execute(_SELECT_PREVIOUS, params)]
     return [StoredInstance(*row) for row in cursor.execute(_SQLITE_PREVIOUS, (uid, project_id))]
 

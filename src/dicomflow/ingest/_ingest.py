@@ -157,6 +157,7 @@ class Ingestor:
         self._write_lock = WriteLock(
             engine.url.render_as_string(hide_password=False),
             sqlite_synchronous=settings.index.sqlite_synchronous,
+            engine=engine,
         )
         self._connections: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         # index rows are made durable in batches, before the staged copies of their blobs are dropped

@@ -1,7 +1,7 @@
 """leases and export claims: background duties run on one node at a time; each export is sent once
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 14:30:00.000000
 
 ``leases`` holds one row per background duty (the arrival tracker, the outbox, upload expiry, job recovery,
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
