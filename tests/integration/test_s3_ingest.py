@@ -30,7 +30,7 @@ def test_instances_received_on_s3_read_back_through_the_api(
 
     for data in sent.values():
         receive_bytes(application, [data], Source("dimse", "SCANNER", calling_ae="SCANNER"))
-    application.store.flush()
+    application.ingestor.store.flush()  # the receive path's own store: release the staged copies now
 
     keys = [item["Key"] for item in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert len(keys) == 3 and all(key.startswith(f"site-a/{study}/{series}/") for key in keys)
