@@ -86,6 +86,7 @@ class Network:
         self._subnet = subnet
         self.switch = Namespace(f"{self._prefix}-sw", f"10.{subnet}.0.1")
         self.hosts: list[Namespace] = []
+        self._root_link = ""
         _ip("netns", "add", self.switch.name)
         try:
             _ip("-n", self.switch.name, "link", "set", "lo", "up")
@@ -112,8 +113,24 @@ class Network:
         _ip("-n", self.switch.name, "link", "set", outer, "up")
         return host
 
+    def attach_test_process(self) -> str:
+        """Join this machine's own namespace (the test process) to the bridge, as one more host of the lab
+        network (``10.<n>.0.254``), so the test talks to the servers directly; returns that address."""
+        address = f"10.{self._subnet}.0.254"
+        outer, inner = f"v{self._subnet}-ts", f"v{self._subnet}-th"
+        _ip("link", "add", inner, "type", "veth", "peer", "name", outer)
+        self._root_link = inner
+        _ip("link", "set", outer, "netns", self.switch.name)
+        _ip("addr", "add", f"{address}/24", "dev", inner)
+        _ip("link", "set", inner, "up")
+        _ip("-n", self.switch.name, "link", "set", outer, "master", "br0")
+        _ip("-n", self.switch.name, "link", "set", outer, "up")
+        return address
+
     def remove(self) -> None:
         """Kill every process in the namespaces, then delete them (their veth pairs go with them)."""
         for namespace in [*self.hosts, self.switch]:
             namespace.kill_all()
             subprocess.run(["ip", "netns", "del", namespace.name], capture_output=True, timeout=30)
+        if self._root_link:  # its peer went with the switch namespace; this end goes with it, or here
+            subprocess.run(["ip", "link", "del", self._root_link], capture_output=True, timeout=30)
