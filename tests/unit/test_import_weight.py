@@ -14,6 +14,8 @@ from pathlib import Path
 # (it migrates and recovers), and what the receiving processes add after it.
 _BEFORE_FORK = """
 import sys
+from dicomflow.runtime import import_pydicom_without_pixel_libraries
+assert import_pydicom_without_pixel_libraries()  # as serve does first (with fast paths on)
 import dicomflow.cli
 from dicomflow.cli import _app
 import dicomflow.serve._serve, dicomflow.serve._receivers
@@ -34,4 +36,5 @@ def test_the_supervisor_and_receivers_import_no_output_http_password_or_pipeline
         [sys.executable, "-c", _BEFORE_FORK, str(tmp_path)], check=True, capture_output=True, text=True
     ).stdout.split()
     assert not {"rich", "uvicorn", "fastapi", "starlette", "argon2"} & set(loaded)
+    assert not {"requests", "tqdm", "numpy", "PIL"} & set(loaded)  # pydicom's, hidden at its import
     assert not {"dicomflow.pipelines", "dicomflow.jobs", "dicomflow.checks"} & set(loaded)
