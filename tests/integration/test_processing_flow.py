@@ -4,6 +4,7 @@ retries, review, reprocessing, project rules and new versions (toy report types 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from dicomflow.config import Settings
 from dicomflow.errors import InvalidState, UnknownReportType
 from dicomflow.index import Acquisition, Instance, Project, migrate, reading, writing
+from dicomflow.index.jobs import job_row
 from dicomflow.index.outbox import list_outbox
 from dicomflow.index.results import results_of_study
 from dicomflow.index.rules import add_rule
@@ -30,6 +32,7 @@ from dicomflow.ingest import Source, open_ingestor
 from dicomflow.jobs import ProcessingEngine, job_workdir
 from dicomflow.storage import BlobStore
 from factories import create_project, make_study, to_bytes
+from waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("index_url")  # each test on SQLite and on PostgreSQL (tests/pg.py)
 
@@ -407,3 +410,26 @@ def test_reprocessing_that_the_checks_block_fails_the_study_with_the_new_reason(
     install.flow.reprocess(finished.study_instance_uid, ["toy_count"], actor="test")
     (again,) = install.processing.run_until_settled([finished.id], timeout=120)
     assert (again.stage, again.reason) == ("Finished", "all report types succeeded")
+
+
+def test_the_periodic_job_recovery_leaves_a_job_of_this_node_running(tmp_path: Path) -> None:
+    """Job recovery runs now and then (under its lease), not only at start: a job this engine runs right now
+    stays running (before, the first periodic round put it back in the queue while its process ran on)."""
+    marker = tmp_path / "started"
+    options = {"toy_slow": {"started_marker": str(marker), "seconds": 4}}
+    install = _make(tmp_path / "data", max_attempts=3, heartbeat=0.2, stale_after=1.5, options=options)
+    try:
+        sessions = install.ingest(make_study(series=1, instances=2))
+        study_ids = install.flow.request(sessions, ["toy_slow"], actor="test")
+        wait_until(lambda: install.processing.step() or marker.exists(), timeout=60)
+        rounds_until = time.monotonic() + 2.0  # more than the recovery interval (stale_after / 3)
+        while time.monotonic() < rounds_until:
+            install.processing.step()
+            time.sleep(0.05)
+        with reading(install.ingestor.engine) as conn:
+            assert job_row(conn, 1).state == "running"
+        (study,) = install.processing.run_until_settled(study_ids, timeout=120)
+        assert (study.stage, study.jobs[0].attempts) == ("Finished", 1)
+        assert len(marker.read_text().split()) == 1  # it ran once
+    finally:
+        install.close()

@@ -99,7 +99,10 @@ class EmbeddedExecutor:
         return len(self._running)
 
     def recover(self) -> list[int]:
-        """At start: jobs that were running when a previous server stopped go back to the queue."""
+        """Jobs whose worker stopped (beats too old, or a dead process of this host) go back to the queue.
+
+        Run at start and now and then (under the job-recovery lease); never a job this executor runs.
+        """
         stale = utcnow() - timedelta(seconds=self.settings.processing.stale_after)
         with writing(self.engine) as conn:
             ids = requeue_lost(conn, stale, workers_gone=list(self._dead_local_workers(conn)))
@@ -113,8 +116,10 @@ class EmbeddedExecutor:
         return [
             w
             for w in workers
-            if w == self.worker_id  # ours, from before this start: nothing of ours runs yet
-            or (w.startswith(host + ":") and not _pid_alive(int(w.rsplit(":", 1)[1])))
+            # ours while nothing runs here: left by an engine of this process that stopped (recovery runs
+            # on the thread that claims, so a job claimed here is among _running already)
+            if (w == self.worker_id and not self._running)
+            or (w != self.worker_id and w.startswith(host + ":") and not _pid_alive(int(w.rsplit(":", 1)[1])))
         ]
 
     def step(self) -> int:
