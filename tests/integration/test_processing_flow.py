@@ -421,7 +421,12 @@ def test_the_periodic_job_recovery_leaves_a_job_of_this_node_running(tmp_path: P
     try:
         sessions = install.ingest(make_study(series=1, instances=2))
         study_ids = install.flow.request(sessions, ["toy_slow"], actor="test")
-        wait_until(lambda: install.processing.step() or marker.exists(), timeout=60)
+
+        def started() -> bool:
+            install.processing.step()
+            return marker.exists()
+
+        wait_until(started, timeout=60)
         rounds_until = time.monotonic() + 2.0  # more than the recovery interval (stale_after / 3)
         while time.monotonic() < rounds_until:
             install.processing.step()
