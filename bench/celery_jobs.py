@@ -32,22 +32,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchutil import free_port, out
 from pydicom.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 DICOMFLOW = [sys.executable, "-m", "dicomflow"]
 SOURCE_AE = "kp-bench"
-
-
-def out(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Redis:

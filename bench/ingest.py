@@ -54,6 +54,7 @@ from types import FrameType
 from typing import NamedTuple
 
 import numpy as np
+from benchutil import out
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -113,12 +114,6 @@ CT_CONSTANTS: dict[str, object] = {
     "WindowCenter": "40",
     "WindowWidth": "400",
 }
-
-
-def out(text: str = "") -> None:
-    """Write a line of the report to stdout."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 def log(text: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,22 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchutil import free_port, out
 
 from dicomflow.demo import make_ct_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
 DICOMFLOW = [sys.executable, "-m", "dicomflow"]
-
-
-def out(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Server:
