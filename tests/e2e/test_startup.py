@@ -20,7 +20,7 @@ from waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 
-def serve(data_dir: Path, dimse_port: int, http_port: int) -> subprocess.CompletedProcess[str]:
+def serve(data_dir: Path, dimse_port: int, http_port: int, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``dicomflow serve`` expecting it to give up at once (it is killed after 60 s otherwise)."""
     return subprocess.run(
         [sys.executable, "-m", "dicomflow", "serve", "--data-dir", str(data_dir)]
@@ -28,7 +28,7 @@ def serve(data_dir: Path, dimse_port: int, http_port: int) -> subprocess.Complet
         capture_output=True,
         text=True,
         timeout=60,
-        env=server_env(),
+        env=server_env(**env),
         check=False,
     )
 
@@ -71,6 +71,19 @@ def test_a_port_in_use_creates_no_data_directory(tmp_path: Path, free_port: Call
         done = serve(tmp_path / "new", holder.getsockname()[1], free_port())
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_a_report_type_plugin_that_cannot_load_stops_start_up_with_its_reason(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    """The report types are loaded in a short-lived child before any worker is forked (the processes
+    forked from the supervisor never carry them); a failure there is still one line naming the plugin."""
+    done = serve(
+        tmp_path / "data", free_port(), free_port(), DICOMFLOW_PROCESSING__PLUGINS='["no_such_plugin"]'
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "no_such_plugin" in done.stderr.strip().splitlines()[-1]
 
 
 def storescu_v(port: int, paths: list[Path]) -> subprocess.Popen[str]:
