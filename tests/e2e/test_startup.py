@@ -86,6 +86,23 @@ def test_a_report_type_plugin_that_cannot_load_stops_start_up_with_its_reason(
     assert "no_such_plugin" in done.stderr.strip().splitlines()[-1]
 
 
+def test_an_index_that_cannot_be_reached_stops_start_up_saying_so(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    """The migration runs in a short-lived child; when it fails (here: nothing listens at the index's
+    address), serve says which step failed, not click's bare "Aborted!" (it read an empty pipe before)."""
+    closed = free_port()
+    done = serve(
+        tmp_path / "data",
+        free_port(),
+        free_port(),
+        DICOMFLOW_INDEX__URL=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/nowhere",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Aborted!" not in done.stderr
+    assert "migrating the index failed" in done.stderr.strip().splitlines()[-1]
+
+
 def storescu_v(port: int, paths: list[Path]) -> subprocess.Popen[str]:
     """DCMTK ``storescu -v`` sending ``paths`` over one association, in the background."""
     return subprocess.Popen(

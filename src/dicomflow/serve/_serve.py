@@ -155,7 +155,10 @@ def _in_child(work: Callable[[Settings], None], settings: Settings, doing: str) 
     )
     child.start()
     sending.close()
-    refused = receiving.recv() if receiving.poll(None) else None
+    try:
+        refused = receiving.recv()  # the child's answer; EOF when it failed before answering
+    except EOFError:
+        refused = None
     child.join()
     receiving.close()
     if isinstance(refused, str):
